@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+# Both install what they need first (apt packages, then a .venv), and are quick when done.
+
+PYTHON     ?= python3
+VENV       := .venv
+VPY        := $(VENV)/bin/python
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export SCANBRIDGE_HOME ?= $(CURDIR)
+
+# System packages: Python tooling, SANE (library, headers for python-sane, scanimage).
+APT_RUN    := python3 python3-venv python3-dev gcc libsane1 libsane-dev sane-utils
+# Tests need nothing more yet; browsers join when the gateway tests drive them.
+APT_TEST   := $(APT_RUN)
+
+.PHONY: run test system-run system-test venv bench clean-run
+
+run: system-run venv
+	$(VENV)/bin/scanbridge run
+
+test: system-test venv
+	$(VPY) -m pytest
+
+bench: venv
+	$(VPY) bench/broker.py
+
+# apt only when a package is missing: dpkg-query is fast, apt-get update is not.
+system-run:
+	@$(call apt_install,$(APT_RUN))
+system-test:
+	@$(call apt_install,$(APT_TEST))
+
+define apt_install
+missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  echo "installing system packages: $$missing"; \
+  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+fi
+endef
+
+# The venv is rebuilt only when the package metadata changes.
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.cfg pyproject.toml
+	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $@

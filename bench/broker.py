@@ -1,0 +1,144 @@
+"""Broker benchmark: request/reply through the broker against a direct pyzmq pair.
+
+Starts, in a fresh temp home, a real broker and a real echo actor (``tests.support.echo``),
+and beside them a direct ROUTER echo server; then measures in the same run:
+
+  1. round trip of a small request   (goal: broker <= 1.5 x direct)
+  2. pipelined small requests/s      (goal: >= 50,000 msg/s through the broker)
+  3. round trip of a 25 MB blob      (goal: broker <= 1.5 x direct)
+
+Prints one line per figure and the ratios. ``python bench/broker.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broker.client import Client  # noqa: E402
+from broker.protocol import CLIENT, REQUEST, pack  # noqa: E402
+from tests.support.stack import free_port, start_broker, start_program, wait_service  # noqa: E402
+
+DIRECT_SERVER = """
+import sys, zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.ROUTER)
+sock.bind(sys.argv[1])
+while True:
+    frames = sock.recv_multipart(copy=False)
+    sock.send_multipart(frames, copy=False)
+"""
+
+
+def round_trips(send_recv, count: int) -> float:
+    """Median seconds of ``count`` sequential round trips (after a warm-up)."""
+    for _ in range(min(200, count)):
+        send_recv()
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        send_recv()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def pipelined(sock: zmq.Socket, frames: list, total: int, window: int = 500) -> float:
+    """Messages per second with up to ``window`` requests outstanding."""
+    sent = received = 0
+    start = time.perf_counter()
+    while received < total:
+        while sent < total and sent - received < window:
+            sock.send_multipart(frames, copy=False)
+            sent += 1
+        sock.recv_multipart(copy=False)
+        received += 1
+    return total / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (CI smoke run)")
+    opts = parser.parse_args()
+    count = 500 if opts.quick else 3000
+    total = 20000 if opts.quick else 100000
+    blob_rounds = 5 if opts.quick else 15
+
+    home = Path(tempfile.mkdtemp(prefix="scanbridge-bench-"))
+    env = {**os.environ, "SCANBRIDGE_HOME": str(home)}
+    procs = []
+    ctx = zmq.Context.instance()
+    try:
+        procs.append(start_broker(home))
+        procs.append(start_program(home, [sys.executable, "-m", "tests.support.echo",
+                                           "--prefetch", "256"], "echo"))
+        direct_endpoint = f"ipc://{home}/direct.sock"
+        procs.append(subprocess.Popen([sys.executable, "-c", DIRECT_SERVER, direct_endpoint],
+                                      env=env))
+        client = Client(f"ipc://{home}/run/broker.sock", context=ctx)
+        wait_service(client, "echo")
+
+        direct = ctx.socket(zmq.DEALER)
+        direct.connect(direct_endpoint)
+        small = [b"", CLIENT, REQUEST, pack({"id": 1, "service": "echo", "op": "echo",
+                                              "args": {}, "deadline": time.time() + 3600})]
+
+        def direct_small():
+            direct.send_multipart(small, copy=False)
+            direct.recv_multipart(copy=False)
+
+        def broker_small():
+            client.request("echo", "echo")
+
+        rtt_direct = round_trips(direct_small, count)
+        rtt_broker = round_trips(broker_small, count)
+
+        # Pipelined: a raw DEALER keeps many requests in flight through the broker.
+        raw = ctx.socket(zmq.DEALER)
+        raw.setsockopt(zmq.SNDHWM, 0)
+        raw.setsockopt(zmq.RCVHWM, 0)
+        raw.connect(f"ipc://{home}/run/broker.sock")
+        tput_broker = pipelined(raw, small, total)
+        tput_direct = pipelined(direct, small, total)
+
+        blob = os.urandom(25 * 1024 * 1024)
+        frames = [*small, blob]
+
+        def direct_blob():
+            direct.send_multipart(frames, copy=False)
+            direct.recv_multipart(copy=False)
+
+        def broker_blob():
+            reply = client.request("echo", "echo", blobs=[blob], timeout=60)
+            assert len(reply.blobs[0]) == len(blob)
+
+        blob_direct = round_trips(direct_blob, blob_rounds)
+        blob_broker = round_trips(broker_blob, blob_rounds)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+
+    ratio = rtt_broker / rtt_direct
+    blob_ratio = blob_broker / blob_direct
+    print(f"round trip, small:   direct {rtt_direct * 1e6:8.1f} us   broker "
+          f"{rtt_broker * 1e6:8.1f} us   ratio {ratio:.2f}x  (goal <= 1.5x)")
+    print(f"pipelined, small:    direct {tput_direct:8.0f} /s   broker "
+          f"{tput_broker:8.0f} /s   (goal >= 50000/s)")
+    print(f"round trip, 25 MB:   direct {blob_direct * 1e3:8.1f} ms   broker "
+          f"{blob_broker * 1e3:8.1f} ms   ratio {blob_ratio:.2f}x  (goal <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

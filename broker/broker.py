@@ -1,0 +1,519 @@
+"""The broker: routes requests to services, relays events, tracks worker liveness.
+
+One poll loop over the frontend ROUTER (ipc, and the optional CURVE tcp endpoint) and the
+XSUB/XPUB event pair. Each pass handles what arrived, then (once per heartbeat interval)
+expires silent workers, times out queued requests and sends heartbeats. Expiry is
+``interval * liveness``, defined once in ``Broker.__init__``. Any message from a worker
+counts as a heartbeat.
+
+The broker never dies on input: a malformed frame is counted, logged (rate-limited) and
+dropped. Run with ``python -m broker.broker``.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import signal
+import socket as socketlib
+import time
+from typing import Any
+
+import zmq
+
+from . import config as configlib
+from . import logs
+from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, READY,
+                       REPLY, REQUEST, SERVICE_WANTED, WORKER, error_reply, pack, unpack)
+from .procutil import pid_alive
+
+log = logs.Log("broker")
+
+MAX_WAIT = 24 * 3600.0  # no request waits longer than a day, whatever its deadline says
+WANTED_EVERY = 1.0  # seconds between two service.wanted events for one service
+
+
+class Request:
+    __slots__ = ("rid", "sock", "client", "id", "service", "frames", "deadline", "idempotent")
+
+    def __init__(self, rid, sock, client, header, frames, deadline):
+        self.rid = rid  # envelope frame: the broker's own key for this request
+        self.sock = sock  # the frontend socket the client is on
+        self.client = client  # its routing id
+        self.id = header.get("id")
+        self.service = header["service"]
+        self.frames = frames  # [header, blob*], forwarded untouched
+        self.deadline = deadline  # monotonic
+        self.idempotent = bool(header.get("idempotent", False))
+
+
+class Worker:
+    __slots__ = ("key", "sock", "address", "service", "pid", "host", "capacity", "inflight",
+                 "expiry", "draining", "label", "last_dispatch", "limit")
+
+    def __init__(self, sock, address, service, header, expiry):
+        self.key = (id(sock), address)
+        self.sock = sock
+        self.address = address
+        self.service = service
+        self.pid = int(header.get("pid") or 0)
+        self.host = str(header.get("host") or "")
+        self.capacity = max(1, min(int(header.get("capacity") or 1), 1024))
+        # Requests it may hold beyond capacity (queued there): pipelining for fast ops.
+        self.limit = self.capacity + max(0, min(int(header.get("prefetch") or 0), 10000))
+        self.inflight: dict[bytes, Request] = {}
+        self.expiry = expiry
+        self.draining = False  # sent DISCONNECT: finishes its work, gets no more
+        self.label = address.hex()[-8:]
+        self.last_dispatch = 0.0
+
+
+class Service:
+    __slots__ = ("name", "workers", "queue", "wanted_at", "requests", "last_activity")
+
+    def __init__(self, name):
+        self.name = name
+        self.workers: list[Worker] = []
+        self.queue: collections.deque[Request] = collections.deque()
+        self.wanted_at = 0.0
+        self.requests = 0  # total dispatched
+        self.last_activity = time.time()
+
+
+class Broker:
+    def __init__(self, cfg: configlib.Config, context: zmq.Context | None = None):
+        self.cfg = cfg
+        self.home = cfg.home
+        self.interval = cfg.heartbeat.interval
+        self.expiry = cfg.heartbeat.interval * cfg.heartbeat.liveness  # the one definition
+        self.default_timeout = cfg.broker.request_timeout
+        self.ctx = context or zmq.Context.instance()
+        self.services: dict[str, Service] = {}
+        self.workers: dict[tuple, Worker] = {}
+        self.rids = (i.to_bytes(8, "big") for i in itertools.count(1))
+        self.hostname = socketlib.gethostname()
+        self.running = True
+        self.dropped = 0  # malformed messages dropped since the last report
+        self.dropped_total = 0
+        self.drop_reported = 0.0
+        self.auth = None
+        self._bind()
+
+    # --- sockets
+
+    def _bind(self) -> None:
+        self.home.ensure()
+        for name in ("broker.sock", "events-in.sock", "events-out.sock"):
+            try:
+                (self.home.run / name).unlink()
+            except FileNotFoundError:
+                pass
+        self.frontend = self._router()
+        self.frontend.bind(self.home.broker_endpoint)
+        self.frontends = [self.frontend]
+        if self.cfg.broker.tcp_endpoint:
+            self.frontends.append(self._bind_curve(self.cfg.broker.tcp_endpoint))
+        self.events_in = self.ctx.socket(zmq.XSUB)
+        self.events_in.bind(self.home.events_in)
+        self.events_in.send(b"\x01")  # subscribe to everything the publishers send
+        self.events_out = self.ctx.socket(zmq.XPUB)
+        self.events_out.setsockopt(zmq.SNDHWM, 100000)
+        self.events_out.bind(self.home.events_out)
+        for name in ("broker.sock", "events-in.sock", "events-out.sock"):
+            os.chmod(self.home.run / name, 0o600)
+        self.poller = zmq.Poller()
+        for sock in self.frontends:
+            self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self.events_in, zmq.POLLIN)
+        self.poller.register(self.events_out, zmq.POLLIN)
+
+    def _router(self) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable -> error, not silence
+        sock.setsockopt(zmq.SNDHWM, 100000)
+        sock.setsockopt(zmq.RCVHWM, 100000)
+        sock.setsockopt(zmq.MAXMSGSIZE, 1 << 31)
+        return sock
+
+    def _bind_curve(self, endpoint: str) -> zmq.Socket:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        from .curve import server_keys
+
+        public, secret = server_keys(self.home)
+        allowed = {key.encode() for key in self.cfg.broker.curve_clients}
+
+        class Allowlist:  # the ZAP handler asks this for each connecting key (Z85)
+            @staticmethod
+            def callback(domain: str, key: bytes) -> bool:
+                return key in allowed
+
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_curve_callback(domain="*", credentials_provider=Allowlist())
+        sock = self._router()
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+        sock.bind(endpoint)
+        log.info("curve endpoint open", endpoint=endpoint, clients=len(allowed))
+        return sock
+
+    # --- main loop
+
+    def run(self) -> None:
+        log.info("broker started", endpoint=self.home.broker_endpoint, pid=os.getpid())
+        next_beat = time.monotonic() + self.interval
+        poll = self.poller.poll
+        spin = self.cfg.broker.spin_us / 1e6
+        last_activity = 0.0
+        while self.running:
+            now = time.monotonic()
+            # Right after traffic, poll without sleeping for a moment: the next message
+            # of a burst is picked up without paying for a wake-up ([broker] spin_us).
+            timeout = 0.0 if now - last_activity < spin else max(0.0, next_beat - now)
+            try:
+                events = poll(timeout * 1000)
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:
+                    continue
+                raise
+            if events:
+                last_activity = time.monotonic()
+            for sock, _ in events:
+                if sock is self.events_in:
+                    self._relay(self.events_in, self.events_out)
+                elif sock is self.events_out:
+                    self._relay(self.events_out, self.events_in)
+                else:
+                    self._drain(sock)
+            now = time.monotonic()
+            if now >= next_beat:
+                self._tick(now)
+                next_beat = now + self.interval
+        self.close()
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        # Up to a batch per pass so one busy peer cannot starve heartbeats.
+        for _ in range(1000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                self._route(sock, frames)
+            except Exception as exc:  # the broker never dies on input
+                self._drop("unhandled input", error=repr(exc))
+
+    @staticmethod
+    def _relay(src: zmq.Socket, dst: zmq.Socket) -> None:
+        for _ in range(1000):
+            try:
+                frames = src.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            dst.send_multipart(frames, copy=False)
+
+    def _drop(self, why: str, **fields: Any) -> None:
+        self.dropped += 1
+        self.dropped_total += 1
+        now = time.monotonic()
+        if now - self.drop_reported >= 5.0:
+            log.warning("dropped malformed message", reason=why, since_last=self.dropped,
+                        total=self.dropped_total, **fields)
+            self.dropped = 0
+            self.drop_reported = now
+
+    def _route(self, sock: zmq.Socket, frames: list) -> None:
+        if len(frames) < 4 or frames[1].bytes != b"":
+            return self._drop("too few frames or no empty delimiter")
+        address = frames[0].bytes
+        tag = frames[2].bytes
+        command = frames[3].bytes
+        if tag == CLIENT:
+            if command == REQUEST and len(frames) >= 5:
+                return self._client_request(sock, address, frames[4:])
+            return self._drop("bad client command")
+        if tag == WORKER:
+            return self._worker_message(sock, address, command, frames[4:])
+        return self._drop("unknown protocol tag")
+
+    # --- clients
+
+    def _client_request(self, sock, address, frames) -> None:
+        try:
+            header = unpack(frames[0].buffer)
+        except Exception:
+            return self._drop("request header is not msgpack")
+        if not isinstance(header, dict):
+            return self._drop("request header is not a map")
+        service = header.get("service")
+        if not isinstance(service, str) or not service or not isinstance(header.get("op"), str):
+            return self._reply_error(sock, address, header.get("id"), "bad_request",
+                                     "a request needs a service and an op (strings)")
+        deadline = header.get("deadline")
+        now = time.monotonic()
+        if isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+            wait = min(max(deadline - time.time(), 0.0), MAX_WAIT)
+        else:
+            wait = self.default_timeout
+        if service == BROKER_SERVICE:
+            return self._internal(sock, address, header)
+        request = Request(next(self.rids), sock, address, header, frames, now + wait)
+        svc = self.services.get(service) or self._service(service)
+        svc.queue.append(request)
+        svc.last_activity = time.time()
+        self._dispatch(svc)
+        if svc.queue and not any(not w.draining for w in svc.workers):
+            self._want(svc, now)
+
+    def _service(self, name: str) -> Service:
+        svc = self.services[name] = Service(name)
+        return svc
+
+    def _want(self, svc: Service, now: float) -> None:
+        if now - svc.wanted_at >= WANTED_EVERY:
+            svc.wanted_at = now
+            self.publish(SERVICE_WANTED, {"service": svc.name, "queued": len(svc.queue)})
+
+    def _send_client(self, request: Request, frames: list) -> None:
+        try:
+            request.sock.send_multipart([request.client, b"", CLIENT, REPLY, *frames], copy=False)
+        except zmq.ZMQError:
+            pass  # the client has gone; nobody is waiting for this reply
+
+    def _reply_error(self, sock, address, request_id, code, message) -> None:
+        try:
+            sock.send_multipart([address, b"", CLIENT, REPLY,
+                                 pack(error_reply(request_id, code, message))])
+        except zmq.ZMQError:
+            pass
+
+    def _fail(self, request: Request, code: str, message: str) -> None:
+        self._send_client(request, [pack(error_reply(request.id, code, message))])
+
+    # --- dispatch
+
+    def _dispatch(self, svc: Service) -> None:
+        while svc.queue:
+            worker = None
+            best = None
+            for candidate in svc.workers:
+                if len(candidate.inflight) >= candidate.limit or candidate.draining:
+                    continue
+                # Least loaded first, then the one that waited longest: fair over workers.
+                rank = (len(candidate.inflight) / candidate.capacity, candidate.last_dispatch)
+                if best is None or rank < best:
+                    worker, best = candidate, rank
+            if worker is None:
+                return
+            request = svc.queue.popleft()
+            if request.deadline <= time.monotonic():
+                self._fail(request, "timeout", f"no {svc.name} worker answered in time")
+                continue
+            try:
+                worker.sock.send_multipart(
+                    [worker.address, b"", WORKER, REQUEST, request.rid, *request.frames],
+                    copy=False)
+            except zmq.ZMQError:
+                svc.queue.appendleft(request)
+                self._remove_worker(worker, "dead", "unreachable")
+                continue
+            worker.inflight[request.rid] = request
+            worker.last_dispatch = time.monotonic()
+            svc.requests += 1
+
+    # --- workers
+
+    def _worker_message(self, sock, address, command, frames) -> None:
+        key = (id(sock), address)
+        worker = self.workers.get(key)
+        if command == READY:
+            return self._worker_ready(sock, address, worker, frames)
+        if worker is None:
+            # A worker we do not know (the broker restarted): tell it to register again.
+            if command != DISCONNECT:
+                self._send_worker(sock, address, DISCONNECT)
+            return
+        worker.expiry = time.monotonic() + self.expiry
+        if command == REPLY:
+            if len(frames) < 2:
+                return self._drop("reply without envelope and header", worker=worker.label)
+            request = worker.inflight.pop(frames[0].bytes, None)
+            if request is None:
+                return  # late reply to a request already answered or failed
+            self._send_client(request, frames[1:])
+            svc = self.services[worker.service]
+            svc.last_activity = time.time()
+            if worker.draining and not worker.inflight:
+                self._forget(worker)
+            else:
+                self._dispatch(svc)
+        elif command == HEARTBEAT:
+            pass
+        elif command == DISCONNECT:
+            # It finishes what it has, takes nothing new; we acknowledge so it may leave.
+            worker.draining = True
+            self._send_worker(sock, address, DISCONNECT)
+            self._publish_state(worker, "stopped")
+            if not worker.inflight:
+                self._forget(worker)
+            self._dispatch(self.services[worker.service])
+        else:
+            self._drop("unknown worker command", worker=worker.label)
+
+    def _worker_ready(self, sock, address, worker, frames) -> None:
+        if worker is not None:
+            self._drop("READY from a registered worker", worker=worker.label)
+            return self._remove_worker(worker, "dead", "protocol error")
+        try:
+            header = unpack(frames[0].buffer) if frames else None
+            service = header["service"]
+            if not isinstance(service, str) or not service or service == BROKER_SERVICE:
+                raise ValueError
+            worker = Worker(sock, address, service, header, time.monotonic() + self.expiry)
+        except Exception:
+            self._drop("bad READY header")
+            return self._send_worker(sock, address, DISCONNECT)
+        if sock is not self.frontend:
+            worker.host = worker.host or "remote"
+        self.workers[worker.key] = worker
+        svc = self.services.get(service) or self._service(service)
+        svc.workers.append(worker)
+        log.info("worker ready", service=service, worker=worker.label, worker_pid=worker.pid,
+                 host=worker.host, capacity=worker.capacity)
+        self._publish_state(worker, "ready")
+        self._dispatch(svc)
+
+    def _send_worker(self, sock, address, command, *frames) -> None:
+        try:
+            sock.send_multipart([address, b"", WORKER, command, *frames])
+        except zmq.ZMQError:
+            pass
+
+    def _remove_worker(self, worker: Worker, state: str, reason: str) -> None:
+        """A worker is gone without finishing: re-queue or fail what it held."""
+        svc = self.services[worker.service]
+        self._forget(worker)
+        retry = []
+        for request in worker.inflight.values():
+            if request.idempotent:
+                retry.append(request)
+            else:
+                self._fail(request, "actor_died",
+                           f"the {worker.service} actor died while handling the request "
+                           f"({reason}); it was not retried because it is not idempotent")
+        svc.queue.extendleft(reversed(retry))
+        worker.inflight.clear()
+        log.warning("worker lost", service=worker.service, worker=worker.label,
+                    worker_pid=worker.pid, state=state, reason=reason, requeued=len(retry))
+        self._publish_state(worker, state)
+        self._dispatch(svc)
+        if svc.queue and not svc.workers:
+            self._want(svc, time.monotonic())
+
+    def _forget(self, worker: Worker) -> None:
+        self.workers.pop(worker.key, None)
+        svc = self.services[worker.service]
+        if worker in svc.workers:
+            svc.workers.remove(worker)
+
+    # --- timers
+
+    def _tick(self, now: float) -> None:
+        for worker in list(self.workers.values()):
+            if worker.expiry <= now:
+                local = worker.host == self.hostname and worker.pid > 0
+                state = "hung" if local and pid_alive(worker.pid) else "dead"
+                self._remove_worker(worker, state, "no heartbeat")
+            else:
+                self._send_worker(worker.sock, worker.address, HEARTBEAT)
+        for svc in self.services.values():
+            if not svc.queue:
+                continue
+            keep = collections.deque()
+            for request in svc.queue:
+                if request.deadline <= now:
+                    self._fail(request, "timeout",
+                               f"no {svc.name} worker was available before the deadline")
+                else:
+                    keep.append(request)
+            svc.queue = keep
+            if keep and not any(not w.draining for w in svc.workers):
+                self._want(svc, now)
+
+    # --- events
+
+    def publish(self, topic: str, body: dict) -> None:
+        body.setdefault("ts", time.time())
+        self.events_out.send_multipart([topic.encode(), pack(body)])
+
+    def _publish_state(self, worker: Worker, state: str) -> None:
+        self.publish(ACTOR_STATE, {"service": worker.service, "worker": worker.label,
+                                   "pid": worker.pid, "host": worker.host, "state": state})
+
+    # --- the broker's own service
+
+    def _internal(self, sock, address, header) -> None:
+        op = header.get("op")
+        if op == "ping":
+            result: Any = {"pid": os.getpid(), "time": time.time()}
+        elif op == "services":
+            result = self.registry()
+        else:
+            return self._reply_error(sock, address, header.get("id"), "unknown_op",
+                                     f"the broker has no op {op!r} (it has: ping, services)")
+        try:
+            sock.send_multipart([address, b"", CLIENT, REPLY,
+                                 pack({"id": header.get("id"), "ok": True, "result": result})])
+        except zmq.ZMQError:
+            pass
+
+    def registry(self) -> dict:
+        return {
+            "services": {
+                svc.name: {
+                    "workers": [{"worker": w.label, "pid": w.pid, "host": w.host,
+                                 "capacity": w.capacity, "inflight": len(w.inflight),
+                                 "draining": w.draining} for w in svc.workers],
+                    "queued": len(svc.queue),
+                    "requests": svc.requests,
+                    "last_activity": svc.last_activity,
+                } for svc in self.services.values()
+            },
+            "dropped": self.dropped_total,
+        }
+
+    def stop(self, *_: Any) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        # Answer everything still waiting, then leave (reverse order of start-up).
+        for svc in self.services.values():
+            for request in svc.queue:
+                self._fail(request, "not_available", "the broker is shutting down")
+            for worker in svc.workers:
+                for request in worker.inflight.values():
+                    self._fail(request, "not_available", "the broker is shutting down")
+        log.info("broker stopped")
+        if self.auth is not None:
+            self.auth.stop()
+        for sock in (self.events_out, self.events_in, *reversed(self.frontends)):
+            sock.close(linger=0)
+
+
+def main() -> None:
+    cfg = configlib.load_or_exit()
+    logs.setup("broker", cfg.log.level)
+    from .actor import install_fault_handlers
+    install_fault_handlers(cfg.home, "broker")
+    broker = Broker(cfg)
+    signal.signal(signal.SIGTERM, broker.stop)
+    signal.signal(signal.SIGINT, broker.stop)
+    broker.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Clients of the broker: ``Client`` (blocking) and ``AsyncClient`` (asyncio).
+
+A DEALER socket with LINGER=0; each request carries a correlation id; replies with an id
+we are not waiting for (late answers to requests we gave up on) are dropped. Waiting past
+the deadline raises ``Error("timeout")``; an error reply raises ``Error`` with its code.
+
+    with Client(home.broker_endpoint) as client:
+        result = client.call("monitor", "dumps", {}, timeout=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import zmq
+import zmq.asyncio
+
+from .protocol import CLIENT, DEFAULT_TIMEOUT, REPLY, REQUEST, Error, pack, unpack
+
+GRACE = 1.0  # seconds we wait past the deadline for the broker's own timeout reply
+
+
+@dataclass
+class Reply:
+    result: Any
+    blobs: list = field(default_factory=list)  # zmq.Frame objects (zero-copy); .bytes/.buffer
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """Keys for a remote (tcp) connection: the broker's public key and our own pair."""
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+
+def _socket(ctx: zmq.Context, endpoint: str, curve: CurveKeys | None) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 100000)
+    sock.setsockopt(zmq.RCVHWM, 100000)
+    if curve is not None:
+        sock.curve_serverkey = curve.server_public
+        sock.curve_publickey = curve.public
+        sock.curve_secretkey = curve.secret
+    sock.connect(endpoint)
+    return sock
+
+
+def _request_frames(request_id: int, service: str, op: str, args: dict | None,
+                    blobs: Sequence, timeout: float, idempotent: bool) -> list:
+    header = {"id": request_id, "service": service, "op": op, "args": args or {},
+              "deadline": time.time() + timeout, "idempotent": idempotent}
+    return [b"", CLIENT, REQUEST, pack(header), *blobs]
+
+
+def _parse_reply(frames: list) -> tuple[Any, dict, list] | None:
+    """(id, header, blobs) of a well-formed reply, else None."""
+    if len(frames) < 4 or frames[1].bytes != CLIENT or frames[2].bytes != REPLY:
+        return None
+    try:
+        header = unpack(frames[3].buffer)
+    except Exception:
+        return None
+    if not isinstance(header, dict):
+        return None
+    return header.get("id"), header, frames[4:]
+
+
+def _result(header: dict, blobs: list) -> Reply:
+    if header.get("ok"):
+        return Reply(header.get("result"), blobs)
+    error = header.get("error")
+    raise Error.from_wire(error if isinstance(error, dict) else {"code": "internal"})
+
+
+class Client:
+    """Blocking client: one request at a time (use one client per thread)."""
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None,
+                 curve: CurveKeys | None = None):
+        self.ctx = context or zmq.Context.instance()
+        self.sock = _socket(self.ctx, endpoint, curve)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.ids = itertools.count(1)
+        self.pid = os.getpid()
+
+    def request(self, service: str, op: str, args: dict | None = None, blobs: Sequence = (),
+                timeout: float = DEFAULT_TIMEOUT, idempotent: bool = False) -> Reply:
+        """Send one request and wait for its reply.
+
+        Raises:
+            Error: the reply's error, or ``timeout`` when none came by the deadline.
+        """
+        request_id = next(self.ids)
+        self.sock.send_multipart(
+            _request_frames(request_id, service, op, args, blobs, timeout, idempotent),
+            copy=False)
+        give_up = time.monotonic() + timeout + GRACE
+        while True:
+            left = give_up - time.monotonic()
+            if left <= 0 or not self.poller.poll(left * 1000):
+                raise Error("timeout", f"no reply from {service}.{op} within {timeout:g} s")
+            parsed = _parse_reply(self.sock.recv_multipart(copy=False))
+            if parsed is not None and parsed[0] == request_id:
+                return _result(parsed[1], parsed[2])
+
+    def call(self, service: str, op: str, args: dict | None = None, **kwargs: Any) -> Any:
+        """``request()`` returning only the result."""
+        return self.request(service, op, args, **kwargs).result
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """asyncio client: many requests in flight over one socket, matched by id."""
+
+    def __init__(self, endpoint: str, context: zmq.asyncio.Context | None = None):
+        self.ctx = context or zmq.asyncio.Context.instance()
+        self.sock = _socket(self.ctx, endpoint, None)
+        self.ids = itertools.count(1)
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.reader: asyncio.Task | None = None
+
+    async def request(self, service: str, op: str, args: dict | None = None,
+                      blobs: Sequence = (), timeout: float = DEFAULT_TIMEOUT,
+                      idempotent: bool = False) -> Reply:
+        if self.reader is None:
+            self.reader = asyncio.get_running_loop().create_task(self._read())
+        request_id = next(self.ids)
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = future
+        try:
+            await self.sock.send_multipart(
+                _request_frames(request_id, service, op, args, blobs, timeout, idempotent),
+                copy=False)
+            header, frames = await asyncio.wait_for(future, timeout + GRACE)
+        except asyncio.TimeoutError:
+            raise Error("timeout", f"no reply from {service}.{op} within {timeout:g} s") from None
+        finally:
+            self.waiting.pop(request_id, None)
+        return _result(header, frames)
+
+    async def call(self, service: str, op: str, args: dict | None = None, **kwargs: Any) -> Any:
+        return (await self.request(service, op, args, **kwargs)).result
+
+    async def _read(self) -> None:
+        while True:
+            parsed = _parse_reply(await self.sock.recv_multipart(copy=False))
+            if parsed is None:
+                continue
+            future = self.waiting.get(parsed[0])
+            if future is not None and not future.done():
+                future.set_result((parsed[1], parsed[2]))
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            try:
+                await self.reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        self.sock.close(linger=0)

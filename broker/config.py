@@ -1,0 +1,384 @@
+"""The home folder and the three ini files, checked against one schema.
+
+``SCANBRIDGE_HOME`` (default: the checkout) holds ``ini/ logs/ dumps/ cache/ cert/ upload/
+run/``. The ini files are ``DSConfiguration.ini`` (ports, limits, timings),
+``service.ini`` (names) and ``user_config.ini`` (access). A missing file means "all
+defaults". An unknown section or key, or a bad value, raises ``ConfigError`` whose text is
+``file:line: key: reason`` - the CLI prints it as it is, never a traceback.
+
+Every key is declared once in ``SCHEMA`` with its default and a one-line meaning;
+``docs/configuration.md`` and the shipped files follow it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+INI_FILES = ("DSConfiguration.ini", "service.ini", "user_config.ini")
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` is the one line shown to the operator."""
+
+
+# --- value parsers: each takes the raw string and returns the value or raises ValueError.
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is out of range {lo}..{hi}")
+        return value
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{value:g} is out of range {lo:g}..{hi:g}")
+        return value
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise ValueError(f"{raw!r} is not one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _items(raw: str) -> list[str]:
+    return [item.strip() for item in re.split(r"[,\s]+", raw) if item.strip()]
+
+
+def _list_of(parse_one: Callable[[str], Any], allow_empty: bool = True) -> Callable[[str], list]:
+    def parse(raw: str) -> list:
+        values = [parse_one(item) for item in _items(raw)]
+        if not values and not allow_empty:
+            raise ValueError("needs at least one value")
+        if len(set(map(str, values))) != len(values):
+            raise ValueError("lists a value twice")
+        return values
+    return parse
+
+
+def _port(raw: str) -> int:
+    return _int(1, 65535)(raw)
+
+
+def _address(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an IP address") from None
+
+
+def parse_origin(raw: str) -> str:
+    """An exact web origin ``scheme://host[:port]``, lower-cased, without a path."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{raw!r} is not an origin like https://app.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{raw!r} is not an origin: it has a path, query or user")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{raw!r} has a bad port") from None
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _endpoint(raw: str) -> str:
+    if not raw:
+        return ""
+    match = re.fullmatch(r"tcp://([^:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", raw)
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"{raw!r} is not an endpoint like tcp://0.0.0.0:18640")
+    return raw
+
+
+def _z85_key(raw: str) -> str:
+    if not re.fullmatch(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}", raw):
+        raise ValueError(f"{raw!r} is not a 40-character Z85 CURVE public key")
+    return raw
+
+
+def _program(raw: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", raw):
+        raise ValueError(f"{raw!r} is not a program name")
+    return raw
+
+
+@dataclass(frozen=True)
+class Key:
+    default: str  # the value as written in the shipped ini file
+    parse: Callable[[str], Any]
+    doc: str  # one line for docs/configuration.md
+
+
+# file -> section -> key -> Key. A key named "*_suffix" matches any "<program>_suffix".
+SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
+    "DSConfiguration.ini": {
+        "ports": {
+            "http": Key("18622,18625", _list_of(_port, allow_empty=False),
+                        "HTTP ports the gateway listens on"),
+            "https": Key("18623,18626", _list_of(_port),
+                         "HTTPS ports (reserved: served once the certificate helper lands)"),
+        },
+        "network": {
+            "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
+                        "addresses the gateway binds; keep loopback unless you know why"),
+        },
+        "log": {
+            "level": Key("info", _choice("debug", "info", "warning", "error"),
+                         "lowest level written to logs/<actor>.log"),
+            "max_mb": Key("10", _int(1, 1024), "size at which a log file is rotated"),
+            "backups": Key("5", _int(0, 100), "rotated log files kept per actor"),
+        },
+        "heartbeat": {
+            "interval": Key("1.0", _float(0.05, 60), "seconds between heartbeats, both ways"),
+            "liveness": Key("3", _int(2, 100),
+                            "missed heartbeats after which a peer counts as dead"),
+        },
+        "broker": {
+            "request_timeout": Key("30", _float(0.1, 86400),
+                                   "default seconds a request may wait and run"),
+            "spin_us": Key("500", _int(0, 100000),
+                           "microseconds the broker keeps polling after traffic before it "
+                           "sleeps: lower latency in bursts; 0 = never spin"),
+            "tcp_endpoint": Key("", _endpoint,
+                                "optional CURVE-secured endpoint for remote actors, "
+                                "e.g. tcp://0.0.0.0:18640; empty = none"),
+            "curve_clients": Key("", _list_of(_z85_key),
+                                 "Z85 public keys of remote actors allowed on tcp_endpoint"),
+        },
+        "monitor": {
+            "hang_dump_wait": Key("1.0", _float(0.1, 30),
+                                  "seconds to wait for a hung actor's stack dump"),
+            "dump_count": Key("50", _int(1, 100000), "dump files kept (oldest removed first)"),
+            "dump_total_mb": Key("100", _int(1, 100000), "total size of dumps/ kept"),
+            "log_lines": Key("200", _int(10, 100000),
+                             "last log lines of the actor written into a crash dump"),
+        },
+        "ondemand": {
+            "programs": Key("", _list_of(_program),
+                            "programs started when needed and stopped when idle"),
+            "idle_stop": Key("60", _float(0, 86400),
+                             "seconds an on-demand program may stay idle before it stops"),
+            "*_idle_stop": Key("60", _float(0, 86400),
+                               "the same for one program, e.g. scanner_idle_stop"),
+        },
+        "limits": {
+            "max_body_mb": Key("64", _int(1, 4096), "largest HTTP request body accepted"),
+        },
+    },
+    "service.ini": {
+        "service": {
+            "name": Key("scanbridge", _program, "short name used in logs and unit names"),
+            "display_name": Key("Scanbridge", _text, "name shown on the welcome page"),
+        },
+    },
+    "user_config.ini": {
+        "access": {
+            "allowed_origins": Key("", _list_of(parse_origin),
+                                   "web origins allowed to use the service "
+                                   "(add with: scanbridge allow ORIGIN)"),
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """One ``key = value`` of an ini file with where it was written."""
+    section: str
+    key: str
+    value: str
+    number: int
+
+
+def read_ini(path: Path) -> list[Line | tuple[str, int]]:
+    """Parse an ini file keeping line numbers: ``Line`` items and ``(section, line)``."""
+    items: list[Line | tuple[str, int]] = []
+    section = None
+    last: Line | None = None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}:1: file is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}:1: cannot read: {exc.strerror}") from None
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if raw[0] in " \t" and last is not None:  # continuation of a long value
+            last = Line(last.section, last.key, f"{last.value} {stripped}", last.number)
+            items[-1] = last
+            continue
+        if stripped.startswith("["):
+            if not stripped.endswith("]"):
+                raise ConfigError(f"{path}:{number}: {stripped}: section header lacks ']'")
+            section = stripped[1:-1].strip()
+            items.append((section, number))
+            last = None
+            continue
+        match = re.match(r"([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*)$", stripped)
+        if not match:
+            raise ConfigError(f"{path}:{number}: {stripped[:40]}: not 'key = value'")
+        if section is None:
+            raise ConfigError(f"{path}:{number}: {match.group(1)}: key before any [section]")
+        last = Line(section, match.group(1), match.group(2).strip(), number)
+        items.append(last)
+    return items
+
+
+def _schema_key(section: dict[str, Key], key: str) -> Key | None:
+    if key in section:
+        return section[key]
+    for pattern, spec in section.items():
+        if pattern.startswith("*") and key.endswith(pattern[1:]) and len(key) > len(pattern) - 1:
+            return spec
+    return None
+
+
+def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
+    """Values of one ini file (defaults filled in); raises ConfigError on any problem."""
+    schema = SCHEMA[name]
+    values = {sec: {k: spec.parse(spec.default) for k, spec in keys.items() if "*" not in k}
+              for sec, keys in schema.items()}
+    if not path.exists():
+        return values
+    seen_sections: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+    for item in read_ini(path):
+        if isinstance(item, tuple):
+            section, number = item
+            if section not in schema:
+                known = ", ".join(f"[{s}]" for s in schema)
+                raise ConfigError(f"{path}:{number}: [{section}]: unknown section "
+                                  f"(this file has {known})")
+            if section in seen_sections:
+                raise ConfigError(f"{path}:{number}: [{section}]: section written twice")
+            seen_sections.add(section)
+            continue
+        spec = _schema_key(schema[item.section], item.key)
+        if spec is None:
+            known = ", ".join(schema[item.section])
+            raise ConfigError(f"{path}:{item.number}: {item.key}: unknown key in "
+                              f"[{item.section}] (known: {known})")
+        if (item.section, item.key) in seen:
+            raise ConfigError(f"{path}:{item.number}: {item.key}: key written twice")
+        seen.add((item.section, item.key))
+        try:
+            values[item.section][item.key] = spec.parse(item.value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{item.number}: {item.key}: {exc}") from None
+    return values
+
+
+class Home:
+    """The folders of one Scanbridge home (see module docstring)."""
+
+    PRIVATE = ("run", "cert", "cache", "upload")  # 0700: sockets, keys, user data
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        root = root or os.environ.get("SCANBRIDGE_HOME") or CHECKOUT
+        self.root = Path(root).resolve()
+        for name in ("ini", "logs", "dumps", "cache", "cert", "upload", "run"):
+            setattr(self, name, self.root / name)
+
+    def ensure(self) -> None:
+        """Create the folders; private ones get mode 0700 even if they existed."""
+        for name in ("ini", "logs", "dumps", *self.PRIVATE):
+            folder: Path = getattr(self, name)
+            folder.mkdir(parents=True, exist_ok=True)
+            if name in self.PRIVATE:
+                folder.chmod(0o700)
+
+    def ipc(self, name: str) -> str:
+        return f"ipc://{self.run / name}"
+
+    @property
+    def broker_endpoint(self) -> str:
+        return self.ipc("broker.sock")
+
+    @property
+    def events_in(self) -> str:
+        return self.ipc("events-in.sock")
+
+    @property
+    def events_out(self) -> str:
+        return self.ipc("events-out.sock")
+
+
+class Config(SimpleNamespace):
+    """All settings: ``config.ports.http``, ``config.access.allowed_origins``, ...
+
+    Sections are namespaces; ``config.home`` is the ``Home``.
+    """
+
+    home: Home
+
+    def idle_stop(self, program: str) -> float:
+        specific = getattr(self.ondemand, f"{program}_idle_stop", None)
+        return self.ondemand.idle_stop if specific is None else specific
+
+
+def load(home: Home | None = None) -> Config:
+    """Read and check all three ini files of ``home``; raise ConfigError on any problem."""
+    home = home or Home()
+    sections: dict[str, SimpleNamespace] = {}
+    for name in INI_FILES:
+        for section, values in load_file(home.ini / name, name).items():
+            sections[section] = SimpleNamespace(**values)
+    return Config(home=home, **sections)
+
+
+def load_or_exit(home: Home | None = None) -> Config:
+    """``load()`` for program entry points: a bad file ends the process with one line."""
+    try:
+        return load(home)
+    except ConfigError as exc:
+        print(f"scanbridge: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(78) from None  # EX_CONFIG
+
+
+def render_defaults(name: str) -> str:
+    """The text of a shipped ini file: every key with its default and meaning."""
+    out = []
+    for section, keys in SCHEMA[name].items():
+        out.append(f"[{section}]")
+        for key, spec in keys.items():
+            if "*" in key:
+                out.append(f"; {key.replace('*', '<program>')} = {spec.default}  ({spec.doc})")
+                continue
+            out.append(f"; {spec.doc}")
+            out.append(f"{key} = {spec.default}".rstrip())
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,124 @@
+"""Wire protocol: frame constants, the msgpack codec and the stable error codes.
+
+Every message is a list of ZeroMQ frames. Peers use DEALER sockets, the broker a ROUTER
+(which adds the peer's routing id in front on receipt)::
+
+    client -> broker   [empty][CLIENT][REQUEST][header][blob]*
+    broker -> client   [empty][CLIENT][REPLY][header][blob]*
+    worker -> broker   [empty][WORKER][READY][header]
+                       [empty][WORKER][REPLY][envelope][header][blob]*
+                       [empty][WORKER][HEARTBEAT]
+                       [empty][WORKER][DISCONNECT]
+    broker -> worker   [empty][WORKER][REQUEST][envelope][header][blob]*
+                       [empty][WORKER][HEARTBEAT]
+                       [empty][WORKER][DISCONNECT]
+
+The *envelope* is an opaque frame the broker puts in front of a request and the worker
+echoes back with its reply (like the client address in Majordomo), so the broker forwards
+the client's header and blobs byte for byte and never re-encodes them.
+
+Request header: ``{id, service, op, args, deadline, idempotent}`` (``deadline`` is an
+absolute UNIX time). Reply header: ``{id, ok: True, result}`` or
+``{id, ok: False, error: {code, message}}``. READY header: ``{service, pid, host,
+capacity, version}``. Blobs (images, files) are raw frames, never inside msgpack.
+
+Events go over the XSUB/XPUB pair as ``[topic][msgpack body]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+CLIENT = b"SBC1"  # client <-> broker
+WORKER = b"SBW1"  # worker <-> broker
+
+READY = b"\x01"
+REQUEST = b"\x02"
+REPLY = b"\x03"
+HEARTBEAT = b"\x04"
+DISCONNECT = b"\x05"
+
+COMMAND_NAMES = {
+    READY: "READY",
+    REQUEST: "REQUEST",
+    REPLY: "REPLY",
+    HEARTBEAT: "HEARTBEAT",
+    DISCONNECT: "DISCONNECT",
+}
+
+BROKER_SERVICE = "broker"  # answered by the broker itself (registry, ping)
+
+# Event topics published by the core.
+ACTOR_STATE = "actor.state"  # {service, worker, pid, host, state: ready|stopped|dead|hung}
+SERVICE_WANTED = "service.wanted"  # {service}: a request waits for a service with no worker
+
+DEFAULT_TIMEOUT = 30.0  # seconds a request may wait and run when the caller sets none
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    # Strict limits keep a hostile frame from exhausting memory while decoding.
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class Error(Exception):
+    """An error with a stable code; the runtime turns it into an error reply.
+
+    Args:
+        code: one of ``ERRORS`` (a stable, documented identifier).
+        message: a sentence for humans.
+        details: extra fields that travel with the error (e.g. ``allowed`` values).
+    """
+
+    def __init__(self, code: str, message: str, **details: Any):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_wire(self) -> dict:
+        return {"code": self.code, "message": self.message, **self.details}
+
+    @classmethod
+    def from_wire(cls, error: dict) -> "Error":
+        error = dict(error)
+        code = str(error.pop("code", "internal"))
+        message = str(error.pop("message", code))
+        return cls(code, message, **error)
+
+    def __repr__(self) -> str:
+        return f"Error({self.code!r}, {self.message!r})"
+
+
+# code -> (HTTP status, meaning). The one place that maps error codes to HTTP statuses.
+ERRORS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "the request is malformed"),
+    "invalid_argument": (400, "an argument is missing, unknown or has a bad value"),
+    "invalid_option": (422, "a device option value is not allowed"),
+    "unauthorized": (401, "a session token is missing or wrong"),
+    "forbidden": (403, "the origin or host is not allowed"),
+    "not_found": (404, "no such resource"),
+    "unknown_op": (404, "the service has no such operation"),
+    "conflict": (409, "the resource is in a state that does not allow this"),
+    "busy": (409, "the device or resource is busy"),
+    "too_large": (413, "the body or image is over the configured limit"),
+    "unsupported_media": (415, "the content type is not supported"),
+    "timeout": (504, "the deadline passed before the work was done"),
+    "actor_died": (502, "the actor handling the request died; it was not retried"),
+    "not_available": (503, "the service is not available"),
+    "shutting_down": (503, "the actor is stopping and takes no new work"),
+    "internal": (500, "an unexpected error; see the actor's log"),
+}
+
+
+def http_status(code: str) -> int:
+    return ERRORS.get(code, (500, ""))[0]
+
+
+def error_reply(request_id: Any, code: str, message: str, **details: Any) -> dict:
+    return {"id": request_id, "ok": False, "error": {"code": code, "message": message, **details}}

@@ -1,0 +1,88 @@
+"""Start real Scanbridge processes in a temp home (for tests and benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from broker.client import Client
+from broker.protocol import Error
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_ini(home: Path, name: str, text: str) -> None:
+    (home / "ini").mkdir(parents=True, exist_ok=True)
+    (home / "ini" / name).write_text(text)
+
+
+def env_for(home: Path) -> dict:
+    return {**os.environ, "SCANBRIDGE_HOME": str(home), "PYTHONPATH": str(ROOT),
+            "SCANBRIDGE_PYTHON": sys.executable}
+
+
+def start_program(home: Path, argv: list[str], log_name: str) -> subprocess.Popen:
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(home / "logs" / f"{log_name}.log", "ab")
+    return subprocess.Popen(argv, env=env_for(home), stdout=log, stderr=subprocess.STDOUT,
+                            cwd=ROOT)
+
+
+def start_broker(home: Path) -> subprocess.Popen:
+    proc = start_program(home, [sys.executable, "-m", "broker.broker"], "broker")
+    poll_for(lambda: (home / "run" / "broker.sock").exists(), 10, "broker socket")
+    return proc
+
+
+def start_echo(home: Path, service: str = "echo", capacity: int = 1) -> subprocess.Popen:
+    return start_program(home, [sys.executable, "-m", "tests.support.echo", "--service",
+                                service, "--capacity", str(capacity)], service)
+
+
+def poll_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Wait until ``check()`` is truthy; return its value or fail naming ``what``."""
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def workers(client: Client, service: str) -> list[dict]:
+    services = client.call("broker", "services", timeout=5)["services"]
+    return services.get(service, {}).get("workers", [])
+
+
+def wait_service(client: Client, service: str, count: int = 1, timeout: float = 15) -> list:
+    return poll_for(lambda: len(workers(client, service)) >= count and workers(client, service),
+                    timeout, f"{count} {service} worker(s)")
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+__all__ = ["Error", "free_port", "write_ini", "start_program", "start_broker", "start_echo",
+           "poll_for", "workers", "wait_service", "stop", "env_for"]
