@@ -7,10 +7,9 @@ VPY        := $(VENV)/bin/python
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SCANBRIDGE_HOME ?= $(CURDIR)
 
-# System packages: Python tooling, SANE (library, headers for python-sane, scanimage).
-APT_RUN    := python3 python3-venv python3-dev gcc libsane1 libsane-dev sane-utils
-# Tests need nothing more yet; browsers join when the gateway tests drive them.
-APT_TEST   := $(APT_RUN)
+# System packages are listed once, in system-packages.txt (doctor checks the same list).
+APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
+APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
 
 .PHONY: run test system-run system-test venv bench clean-run
 

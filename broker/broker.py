@@ -26,6 +26,7 @@ from . import config as configlib
 from . import logs
 from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, READY,
                        REPLY, REQUEST, SERVICE_WANTED, WORKER, error_reply, pack, unpack)
+from .actor import install_fault_handlers, remove_fault_file
 from .procutil import pid_alive
 
 log = logs.Log("broker")
@@ -507,12 +508,12 @@ class Broker:
 def main() -> None:
     cfg = configlib.load_or_exit()
     logs.setup("broker", cfg.log.level)
-    from .actor import install_fault_handlers
-    install_fault_handlers(cfg.home, "broker")
+    fault_file = install_fault_handlers(cfg.home, "broker")
     broker = Broker(cfg)
     signal.signal(signal.SIGTERM, broker.stop)
     signal.signal(signal.SIGINT, broker.stop)
     broker.run()
+    remove_fault_file(fault_file)
 
 
 if __name__ == "__main__":

@@ -156,9 +156,8 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
         },
         "log": {
             "level": Key("info", _choice("debug", "info", "warning", "error"),
-                         "lowest level written to logs/<actor>.log"),
-            "max_mb": Key("10", _int(1, 1024), "size at which a log file is rotated"),
-            "backups": Key("5", _int(0, 100), "rotated log files kept per actor"),
+                         "lowest level written to logs/<program>.log "
+                         "(supervisor.conf sets their rotation)"),
         },
         "heartbeat": {
             "interval": Key("1.0", _float(0.05, 60), "seconds between heartbeats, both ways"),

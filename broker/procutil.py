@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from pathlib import Path
 
 
@@ -39,3 +40,16 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    """The last ``count`` lines of a text file (empty if it does not exist)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - count * 2000))  # lines are short; read just the tail
+            return [line.decode("utf-8", "replace")
+                    for line in deque(log.read().splitlines(), maxlen=count)]
+    except OSError:
+        return []

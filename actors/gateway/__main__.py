@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .gateway import Gateway
+
+main(Gateway)

@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .monitor import Monitor
+
+main(Monitor)

@@ -1,0 +1,180 @@
+"""``scanbridge doctor``: check the installation, say what is wrong and how to fix it.
+
+Each check yields ``(level, what, fix)`` with level ``ok``, ``warn`` or ``FAIL``. The exit
+status is 1 when anything failed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from typing import Iterator
+
+from . import config as configlib
+from . import supervision
+
+Check = tuple[str, str, str]
+PACKAGES_FILE = configlib.CHECKOUT / "system-packages.txt"
+
+
+def system_packages(when: tuple[str, ...] = ("run",)) -> list[str]:
+    names = []
+    for line in PACKAGES_FILE.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[1] in when:
+            names.append(fields[0])
+    return names
+
+
+def check_config(home: configlib.Home) -> Iterator[Check]:
+    try:
+        configlib.load(home)
+        yield "ok", f"configuration in {home.ini} is valid", ""
+    except configlib.ConfigError as exc:
+        yield "FAIL", f"configuration: {exc}", "correct that line (docs/configuration.md)"
+
+
+def check_home(home: configlib.Home) -> Iterator[Check]:
+    for name in ("ini", "logs", "dumps", *configlib.Home.PRIVATE):
+        folder = getattr(home, name)
+        if not folder.exists():
+            yield "warn", f"{folder} does not exist yet", "scanbridge start creates it"
+            continue
+        if not os.access(folder, os.W_OK | os.X_OK):
+            yield "FAIL", f"{folder} is not writable by this user", \
+                f"chown -R {os.getuid()} {folder}"
+            continue
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if name in configlib.Home.PRIVATE and mode & 0o077:
+            yield "FAIL", f"{folder} is readable by others (mode {mode:o})", \
+                f"chmod 700 {folder}"
+            continue
+        yield "ok", f"{folder} (mode {mode:o})", ""
+
+
+def check_packages() -> Iterator[Check]:
+    missing = []
+    for name in system_packages():
+        done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name],
+                              capture_output=True, text=True)
+        if "install ok installed" not in done.stdout:
+            missing.append(name)
+    if missing:
+        yield "FAIL", f"system packages missing: {' '.join(missing)}", \
+            f"sudo apt-get install {' '.join(missing)}  (or: make run)"
+    else:
+        yield "ok", "system packages installed", ""
+
+
+def probe_port(port: int) -> str:
+    """'free', 'ours' or a description of the other program on the port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    except OSError:
+        return "free"
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        conn.request("GET", "/api/v1/status", headers={"Host": f"127.0.0.1:{port}"})
+        body = json.loads(conn.getresponse().read())
+        if isinstance(body, dict) and "actors" in body and "version" in body:
+            return "ours"
+    except (OSError, ValueError, http.client.HTTPException):
+        pass
+    return "another program"
+
+
+def who_listens(port: int) -> str:
+    if not shutil.which("ss"):
+        return ""
+    done = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+    return done.stdout.strip().split("users:")[-1] if "users:" in done.stdout else ""
+
+
+def check_service(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
+    running = False
+    try:
+        infos = supervision.processes(home)
+        running = True
+        bad = [f"{supervision.full_name(p)} {p['statename']}" for p in infos
+               if p["statename"] != "RUNNING"
+               and (cfg is None or p["group"] not in cfg.ondemand.programs)]
+        if bad:
+            yield "FAIL", f"programs not running: {', '.join(bad)}", \
+                "scanbridge logs NAME; scanbridge dumps; scanbridge restart NAME"
+        else:
+            yield "ok", f"service running ({len(infos)} programs)", ""
+    except supervision.NotRunning:
+        yield "warn", f"the service is not running for {home.root}", "scanbridge start"
+    if cfg is None:
+        return
+    for port in cfg.ports.http:
+        state = probe_port(port)
+        if state == "ours":
+            yield "ok", f"port {port}: Scanbridge answers", ""
+        elif state == "free" and not running:
+            yield "ok", f"port {port}: free", ""
+        elif state == "free":
+            yield "FAIL", f"port {port}: nothing listens though the service runs", \
+                "scanbridge logs gateway"
+        else:
+            yield "FAIL", f"port {port}: used by another program {who_listens(port)}".rstrip(), \
+                f"stop that program, or set other ports in {home.ini}/DSConfiguration.ini"
+
+
+def check_sane(home: configlib.Home) -> Iterator[Check]:
+    if not shutil.which("scanimage"):
+        yield "FAIL", "scanimage not found (SANE tools)", "sudo apt-get install sane-utils"
+        return
+    env = dict(os.environ)
+    if (home.ini / "sane.d").is_dir():
+        env["SANE_CONFIG_DIR"] = str(home.ini / "sane.d")
+    try:
+        done = subprocess.run(["scanimage", "-L"], capture_output=True, text=True, env=env,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        yield "warn", "scanimage -L did not finish in 60 s", "check network scanners"
+        return
+    devices = [line for line in done.stdout.splitlines() if line.startswith("device")]
+    if devices:
+        yield "ok", f"SANE devices: {len(devices)}", ""
+        for line in devices:
+            yield "ok", f"  {line}", ""
+    else:
+        yield "warn", "no SANE devices found", \
+            "connect a scanner; check `scanimage -L` and the SANE backend configuration"
+
+
+def check_certificates(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
+    if cfg is not None and cfg.broker.tcp_endpoint:
+        key = home.cert / "broker.key"
+        if not key.exists():
+            yield "warn", "CURVE key pair not created yet", "it is made when the broker starts"
+        elif stat.S_IMODE(key.stat().st_mode) & 0o077:
+            yield "FAIL", f"{key} is readable by others", f"chmod 600 {key}"
+        else:
+            yield "ok", f"CURVE server key {key} (0600)", ""
+    yield "ok", "HTTPS: not served yet (the certificate helper adds it)", ""
+
+
+def run_checks(home: configlib.Home) -> int:
+    try:
+        cfg = configlib.load(home)
+    except configlib.ConfigError:
+        cfg = None
+    checks = [check_config(home), check_home(home), check_packages(),
+              check_service(home, cfg), check_sane(home), check_certificates(home, cfg)]
+    failed = 0
+    for group in checks:
+        for level, what, fix in group:
+            print(f"{level:<5} {what}")
+            if fix and level != "ok":
+                print(f"      fix: {fix}")
+            failed += level == "FAIL"
+    print(f"{failed} problem(s) found" if failed else "no problems found")
+    return 1 if failed else 0

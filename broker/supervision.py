@@ -1,0 +1,59 @@
+"""Talking to supervisord: its XML-RPC interface over ``run/supervisor.sock``.
+
+The monitor uses it to restart, start and stop actors; the CLI to start, stop and show
+the service. ``supervisorctl -c supervisor.conf ...`` reaches the same socket.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from .config import CHECKOUT, Home
+
+SUPERVISOR_CONF = CHECKOUT / "supervisor.conf"
+
+
+class NotRunning(Exception):
+    """supervisord is not running for this home."""
+
+
+def environment(home: Home) -> dict[str, str]:
+    """What supervisor.conf expands: the home and the Python of this install."""
+    return {**os.environ, "SCANBRIDGE_HOME": str(home.root),
+            "SCANBRIDGE_PYTHON": os.environ.get("SCANBRIDGE_PYTHON") or sys.executable}
+
+
+def socket_path(home: Home) -> Path:
+    return home.run / "supervisor.sock"
+
+
+def rpc(home: Home) -> Any:
+    """A proxy for ``supervisor.*`` calls; raises NotRunning when nobody answers."""
+    path = socket_path(home)
+    probe = socket.socket(socket.AF_UNIX)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        raise NotRunning(f"supervisord is not running for {home.root}") from None
+    finally:
+        probe.close()
+    transport = SupervisorTransport(None, None, f"unix://{path}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def processes(home: Home) -> list[dict]:
+    """``getAllProcessInfo()``: name, group, statename, pid, start, description, ..."""
+    return rpc(home).getAllProcessInfo()
+
+
+def full_name(info: dict) -> str:
+    """The name supervisorctl takes: ``group:name`` when a group has several processes."""
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"

@@ -1,0 +1,108 @@
+"""Fixtures that run real Scanbridge processes in a fresh temp home.
+
+``home`` is the folder (fast heartbeats: interval 0.2 s, liveness 3, so a silent worker
+is dropped after 0.6 s). ``stack`` starts processes and clients in it and always stops
+and closes all of them when the test ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zmq
+
+from broker.client import Client
+from tests.support.stack import poll_for, start_program, write_ini
+
+FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    root = tmp_path / "home"
+    write_ini(root, "DSConfiguration.ini", FAST_HEARTBEAT)
+    return root
+
+
+class Stack:
+    """Processes, clients and raw sockets of one test; ``close()`` releases them all."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.procs: list[subprocess.Popen] = []
+        self.sockets: list = []  # Clients and zmq sockets
+        self.ctx = zmq.Context.instance()
+
+    @property
+    def endpoint(self) -> str:
+        return f"ipc://{self.home / 'run' / 'broker.sock'}"
+
+    @property
+    def events_out(self) -> str:
+        return f"ipc://{self.home / 'run' / 'events-out.sock'}"
+
+    @property
+    def events_in(self) -> str:
+        return f"ipc://{self.home / 'run' / 'events-in.sock'}"
+
+    def broker(self) -> subprocess.Popen:
+        # Like stack.start_broker, but the process is recorded before we wait for it, so
+        # it is stopped even when it never comes up.
+        proc = start_program(self.home, [sys.executable, "-m", "broker.broker"], "broker")
+        self.procs.append(proc)
+        poll_for(lambda: (self.home / "run" / "broker.sock").exists() or proc.poll() is not None,
+                 10, "broker socket")
+        assert proc.poll() is None, f"the broker exited with status {proc.returncode}"
+        return proc
+
+    def echo(self, service: str = "echo", capacity: int = 1) -> subprocess.Popen:
+        proc = start_program(self.home, [sys.executable, "-m", "tests.support.echo",
+                                         "--service", service, "--capacity", str(capacity)],
+                             service)
+        self.procs.append(proc)
+        return proc
+
+    def client(self, endpoint: str | None = None, **kwargs) -> Client:
+        client = Client(endpoint or self.endpoint, **kwargs)
+        self.sockets.append(client)
+        return client
+
+    def socket(self, kind: int) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        self.sockets.append(sock)
+        return sock
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            try:
+                sock.close(linger=0) if isinstance(sock, zmq.Socket) else sock.close()
+            except Exception:
+                pass
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:  # a SIGSTOPped process must run again to act on SIGTERM
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.terminate()
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def stack(home: Path):
+    stack = Stack(home)
+    try:
+        yield stack
+    finally:
+        stack.close()
