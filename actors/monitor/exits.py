@@ -37,10 +37,12 @@ class ExitReader:
             state = json.loads(self.state_path.read_text())
             return int(state["inode"]), int(state["offset"])
         except (OSError, ValueError, KeyError, TypeError):
-            # First start: only what happens from now on is ours to report.
+            # First start: report what happened since supervisord started (we may have
+            # been killed before we saved a position even once).
             try:
-                stat = self.log_path.stat()
-                return stat.st_ino, stat.st_size
+                data = self.log_path.read_bytes()
+                start = data.rfind(b"supervisord started with pid")
+                return self.log_path.stat().st_ino, data.rfind(b"\n", 0, max(start, 0)) + 1
             except OSError:
                 return 0, 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import time
 
 from broker import config as configlib
@@ -42,6 +43,19 @@ class Echo(Actor):
     @operation
     def boom(self):
         raise ZeroDivisionError("asked to crash the handler")
+
+    @operation
+    def segfault(self):
+        """Crash the process with SIGSEGV (the fault handler writes the stacks)."""
+        import faulthandler
+        faulthandler._sigsegv()
+
+    @operation
+    def deadlock(self):
+        """Block forever on a lock this thread already holds."""
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()
 
     @operation
     def publish_event(self, topic: str, body: dict):

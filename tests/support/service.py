@@ -1,0 +1,80 @@
+"""The whole service under supervisord in a temp home, driven like an operator would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from .stack import ROOT, env_for, free_port, poll_for, write_ini
+
+SCANBRIDGE = [sys.executable, "-m", "broker.cli"]
+
+
+class Service:
+    """A temp home with free ports; ``start()`` runs ``scanbridge start`` in it."""
+
+    def __init__(self, home: Path, heartbeat: float = 0.5, extra_ini: str = ""):
+        self.home = home
+        self.ports = [free_port(), free_port()]
+        write_ini(home, "DSConfiguration.ini",
+                  f"[ports]\nhttp = {self.ports[0]}, {self.ports[1]}\n"
+                  f"[heartbeat]\ninterval = {heartbeat}\nliveness = 3\n{extra_ini}")
+        self.env = env_for(home)
+
+    def cli(self, *args: str, timeout: float = 60, check: bool = False,
+            **kwargs) -> subprocess.CompletedProcess:
+        done = subprocess.run([*SCANBRIDGE, *args], env=self.env, cwd=ROOT, text=True,
+                              capture_output=True, timeout=timeout, **kwargs)
+        if check and done.returncode != 0:
+            raise AssertionError(f"scanbridge {' '.join(args)} failed ({done.returncode}): "
+                                 f"{done.stderr}{done.stdout}")
+        return done
+
+    def supervisorctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        exe = Path(sys.executable).parent / "supervisorctl"
+        return subprocess.run([str(exe), "-c", str(ROOT / "supervisor.conf"), *args],
+                              env=self.env, cwd=ROOT, text=True, capture_output=True,
+                              timeout=timeout)
+
+    def start(self) -> None:
+        self.cli("start", check=True)
+
+    def stop(self) -> None:
+        done = self.cli("stop")
+        if done.returncode not in (0, 3):
+            raise AssertionError(f"scanbridge stop failed: {done.stderr}")
+
+    def processes(self) -> dict[str, dict]:
+        out = self.cli("status", "--json", check=False).stdout
+        return {p["name"]: p for p in json.loads(out)} if out.strip() else {}
+
+    def pid(self, program: str) -> int:
+        return self.processes()[program]["pid"]
+
+    def wait_running(self, program: str, other_than: int | None = None,
+                     timeout: float = 15) -> int:
+        """Wait until ``program`` is RUNNING (with a pid other than ``other_than``)."""
+        def running():
+            info = self.processes().get(program)
+            if info and info["statename"] == "RUNNING" and info["pid"] != other_than:
+                return info["pid"]
+            return None
+        return poll_for(running, timeout, f"{program} RUNNING", every=0.1)
+
+    def url(self, path: str = "/", port: int | None = None) -> str:
+        return f"http://127.0.0.1:{port or self.ports[1]}{path}"
+
+    def get(self, path: str, headers: dict | None = None, port: int | None = None):
+        """(status, headers, body bytes) of a GET, errors included."""
+        request = urllib.request.Request(self.url(path, port), headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    def dumps(self) -> list[Path]:
+        return sorted((self.home / "dumps").glob("*.dump"))

@@ -1,0 +1,198 @@
+"""The whole service under supervisord: crashes, hangs, restarts, dumps, on-demand programs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from broker.client import Client
+from broker.protocol import Error
+from tests.support.service import Service
+from tests.support.stack import ROOT, poll_for, workers
+
+ECHO_PROGRAM = f"""
+[program:echo]
+command = %(ENV_SCANBRIDGE_PYTHON)s -m tests.support.echo
+directory = {ROOT}
+environment = PYTHONPATH="{ROOT}"
+autostart = false
+autorestart = true
+startsecs = 0
+stopwaitsecs = 10
+redirect_stderr = true
+stdout_logfile = %(ENV_SCANBRIDGE_HOME)s/logs/echo.log
+"""
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def echo_service(tmp_path):
+    """The service with an extra on-demand program ``echo`` (2 s idle stop)."""
+    svc = Service(tmp_path, extra_ini="[ondemand]\nprograms = echo\necho_idle_stop = 2\n"
+                                      "[monitor]\ndump_count = 3\n")
+    (tmp_path / "supervisor.d").mkdir()
+    (tmp_path / "supervisor.d" / "echo.conf").write_text(ECHO_PROGRAM)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def dump_for(svc: Service, program: str, kind: str, timeout: float = 10) -> str:
+    def find():
+        for path in svc.dumps():
+            text = path.read_text()
+            if path.name.startswith(f"{program}-") and text.startswith(
+                    f"Scanbridge dump: {program} {kind}"):
+                return text
+        return None
+    return poll_for(find, timeout, f"a {kind} dump of {program}")
+
+
+def test_all_programs_run_and_the_broker_knows_the_actors(service):
+    processes = service.processes()
+    assert {name: p["statename"] for name, p in processes.items()} == {
+        "broker": "RUNNING", "gateway": "RUNNING", "monitor": "RUNNING"}
+    with Client(f"ipc://{service.home}/run/broker.sock") as client:
+        poll_for(lambda: workers(client, "monitor") and workers(client, "gateway"), 10,
+                 "monitor and gateway registered")
+    assert oct((service.home / "run").stat().st_mode & 0o777) == "0o700"
+    assert oct((service.home / "run" / "supervisor.sock").stat().st_mode & 0o077) == "0o0"
+
+
+@pytest.mark.parametrize("program", ["gateway", "monitor", "broker"])
+def test_a_killed_actor_runs_again_and_leaves_a_dump_naming_the_signal(service, program):
+    old = service.pid(program)
+    os.kill(old, signal.SIGKILL)
+    new = service.wait_running(program, other_than=old)
+    assert new != old
+    text = dump_for(service, program, "crash")
+    assert "exit: terminated by SIGKILL" in text
+    assert "signal: SIGKILL" in text
+    assert f"last 200 lines of {service.home}/logs/{program}.log" in text
+    assert '"actor started"' in text or '"broker started"' in text
+
+
+def test_actors_register_again_after_the_broker_is_killed(service):
+    with Client(f"ipc://{service.home}/run/broker.sock") as client:
+        poll_for(lambda: workers(client, "gateway"), 10, "gateway registered")
+        old = service.pid("broker")
+        os.kill(old, signal.SIGKILL)
+        service.wait_running("broker", other_than=old)
+        poll_for(lambda: workers(client, "gateway") and workers(client, "monitor"), 15,
+                 "gateway and monitor registered with the new broker")
+    status, _, body = service.get("/api/v1/status")
+    assert status == 200 and b'"RUNNING"' in body
+
+
+def test_a_stopped_actor_gets_a_stack_dump_and_is_restarted_within_5_seconds(service):
+    old = service.pid("gateway")
+    stopped_at = time.monotonic()
+    os.kill(old, signal.SIGSTOP)
+    try:
+        new = service.wait_running("gateway", other_than=old, timeout=10)
+    finally:
+        try:
+            os.kill(old, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    # Restarted = a new gateway process exists; RUNNING adds supervisord's startsecs (1 s).
+    assert time.monotonic() - stopped_at < 5 + 1, "restart took too long"
+    text = dump_for(service, "gateway", "hang")
+    assert f"pid: {old}" in text
+    assert "Current thread" in text or "Thread 0x" in text, "no Python stacks in the dump"
+    assert "_loop" in text, "the main loop's frame is missing from the stack dump"
+    # The kill that restarted it is ours: no second (crash) dump for it.
+    time.sleep(1.0)
+    assert not [p for p in service.dumps() if "crash" in p.read_text().split("\n")[0]]
+    assert new != old
+
+
+def test_a_segfault_dump_holds_the_fault_handler_traceback(echo_service):
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        client.call("echo", "whoami", timeout=15)
+        pid = echo_service.pid("echo")
+        with pytest.raises(Error) as err:
+            client.call("echo", "segfault", timeout=10)
+        assert err.value.code == "actor_died"
+    text = dump_for(echo_service, "echo", "crash")
+    assert "terminated by SIGSEGV" in text
+    assert "Fatal Python error: Segmentation fault" in text
+    assert "in segfault" in text
+    assert not list((echo_service.home / "dumps").glob(f".echo.{pid}.fault"))
+
+
+def test_a_handler_stuck_past_its_deadline_counts_as_a_hang(echo_service):
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        client.call("echo", "whoami", timeout=15)
+        old = echo_service.pid("echo")
+        with pytest.raises(Error) as err:
+            client.call("echo", "deadlock", timeout=1)
+        assert err.value.code in ("timeout", "actor_died")
+        text = dump_for(echo_service, "echo", "hang", timeout=10)
+        assert "in deadlock" in text
+        assert client.call("echo", "whoami", timeout=15)["pid"] != old
+
+
+def test_an_on_demand_program_starts_for_a_request_and_stops_when_idle(echo_service):
+    assert echo_service.processes()["echo"]["statename"] == "STOPPED"
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        result = client.call("echo", "whoami", timeout=15)
+        assert result["pid"] == echo_service.pid("echo")
+        poll_for(lambda: echo_service.processes()["echo"]["statename"] == "STOPPED", 10,
+                 "echo stopped after being idle")
+
+
+def test_a_held_on_demand_program_keeps_running_until_released(echo_service):
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        held = client.call("monitor", "hold", {"program": "echo", "holder": "session-1"})
+        assert held == {"program": "echo", "holders": ["session-1"]}
+        pid = echo_service.wait_running("echo")
+        time.sleep(3.5)  # longer than echo_idle_stop
+        assert echo_service.processes()["echo"]["pid"] == pid
+        client.call("monitor", "release", {"program": "echo", "holder": "session-1"})
+        poll_for(lambda: echo_service.processes()["echo"]["statename"] == "STOPPED", 10,
+                 "echo stopped after release")
+        with pytest.raises(Error) as err:
+            client.call("monitor", "hold", {"program": "gateway", "holder": "x"})
+        assert err.value.code == "invalid_argument"
+
+
+def test_requests_wait_while_an_actor_restarts(echo_service):
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        old = client.call("echo", "whoami", timeout=15)["pid"]
+        answers = []
+
+        def ask():
+            with Client(f"ipc://{echo_service.home}/run/broker.sock") as other:
+                answers.append(other.call("echo", "whoami", timeout=20, idempotent=True))
+
+        os.kill(old, signal.SIGKILL)
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join(25)
+        assert answers and answers[0]["pid"] != old
+
+
+def test_dumps_are_rotated_to_the_configured_count(echo_service):
+    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+        for _ in range(5):
+            pid = client.call("echo", "whoami", timeout=15)["pid"]
+            os.kill(pid, signal.SIGKILL)
+            poll_for(lambda: any(f"exit: terminated" in p.read_text() and str(pid) not in p.name
+                                 for p in echo_service.dumps()), 10, "a dump")
+            poll_for(lambda: echo_service.processes()["echo"]["pid"] not in (0, pid), 10,
+                     "echo restarted")
+    poll_for(lambda: len(echo_service.dumps()) == 3 and
+             sum(p.read_text().count("terminated by SIGKILL") for p in echo_service.dumps()) == 3,
+             10, "3 dumps kept")
