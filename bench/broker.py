@@ -27,17 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from broker.client import Client  # noqa: E402
-from broker.protocol import CLIENT, REQUEST, pack  # noqa: E402
+from broker.protocol import CLIENT, REQUEST, pack, recv_frames, send_frames  # noqa: E402
 from tests.support.stack import free_port, start_broker, start_program, wait_service  # noqa: E402
 
+# The direct baseline uses the same fast frame helpers as the broker: a fair, not a slow,
+# baseline.
 DIRECT_SERVER = """
 import sys, zmq
+from broker.protocol import recv_frames, send_frames
 ctx = zmq.Context()
 sock = ctx.socket(zmq.ROUTER)
+sock.setsockopt(zmq.SNDHWM, 100000)
+sock.setsockopt(zmq.RCVHWM, 100000)
 sock.bind(sys.argv[1])
 while True:
-    frames = sock.recv_multipart(copy=False)
-    sock.send_multipart(frames, copy=False)
+    send_frames(sock, recv_frames(sock))
 """
 
 
@@ -59,9 +63,9 @@ def pipelined(sock: zmq.Socket, frames: list, total: int, window: int = 500) -> 
     start = time.perf_counter()
     while received < total:
         while sent < total and sent - received < window:
-            sock.send_multipart(frames, copy=False)
+            send_frames(sock, frames)
             sent += 1
-        sock.recv_multipart(copy=False)
+        recv_frames(sock)
         received += 1
     return total / (time.perf_counter() - start)
 
@@ -84,7 +88,7 @@ def main() -> None:
                                            "--prefetch", "256"], "echo"))
         direct_endpoint = f"ipc://{home}/direct.sock"
         procs.append(subprocess.Popen([sys.executable, "-c", DIRECT_SERVER, direct_endpoint],
-                                      env=env))
+                                      env=env, cwd=ROOT))
         client = Client(f"ipc://{home}/run/broker.sock", context=ctx)
         wait_service(client, "echo")
 
@@ -94,8 +98,8 @@ def main() -> None:
                                               "args": {}, "deadline": time.time() + 3600})]
 
         def direct_small():
-            direct.send_multipart(small, copy=False)
-            direct.recv_multipart(copy=False)
+            send_frames(direct, small)
+            recv_frames(direct)
 
         def broker_small():
             client.request("echo", "echo")
@@ -115,8 +119,8 @@ def main() -> None:
         frames = [*small, blob]
 
         def direct_blob():
-            direct.send_multipart(frames, copy=False)
-            direct.recv_multipart(copy=False)
+            send_frames(direct, frames)
+            recv_frames(direct)
 
         def broker_blob():
             reply = client.request("echo", "echo", blobs=[blob], timeout=60)

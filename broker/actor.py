@@ -40,8 +40,8 @@ import zmq
 from . import __version__, logs
 from . import config as configlib
 from .client import CurveKeys
-from .protocol import (DISCONNECT, HEARTBEAT, READY, REPLY, REQUEST, WORKER, Error,
-                       error_reply, pack, unpack)
+from .protocol import (DISCONNECT, HEARTBEAT, NOBLOCK, READY, REPLY, REQUEST, WORKER, Error,
+                       error_reply, pack, recv_frames, send_frames, unpack)
 
 DRAIN_SECONDS = 8.0  # under supervisord's stopwaitsecs (10): finish in-flight work
 
@@ -152,9 +152,35 @@ def operations(cls: type) -> dict[str, Callable]:
     return found
 
 
+@dataclass(frozen=True)
+class _Parameters:
+    names: frozenset  # keyword arguments it takes (blobs excluded)
+    required: frozenset  # those without a default
+    any_keyword: bool  # it has **kwargs
+    blobs: bool  # it takes the request's blobs
+
+
 @functools.cache
-def _signature(method: Callable) -> inspect.Signature:
-    return inspect.signature(method)
+def _parameters(method: Callable) -> _Parameters:
+    params = list(inspect.signature(method).parameters.values())[1:]  # without self
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = {p.name for p in params if p.name in names and p.default is p.empty}
+    return _Parameters(frozenset(names - {"blobs"}), frozenset(required - {"blobs"}),
+                       any(p.kind is p.VAR_KEYWORD for p in params), "blobs" in names)
+
+
+def _check_arguments(op: str, method: Callable, args: dict) -> bool:
+    """Raise ``invalid_argument`` unless ``args`` fit the handler; True if it takes blobs."""
+    params = _parameters(method)
+    missing = params.required - args.keys()
+    if missing:
+        raise Error("invalid_argument", f"{op}: missing argument(s): {', '.join(sorted(missing))}")
+    unknown = set(args) - params.names if not params.any_keyword else set()
+    if unknown or "blobs" in args:
+        bad = ", ".join(sorted(unknown | ({"blobs"} & set(args))))
+        known = ", ".join(sorted(params.names)) or "none"
+        raise Error("invalid_argument", f"{op}: unknown argument(s): {bad} (it takes: {known})")
+    return params.blobs
 
 
 def install_fault_handlers(home: configlib.Home, name: str) -> Any:
@@ -305,7 +331,7 @@ class Runtime:
                     finally:
                         self.io_lock.release()
                 else:
-                    self._pusher().send_multipart([b"R", envelope, *frames], copy=False)
+                    send_frames(self._pusher(), [b"R", envelope, *frames])
             elif kind == "tick":
                 try:
                     self.actor.on_tick()
@@ -338,13 +364,8 @@ class Runtime:
             args = header.get("args") or {}
             if not isinstance(args, dict):
                 raise Error("invalid_argument", "args must be a map")
-            signature = _signature(method)
-            if "blobs" in signature.parameters:
+            if _check_arguments(op, method, args):
                 args = {**args, "blobs": blobs}
-            try:
-                signature.bind(self.actor, **args)
-            except TypeError as exc:
-                raise Error("invalid_argument", f"{op}: {exc}") from None
             self.actor._local.call = Call(request_id, op, deadline)
             value = method(self.actor, **args)
             if isinstance(value, Result):
@@ -364,7 +385,7 @@ class Runtime:
 
     def _send_reply(self, envelope: bytes, frames: list) -> None:
         if self.running.pop(envelope, None) is not None:
-            self.broker.send_multipart([b"", WORKER, REPLY, envelope, *frames], copy=False)
+            send_frames(self.broker, [b"", WORKER, REPLY, envelope, *frames])
 
     # --- the I/O loop
 
@@ -471,7 +492,7 @@ class Runtime:
     def _from_broker(self) -> None:
         for _ in range(1000):
             try:
-                frames = self.broker.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(self.broker, NOBLOCK)
             except zmq.Again:
                 return
             self.broker_expiry = time.monotonic() + self.expiry
@@ -506,7 +527,7 @@ class Runtime:
     def _from_actor_threads(self) -> None:
         for _ in range(1000):
             try:
-                frames = self.results.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(self.results, NOBLOCK)
             except zmq.Again:
                 return
             kind = frames[0].bytes

@@ -25,7 +25,8 @@ import zmq
 from . import config as configlib
 from . import logs
 from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, READY,
-                       REPLY, REQUEST, SERVICE_WANTED, WORKER, error_reply, pack, unpack)
+                       REPLY, REQUEST, SERVICE_WANTED, WORKER, NOBLOCK, error_reply, pack,
+                       recv_frames, send_frames, unpack)
 from .actor import install_fault_handlers, remove_fault_file
 from .procutil import pid_alive
 
@@ -200,7 +201,7 @@ class Broker:
         # Up to a batch per pass so one busy peer cannot starve heartbeats.
         for _ in range(1000):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -212,10 +213,10 @@ class Broker:
     def _relay(src: zmq.Socket, dst: zmq.Socket) -> None:
         for _ in range(1000):
             try:
-                frames = src.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(src, NOBLOCK)
             except zmq.Again:
                 return
-            dst.send_multipart(frames, copy=False)
+            send_frames(dst, frames)
 
     def _drop(self, why: str, **fields: Any) -> None:
         self.dropped += 1
@@ -281,7 +282,7 @@ class Broker:
 
     def _send_client(self, request: Request, frames: list) -> None:
         try:
-            request.sock.send_multipart([request.client, b"", CLIENT, REPLY, *frames], copy=False)
+            send_frames(request.sock, [request.client, b"", CLIENT, REPLY, *frames])
         except zmq.ZMQError:
             pass  # the client has gone; nobody is waiting for this reply
 
@@ -315,9 +316,8 @@ class Broker:
                 self._fail(request, "timeout", f"no {svc.name} worker answered in time")
                 continue
             try:
-                worker.sock.send_multipart(
-                    [worker.address, b"", WORKER, REQUEST, request.rid, *request.frames],
-                    copy=False)
+                send_frames(worker.sock, [worker.address, b"", WORKER, REQUEST, request.rid,
+                                          *request.frames])
             except zmq.ZMQError:
                 svc.queue.appendleft(request)
                 self._remove_worker(worker, "dead", "unreachable")

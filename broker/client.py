@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import zmq
 import zmq.asyncio
 
-from .protocol import CLIENT, DEFAULT_TIMEOUT, REPLY, REQUEST, Error, pack, unpack
+from .protocol import (CLIENT, DEFAULT_TIMEOUT, REPLY, REQUEST, Error, pack, recv_frames,
+                       send_frames, unpack)
 
 GRACE = 1.0  # seconds we wait past the deadline for the broker's own timeout reply
 
@@ -99,15 +100,14 @@ class Client:
             Error: the reply's error, or ``timeout`` when none came by the deadline.
         """
         request_id = next(self.ids)
-        self.sock.send_multipart(
-            _request_frames(request_id, service, op, args, blobs, timeout, idempotent),
-            copy=False)
+        send_frames(self.sock,
+                    _request_frames(request_id, service, op, args, blobs, timeout, idempotent))
         give_up = time.monotonic() + timeout + GRACE
         while True:
             left = give_up - time.monotonic()
             if left <= 0 or not self.poller.poll(left * 1000):
                 raise Error("timeout", f"no reply from {service}.{op} within {timeout:g} s")
-            parsed = _parse_reply(self.sock.recv_multipart(copy=False))
+            parsed = _parse_reply(recv_frames(self.sock))
             if parsed is not None and parsed[0] == request_id:
                 return _result(parsed[1], parsed[2])
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import zmq
+from zmq.backend import Socket as _RawSocket
 
 CLIENT = b"SBC1"  # client <-> broker
 WORKER = b"SBW1"  # worker <-> broker
@@ -55,6 +57,33 @@ ACTOR_STATE = "actor.state"  # {service, worker, pid, host, state: ready|stopped
 SERVICE_WANTED = "service.wanted"  # {service}: a request waits for a service with no worker
 
 DEFAULT_TIMEOUT = 30.0  # seconds a request may wait and run when the caller sets none
+
+
+_send = _RawSocket.send
+_recv = _RawSocket.recv
+_SNDMORE = int(zmq.SNDMORE)
+NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum arithmetic costs more than the send
+
+
+def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> None:
+    """Send a multipart message, zero-copy for large frames.
+
+    Three times cheaper than ``send_multipart`` for small messages: it skips pyzmq's
+    per-frame flag arithmetic on enums, which dominates a broker's per-message cost.
+    """
+    for frame in frames[:-1]:
+        _send(sock, frame, flags | _SNDMORE, False)
+    _send(sock, frames[-1], flags, False)
+
+
+def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:
+    """Receive a multipart message as zmq.Frame objects (no copy of large blobs)."""
+    frame = _recv(sock, flags, False)
+    frames = [frame]
+    while frame.more:
+        frame = _recv(sock, flags, False)
+        frames.append(frame)
+    return frames
 
 
 def pack(obj: Any) -> bytes:
