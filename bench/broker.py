@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from broker.client import Client  # noqa: E402
 from broker.protocol import CLIENT, REQUEST, pack, recv_frames, send_frames  # noqa: E402
-from tests.support.stack import free_port, start_broker, start_program, wait_service  # noqa: E402
+from tests.support.stack import start_broker, start_program, wait_service  # noqa: E402
 
 # The direct baseline uses the same fast frame helpers as the broker: a fair, not a slow,
 # baseline.

@@ -145,7 +145,7 @@ class Actor:
 def operations(cls: type) -> dict[str, Callable]:
     found = {}
     for klass in reversed(cls.__mro__):
-        for attr, value in vars(klass).items():
+        for value in vars(klass).values():
             name = getattr(value, "_sb_operation", None)
             if name:
                 found[name] = value

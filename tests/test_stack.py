@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -185,14 +186,19 @@ def test_requests_wait_while_an_actor_restarts(echo_service):
 
 
 def test_dumps_are_rotated_to_the_configured_count(echo_service):
+    monitor_log = echo_service.home / "logs" / "monitor.log"
+
+    def written() -> int:
+        return monitor_log.read_text().count('"dump written"')
+
     with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
-        for _ in range(5):
+        for number in range(1, 6):
             pid = client.call("echo", "whoami", timeout=15)["pid"]
             os.kill(pid, signal.SIGKILL)
-            poll_for(lambda: any(f"exit: terminated" in p.read_text() and str(pid) not in p.name
-                                 for p in echo_service.dumps()), 10, "a dump")
-            poll_for(lambda: echo_service.processes()["echo"]["pid"] not in (0, pid), 10,
-                     "echo restarted")
-    poll_for(lambda: len(echo_service.dumps()) == 3 and
-             sum(p.read_text().count("terminated by SIGKILL") for p in echo_service.dumps()) == 3,
-             10, "3 dumps kept")
+            poll_for(lambda n=number: written() == n, 10, f"dump number {number}")
+    paths = [json.loads(line)["path"] for line in monitor_log.read_text().splitlines()
+             if '"dump written"' in line]
+    assert len(paths) == 5
+    kept = echo_service.dumps()
+    assert [str(p) for p in kept] == sorted(paths[-3:]), "not the newest three"
+    assert all("terminated by SIGKILL" in path.read_text() for path in kept)

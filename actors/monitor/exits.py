@@ -16,7 +16,8 @@ from pathlib import Path
 
 from broker.procutil import atomic_write
 
-EXITED = re.compile(r"\bexited: (?P<name>\S+) \((?P<reason>.+); (?P<expected>not expected|expected)\)")
+EXITED = re.compile(r"\bexited: (?P<name>\S+) \((?P<reason>.+); "
+                    r"(?P<expected>not expected|expected)\)")
 
 
 @dataclass
