@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -239,7 +240,7 @@ def cmd_call(home: configlib.Home, opts: argparse.Namespace) -> int:
         except OSError as exc:
             fail(f"cannot read {name}: {exc.strerror}", EXIT_USAGE)
     load_config(home)
-    if not (home.run / "broker.sock").exists():
+    if not supervision.socket_answers(home.run / "broker.sock"):
         fail(f"the broker is not running for {home.root} (start it with: scanbridge start)",
              EXIT_NOT_RUNNING)
     with Client(home.broker_endpoint) as client:
@@ -282,8 +283,7 @@ def allow_origin(path: Path, origin: str) -> bool:
                 out.append(f"allowed_origins = {value}")
                 done = True
             section = stripped.strip("[] ")
-        elif section == "access" and not done and stripped.split("=")[0].strip() == \
-                "allowed_origins" and not stripped.startswith((";", "#")):
+        elif section == "access" and not done and re.match(r"allowed_origins\s*[=:]", stripped):
             out.append(f"allowed_origins = {value}")
             done = skipping = True
             continue
@@ -293,13 +293,15 @@ def allow_origin(path: Path, origin: str) -> bool:
             out += ["", "[access]"] if out else ["[access]"]
         out.append(f"allowed_origins = {value}")
     text = "\n".join(out) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
     check = path.with_name(f".{path.name}.check")
     check.write_text(text, encoding="utf-8")
     try:
         configlib.load_file(check, "user_config.ini")
+    except configlib.ConfigError as exc:
+        raise configlib.ConfigError(str(exc).replace(str(check), str(path))) from None
     finally:
         check.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text.encode("utf-8"))
     return True
 
@@ -323,8 +325,27 @@ def cmd_doctor(home: configlib.Home, opts: argparse.Namespace) -> int:
     return run_checks(home)
 
 
+def count(raw: str) -> int:
+    """An argparse type: a whole number of 0 or more."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a count (0 or more)")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="scanbridge", description=__doc__.split("\n")[0],
+    top = Parser(prog="scanbridge", description=__doc__.split("\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--home", help="the Scanbridge home (default: $SCANBRIDGE_HOME, "
                                     "else the checkout)")
@@ -342,7 +363,7 @@ def parser() -> argparse.ArgumentParser:
     log = sub.add_parser("logs", help="show a program's log")
     log.add_argument("actor")
     log.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    log.add_argument("-n", "--lines", type=int, default=50, help="lines to show (50)")
+    log.add_argument("-n", "--lines", type=count, default=50, help="lines to show (50)")
     log.add_argument("--raw", action="store_true", help="the JSON lines as written")
     log.set_defaults(func=cmd_logs)
     dumps = sub.add_parser("dumps", help="list crash and hang dumps")

@@ -97,20 +97,35 @@ def _address(raw: str) -> str:
 
 def parse_origin(raw: str) -> str:
     """An exact web origin ``scheme://host[:port]``, lower-cased, without a path."""
-    parts = urlsplit(raw.strip())
+    try:
+        parts = urlsplit(raw.strip())
+        parts.hostname  # noqa: B018 - raises for a malformed [IPv6] host
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an origin like https://app.example.com") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{raw!r} is not an origin like https://app.example.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"{raw!r} is not an origin: it has a path, query or user")
     try:
         port = parts.port
     except ValueError:
         raise ValueError(f"{raw!r} has a bad port") from None
+    if port == 0:
+        raise ValueError(f"{raw!r} has a bad port")
     host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
+    if parts.netloc.startswith("["):
+        try:
+            host = f"[{ipaddress.IPv6Address(host)}]"
+        except ValueError:
+            raise ValueError(f"{raw!r} has a bad IPv6 address") from None
+    elif not _HOST.fullmatch(host):
+        raise ValueError(f"{raw!r} has a bad host name")
     default = {"http": 80, "https": 443}[parts.scheme]
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+# DNS labels (letters, digits, hyphens; punycode for others) or a dotted IPv4 address.
+_HOST = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
 
 
 def _endpoint(raw: str) -> str:
@@ -229,9 +244,9 @@ def read_ini(path: Path) -> list[Line | tuple[str, int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}:1: file is not UTF-8 text") from None
+        raise ConfigError(f"{path}:1: (file): not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"{path}:1: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}:1: (file): cannot read: {exc.strerror}") from None
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         if not stripped or stripped[0] in "#;":

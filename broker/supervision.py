@@ -30,6 +30,19 @@ def environment(home: Home) -> dict[str, str]:
             "SCANBRIDGE_PYTHON": os.environ.get("SCANBRIDGE_PYTHON") or sys.executable}
 
 
+def socket_answers(path: Path) -> bool:
+    """True when a process accepts connections on the unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def socket_path(home: Home) -> Path:
     return home.run / "supervisor.sock"
 
@@ -37,14 +50,8 @@ def socket_path(home: Home) -> Path:
 def rpc(home: Home) -> Any:
     """A proxy for ``supervisor.*`` calls; raises NotRunning when nobody answers."""
     path = socket_path(home)
-    probe = socket.socket(socket.AF_UNIX)
-    probe.settimeout(2.0)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        raise NotRunning(f"supervisord is not running for {home.root}") from None
-    finally:
-        probe.close()
+    if not socket_answers(path):
+        raise NotRunning(f"supervisord is not running for {home.root}")
     transport = SupervisorTransport(None, None, f"unix://{path}")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
