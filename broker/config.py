@@ -32,28 +32,26 @@ class ConfigError(Exception):
 
 # --- value parsers: each takes the raw string and returns the value or raises ValueError.
 
-def _int(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"{raw!r} is not a whole number") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"{value} is out of range {lo}..{hi}")
-        return value
-    return parse
+def _number(kind: type, lo: float, hi: float) -> Callable[[str], Any]:
+    what = "a whole number" if kind is int else "a number"
 
-
-def _float(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
+    def parse(raw: str) -> Any:
         try:
-            value = float(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError(f"{raw!r} is not a number") from None
-        if not lo <= value <= hi:
+            raise ValueError(f"{raw!r} is not {what}") from None
+        if not lo <= value <= hi:  # NaN fails this too
             raise ValueError(f"{value:g} is out of range {lo:g}..{hi:g}")
         return value
     return parse
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    return _number(int, lo, hi)
+
+
+def _float(lo: float, hi: float) -> Callable[[str], float]:
+    return _number(float, lo, hi)
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
