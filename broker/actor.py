@@ -41,7 +41,7 @@ from . import __version__, logs
 from . import config as configlib
 from .client import CurveKeys
 from .protocol import (DISCONNECT, HEARTBEAT, NOBLOCK, READY, REPLY, REQUEST, WORKER, Error,
-                       error_reply, pack, recv_frames, send_frames, unpack)
+                       deadline_of, error_reply, pack, recv_frames, send_frames, unpack)
 
 DRAIN_SECONDS = 8.0  # under supervisord's stopwaitsecs (10): finish in-flight work
 
@@ -237,6 +237,7 @@ class Runtime:
         self.results_endpoint = f"inproc://results-{id(self)}"
         self.running: dict[bytes, tuple[float, str]] = {}  # envelope -> (deadline, op)
         self.stopping = False
+        self.finished = False  # the loop has ended: the heartbeat thread may leave
         self.acked = False  # the broker acknowledged our DISCONNECT
         self.withholding = False  # heartbeats stopped because a handler overran
         self.tick_pending = False
@@ -349,9 +350,7 @@ class Runtime:
         """Run one operation; returns the reply frames ``[header, blob*]``."""
         request_id = header.get("id")
         op = header.get("op")
-        deadline = header.get("deadline")
-        if not isinstance(deadline, (int, float)):
-            deadline = time.time() + self.cfg.broker.request_timeout
+        deadline = deadline_of(header, self.cfg.broker.request_timeout)
         frames: list = []
         try:
             if time.time() > deadline:
@@ -509,9 +508,7 @@ class Runtime:
                     self.log.warning("dropped request with a bad header")
                     continue
                 envelope = frames[3].bytes
-                deadline = header.get("deadline")
-                if not isinstance(deadline, (int, float)):
-                    deadline = time.time() + self.cfg.broker.request_timeout
+                deadline = deadline_of(header, self.cfg.broker.request_timeout)
                 self.running[envelope] = (time.monotonic() + deadline - time.time(),
                                           str(header.get("op")))
                 self._submit(("request", envelope, header, frames[5:]))
@@ -551,8 +548,11 @@ class Runtime:
             self._submit(item)
 
     def _heartbeat_thread(self) -> None:
-        """Inline mode: beat while the main thread is busy in a handler."""
-        while not self.stopping:
+        """Inline mode: beat while the main thread is busy in a handler.
+
+        It keeps beating while we stop too: a handler may still be finishing its request.
+        """
+        while not self.finished:
             time.sleep(self.interval / 4)
             if not self.in_handler:
                 continue
@@ -584,6 +584,7 @@ class Runtime:
             return False
 
     def _shutdown(self) -> None:
+        self.finished = True
         for _ in self.threads:
             self.work.put(None)
         for thread in self.threads:

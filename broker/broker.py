@@ -24,16 +24,19 @@ import zmq
 
 from . import config as configlib
 from . import logs
-from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, READY,
-                       REPLY, REQUEST, SERVICE_WANTED, WORKER, NOBLOCK, error_reply, pack,
-                       recv_frames, send_frames, unpack)
+from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, NOBLOCK,
+                       READY, REPLY, REQUEST, SERVICE_WANTED, WORKER, deadline_of, error_reply,
+                       pack, recv_frames, send_frames, unpack)
 from .actor import install_fault_handlers, remove_fault_file
 from .procutil import pid_alive
 
 log = logs.Log("broker")
 
-MAX_WAIT = 24 * 3600.0  # no request waits longer than a day, whatever its deadline says
 WANTED_EVERY = 1.0  # seconds between two service.wanted events for one service
+
+
+def _bounded(value: Any, lo: int, hi: int) -> int:
+    return min(max(value, lo), hi) if isinstance(value, int) else lo
 
 
 class Request:
@@ -59,11 +62,13 @@ class Worker:
         self.sock = sock
         self.address = address
         self.service = service
-        self.pid = int(header.get("pid") or 0)
-        self.host = str(header.get("host") or "")
-        self.capacity = max(1, min(int(header.get("capacity") or 1), 1024))
+        pid = header.get("pid")
+        # Only a plausible pid: the broker signals nothing, but checks liveness with it.
+        self.pid = pid if isinstance(pid, int) and 0 < pid < 1 << 22 else 0
+        self.host = str(header.get("host") or "")[:255]
+        self.capacity = _bounded(header.get("capacity"), 1, 1024)
         # Requests it may hold beyond capacity (queued there): pipelining for fast ops.
-        self.limit = self.capacity + max(0, min(int(header.get("prefetch") or 0), 10000))
+        self.limit = self.capacity + _bounded(header.get("prefetch"), 0, 10000)
         self.inflight: dict[bytes, Request] = {}
         self.expiry = expiry
         self.draining = False  # sent DISCONNECT: finishes its work, gets no more
@@ -98,6 +103,7 @@ class Broker:
         self.running = True
         self.dropped = 0  # malformed messages dropped since the last report
         self.dropped_total = 0
+        self.undeliverable = 0  # messages a peer could not take (gone, or not reading)
         self.drop_reported = 0.0
         self.auth = None
         self._bind()
@@ -193,7 +199,10 @@ class Broker:
                     self._drain(sock)
             now = time.monotonic()
             if now >= next_beat:
-                self._tick(now)
+                try:
+                    self._tick(now)
+                except Exception:  # a bug here must not take routing down with it
+                    log.exception("heartbeat pass failed")
                 next_beat = now + self.interval
         self.close()
 
@@ -209,14 +218,13 @@ class Broker:
             except Exception as exc:  # the broker never dies on input
                 self._drop("unhandled input", error=repr(exc))
 
-    @staticmethod
-    def _relay(src: zmq.Socket, dst: zmq.Socket) -> None:
+    def _relay(self, src: zmq.Socket, dst: zmq.Socket) -> None:
         for _ in range(1000):
             try:
                 frames = recv_frames(src, NOBLOCK)
             except zmq.Again:
                 return
-            send_frames(dst, frames)
+            self._send(dst, frames)  # XPUB drops for slow subscribers, never blocks
 
     def _drop(self, why: str, **fields: Any) -> None:
         self.dropped += 1
@@ -255,12 +263,8 @@ class Broker:
         if not isinstance(service, str) or not service or not isinstance(header.get("op"), str):
             return self._reply_error(sock, address, header.get("id"), "bad_request",
                                      "a request needs a service and an op (strings)")
-        deadline = header.get("deadline")
         now = time.monotonic()
-        if isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
-            wait = min(max(deadline - time.time(), 0.0), MAX_WAIT)
-        else:
-            wait = self.default_timeout
+        wait = max(deadline_of(header, self.default_timeout) - time.time(), 0.0)
         if service == BROKER_SERVICE:
             return self._internal(sock, address, header)
         request = Request(next(self.rids), sock, address, header, frames, now + wait)
@@ -280,18 +284,25 @@ class Broker:
             svc.wanted_at = now
             self.publish(SERVICE_WANTED, {"service": svc.name, "queued": len(svc.queue)})
 
-    def _send_client(self, request: Request, frames: list) -> None:
+    def _send(self, sock: zmq.Socket, frames: list) -> bool:
+        """Send without ever blocking the loop; False when the peer cannot take it.
+
+        A peer that has gone (EHOSTUNREACH) or stopped reading (its queue is at the
+        high-water mark: EAGAIN) loses this message - never the broker its liveness.
+        """
         try:
-            send_frames(request.sock, [request.client, b"", CLIENT, REPLY, *frames])
+            send_frames(sock, frames, NOBLOCK)
+            return True
         except zmq.ZMQError:
-            pass  # the client has gone; nobody is waiting for this reply
+            self.undeliverable += 1
+            return False
+
+    def _send_client(self, request: Request, frames: list) -> None:
+        self._send(request.sock, [request.client, b"", CLIENT, REPLY, *frames])
 
     def _reply_error(self, sock, address, request_id, code, message) -> None:
-        try:
-            sock.send_multipart([address, b"", CLIENT, REPLY,
-                                 pack(error_reply(request_id, code, message))])
-        except zmq.ZMQError:
-            pass
+        self._send(sock, [address, b"", CLIENT, REPLY,
+                          pack(error_reply(request_id, code, message))])
 
     def _fail(self, request: Request, code: str, message: str) -> None:
         self._send_client(request, [pack(error_reply(request.id, code, message))])
@@ -315,12 +326,10 @@ class Broker:
             if request.deadline <= time.monotonic():
                 self._fail(request, "timeout", f"no {svc.name} worker answered in time")
                 continue
-            try:
-                send_frames(worker.sock, [worker.address, b"", WORKER, REQUEST, request.rid,
-                                          *request.frames])
-            except zmq.ZMQError:
+            if not self._send(worker.sock, [worker.address, b"", WORKER, REQUEST, request.rid,
+                                            *request.frames]):
                 svc.queue.appendleft(request)
-                self._remove_worker(worker, "dead", "unreachable")
+                self._remove_worker(worker, "dead", "unreachable or not reading")
                 continue
             worker.inflight[request.rid] = request
             worker.last_dispatch = time.monotonic()
@@ -389,10 +398,7 @@ class Broker:
         self._dispatch(svc)
 
     def _send_worker(self, sock, address, command, *frames) -> None:
-        try:
-            sock.send_multipart([address, b"", WORKER, command, *frames])
-        except zmq.ZMQError:
-            pass
+        self._send(sock, [address, b"", WORKER, command, *frames])
 
     def _remove_worker(self, worker: Worker, state: str, reason: str) -> None:
         """A worker is gone without finishing: re-queue or fail what it held."""
@@ -449,7 +455,7 @@ class Broker:
 
     def publish(self, topic: str, body: dict) -> None:
         body.setdefault("ts", time.time())
-        self.events_out.send_multipart([topic.encode(), pack(body)])
+        self._send(self.events_out, [topic.encode(), pack(body)])
 
     def _publish_state(self, worker: Worker, state: str) -> None:
         self.publish(ACTOR_STATE, {"service": worker.service, "worker": worker.label,
@@ -466,11 +472,8 @@ class Broker:
         else:
             return self._reply_error(sock, address, header.get("id"), "unknown_op",
                                      f"the broker has no op {op!r} (it has: ping, services)")
-        try:
-            sock.send_multipart([address, b"", CLIENT, REPLY,
-                                 pack({"id": header.get("id"), "ok": True, "result": result})])
-        except zmq.ZMQError:
-            pass
+        self._send(sock, [address, b"", CLIENT, REPLY,
+                          pack({"id": header.get("id"), "ok": True, "result": result})])
 
     def registry(self) -> dict:
         return {
@@ -485,6 +488,7 @@ class Broker:
                 } for svc in self.services.values()
             },
             "dropped": self.dropped_total,
+            "undeliverable": self.undeliverable,
         }
 
     def stop(self, *_: Any) -> None:

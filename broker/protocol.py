@@ -27,6 +27,8 @@ Events go over the XSUB/XPUB pair as ``[topic][msgpack body]``.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import msgpack
@@ -57,6 +59,7 @@ ACTOR_STATE = "actor.state"  # {service, worker, pid, host, state: ready|stopped
 SERVICE_WANTED = "service.wanted"  # {service}: a request waits for a service with no worker
 
 DEFAULT_TIMEOUT = 30.0  # seconds a request may wait and run when the caller sets none
+MAX_WAIT = 24 * 3600.0  # no request waits longer than a day, whatever its deadline says
 
 
 _send = _RawSocket.send
@@ -84,6 +87,20 @@ def recv_frames(sock: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:
         frame = _recv(sock, flags, False)
         frames.append(frame)
     return frames
+
+
+def deadline_of(header: dict, default_timeout: float) -> float:
+    """The request's deadline as a UNIX time: its own if sane, else now + default.
+
+    A hostile or broken header (NaN, infinity, a bool, a string) never yields a request
+    that waits forever; no deadline lies more than ``MAX_WAIT`` ahead.
+    """
+    now = time.time()
+    deadline = header.get("deadline")
+    if (not isinstance(deadline, (int, float)) or isinstance(deadline, bool)
+            or not math.isfinite(deadline)):
+        return now + default_timeout
+    return min(deadline, now + MAX_WAIT)
 
 
 def pack(obj: Any) -> bytes:

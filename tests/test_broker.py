@@ -269,12 +269,7 @@ def test_a_stopped_worker_is_dropped_as_hung_and_registers_again_when_it_continu
 
 
 @pytest.mark.parametrize("capacity", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG broker/actor.py: with capacity 1 the handler runs on the main thread; on SIGTERM "
-        "Runtime._heartbeat_thread quits at once (`while not self.stopping`) and _loop sends "
-        "DISCONNECT only after the handler returns, so a handler running longer than "
-        "interval*liveness after SIGTERM is expired by the broker as 'hung' and its request "
-        "fails with actor_died"))),
+    1,
     2,
 ])
 def test_sigterm_lets_a_worker_finish_its_request_and_leave_cleanly(stack, capacity):
@@ -629,14 +624,9 @@ def _answers(client: Client) -> bool:
         return False
 
 
-# --- known broker bugs (xfail until fixed; strict: they fail the run once they pass)
+# --- hostile peers
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG broker/broker.py: Worker.__init__ takes READY's pid as any int; at expiry _tick "
-    "calls pid_alive(pid) -> os.kill raises OverflowError for a pid beyond a C int, and "
-    "_publish_state -> pack raises OverflowError for an int beyond 64 bits; _tick runs "
-    "outside _drain's per-message try, so the exception ends the broker"))
 @pytest.mark.parametrize("pid", [2**40, 1e20], ids=["pid-2**40", "pid-1e20"])
 def test_a_worker_announcing_an_out_of_range_pid_does_not_crash_the_broker(stack, pid):
     broker = stack.broker()
@@ -654,11 +644,6 @@ def test_a_worker_announcing_an_out_of_range_pid_does_not_crash_the_broker(stack
     assert client.call("broker", "ping", timeout=2)["pid"] == broker.pid
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG broker/broker.py: the ROUTER has ROUTER_MANDATORY and every send to a peer blocks "
-    "(_internal, _reply_error, _send_worker, _send_client, _dispatch: no NOBLOCK), so once "
-    "one peer's pipe is full (SNDHWM 100000) the broker blocks forever: no other peer is "
-    "served, even after that peer disconnects, and SIGTERM no longer stops it"))
 def test_a_client_that_never_reads_its_replies_does_not_stall_the_broker(stack):
     broker = stack.broker()
     client = stack.client()
@@ -682,11 +667,6 @@ def test_a_client_that_never_reads_its_replies_does_not_stall_the_broker(stack):
         broker.kill()  # a stuck broker ignores SIGTERM: do not make the teardown wait
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG broker/broker.py _client_request: a NaN deadline passes the isinstance "
-    "check and min/max keep NaN, so request.deadline is NaN; `NaN <= now` is "
-    "never true, so the request is never timed out (MAX_WAIT does not apply) and sits in "
-    "the queue until a worker appears"))
 def test_a_request_with_a_nan_deadline_is_not_queued_forever(stack, home):
     write_ini(home, "DSConfiguration.ini",
               f"[heartbeat]\ninterval = {INTERVAL}\nliveness = {LIVENESS}\n\n"

@@ -295,7 +295,7 @@ def test_logs_follow_prints_new_lines_as_they_come(shared):
                                 env=shared.env, cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(l) for l in follower.stdout],
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout],
                               daemon=True)
     reader.start()
     try:
@@ -357,7 +357,7 @@ def test_a_killed_gateway_leaves_a_dump_that_dumps_lists_and_shows(scratch):
 
     listed = scratch.cli("dumps")
     assert listed.returncode == 0, listed.stderr
-    line = next(l for l in listed.stdout.splitlines() if l.endswith(name))
+    line = next(x for x in listed.stdout.splitlines() if x.endswith(name))
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  gateway\s+\d+ B  ", line), line
 
     for given in (name, name.removesuffix(".dump")):
