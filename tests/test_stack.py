@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from broker.client import Client
+from broker.procutil import pid_alive
 from broker.protocol import Error
-from tests.support.service import Service
+from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, poll_for, workers
 
 ECHO_PROGRAM = f"""
@@ -202,3 +205,66 @@ def test_dumps_are_rotated_to_the_configured_count(echo_service):
     kept = echo_service.dumps()
     assert [str(p) for p in kept] == sorted(paths[-3:]), "not the newest three"
     assert all("terminated by SIGKILL" in path.read_text() for path in kept)
+
+
+def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
+    svc = Service(tmp_path)
+    runner = subprocess.Popen([*SCANBRIDGE, "run"], env=svc.env, cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        def answers() -> bool:
+            try:
+                return svc.get("/api/v1/status")[0] == 200
+            except OSError:  # not listening yet
+                return False
+        poll_for(answers, 20, "the status page", every=0.2)
+        poll_for(lambda: len(json.loads(svc.get("/api/v1/status")[2])["actors"]) == 3, 10,
+                 "three actors reported")
+        status = json.loads(svc.get("/api/v1/status")[2])
+        pids = [info["pid"] for info in status["actors"].values()]
+        assert len(pids) == 3 and all(pids)
+        os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        output, _ = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    assert runner.returncode == 0, output
+    assert "welcome page: http://127.0.0.1:" in output
+    assert not [pid for pid in pids if pid_alive(pid)], "programs left running"
+    log = (tmp_path / "logs" / "supervisord.log").read_text()
+    for program in ("gateway", "monitor", "broker"):
+        assert f"stopped: {program} (exit status 0)" in log
+    assert not list((tmp_path / "dumps").iterdir()), "clean exits leave no fault files"
+
+
+def test_call_sends_files_as_blobs_and_writes_the_reply_blobs(echo_service, tmp_path):
+    page = tmp_path / "page.bin"
+    page.write_bytes(os.urandom(300_000))
+    out = tmp_path / "reply.bin"
+    done = echo_service.cli("call", "echo", "echo", '{"a": 1}', "--blob", str(page),
+                            "--out", str(out), "--timeout", "20")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["args"] == {"a": 1}
+    assert out.read_bytes() == page.read_bytes()
+    missing = echo_service.cli("call", "echo", "echo", "--blob", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(f"scanbridge: cannot read {tmp_path / 'nope'}")
+
+
+def test_start_names_the_gateway_when_its_port_is_taken(tmp_path):
+    svc = Service(tmp_path)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", svc.ports[0]))
+    squatter.listen()
+    try:
+        done = svc.cli("start")
+        assert done.returncode == 1
+        assert "these programs do not run: gateway" in done.stderr
+        log = (tmp_path / "logs" / "gateway.log").read_text()
+        assert f"cannot listen on 127.0.0.1 port {svc.ports[0]}" in log
+        assert "Traceback" not in done.stderr
+    finally:
+        squatter.close()
+        svc.stop()
