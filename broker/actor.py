@@ -346,11 +346,10 @@ class Runtime:
         except Exception:
             self.log.exception(f"{kind} handler failed")
 
-    def _handle(self, header: dict, blobs: list) -> list:
+    def _handle(self, header: dict, deadline: float, blobs: list) -> list:
         """Run one operation; returns the reply frames ``[header, blob*]``."""
         request_id = header.get("id")
         op = header.get("op")
-        deadline = deadline_of(header, self.cfg.broker.request_timeout)
         frames: list = []
         try:
             if time.time() > deadline:
@@ -511,7 +510,7 @@ class Runtime:
                 deadline = deadline_of(header, self.cfg.broker.request_timeout)
                 self.running[envelope] = (time.monotonic() + deadline - time.time(),
                                           str(header.get("op")))
-                self._submit(("request", envelope, header, frames[5:]))
+                self._submit(("request", envelope, header, deadline, frames[5:]))
             elif command == DISCONNECT:
                 if self.stopping:
                     self.acked = True

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from broker.client import Client
 from broker.procutil import pid_alive
 from broker.protocol import Error
 from tests.support.service import SCANBRIDGE, Service
@@ -67,7 +66,7 @@ def test_all_programs_run_and_the_broker_knows_the_actors(service):
     processes = service.processes()
     assert {name: p["statename"] for name, p in processes.items()} == {
         "broker": "RUNNING", "gateway": "RUNNING", "monitor": "RUNNING"}
-    with Client(f"ipc://{service.home}/run/broker.sock") as client:
+    with service.client() as client:
         poll_for(lambda: workers(client, "monitor") and workers(client, "gateway"), 10,
                  "monitor and gateway registered")
     assert oct((service.home / "run").stat().st_mode & 0o777) == "0o700"
@@ -88,7 +87,7 @@ def test_a_killed_actor_runs_again_and_leaves_a_dump_naming_the_signal(service, 
 
 
 def test_actors_register_again_after_the_broker_is_killed(service):
-    with Client(f"ipc://{service.home}/run/broker.sock") as client:
+    with service.client() as client:
         poll_for(lambda: workers(client, "gateway"), 10, "gateway registered")
         old = service.pid("broker")
         os.kill(old, signal.SIGKILL)
@@ -123,7 +122,7 @@ def test_a_stopped_actor_gets_a_stack_dump_and_is_restarted_within_5_seconds(ser
 
 
 def test_a_segfault_dump_holds_the_fault_handler_traceback(echo_service):
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         client.call("echo", "whoami", timeout=15)
         pid = echo_service.pid("echo")
         with pytest.raises(Error) as err:
@@ -137,7 +136,7 @@ def test_a_segfault_dump_holds_the_fault_handler_traceback(echo_service):
 
 
 def test_a_handler_stuck_past_its_deadline_counts_as_a_hang(echo_service):
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         client.call("echo", "whoami", timeout=15)
         old = echo_service.pid("echo")
         with pytest.raises(Error) as err:
@@ -150,7 +149,7 @@ def test_a_handler_stuck_past_its_deadline_counts_as_a_hang(echo_service):
 
 def test_an_on_demand_program_starts_for_a_request_and_stops_when_idle(echo_service):
     assert echo_service.processes()["echo"]["statename"] == "STOPPED"
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         result = client.call("echo", "whoami", timeout=15)
         assert result["pid"] == echo_service.pid("echo")
         poll_for(lambda: echo_service.processes()["echo"]["statename"] == "STOPPED", 10,
@@ -158,7 +157,7 @@ def test_an_on_demand_program_starts_for_a_request_and_stops_when_idle(echo_serv
 
 
 def test_a_held_on_demand_program_keeps_running_until_released(echo_service):
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         held = client.call("monitor", "hold", {"program": "echo", "holder": "session-1"})
         assert held == {"program": "echo", "holders": ["session-1"]}
         pid = echo_service.wait_running("echo")
@@ -173,12 +172,12 @@ def test_a_held_on_demand_program_keeps_running_until_released(echo_service):
 
 
 def test_requests_wait_while_an_actor_restarts(echo_service):
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         old = client.call("echo", "whoami", timeout=15)["pid"]
         answers = []
 
         def ask():
-            with Client(f"ipc://{echo_service.home}/run/broker.sock") as other:
+            with echo_service.client() as other:
                 answers.append(other.call("echo", "whoami", timeout=20, idempotent=True))
 
         os.kill(old, signal.SIGKILL)
@@ -194,7 +193,7 @@ def test_dumps_are_rotated_to_the_configured_count(echo_service):
     def written() -> int:
         return monitor_log.read_text().count('"dump written"')
 
-    with Client(f"ipc://{echo_service.home}/run/broker.sock") as client:
+    with echo_service.client() as client:
         for number in range(1, 6):
             pid = client.call("echo", "whoami", timeout=15)["pid"]
             os.kill(pid, signal.SIGKILL)

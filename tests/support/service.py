@@ -8,6 +8,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from broker.client import Client
+
 from .stack import ROOT, env_for, free_port, poll_for, write_ini
 
 SCANBRIDGE = [sys.executable, "-m", "broker.cli"]
@@ -75,6 +77,10 @@ class Service:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
+
+    def client(self) -> Client:
+        """A broker client for this home (use it in a ``with``)."""
+        return Client(f"ipc://{self.home}/run/broker.sock")
 
     def dumps(self) -> list[Path]:
         return sorted((self.home / "dumps").glob("*.dump"))
