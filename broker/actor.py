@@ -85,6 +85,8 @@ class Actor:
     prefetch: int = 0  # requests the broker may queue here beyond capacity (small fast ops)
     tick_interval: float | None = None  # seconds between on_tick() calls, None = never
     subscriptions: tuple[str, ...] = ()  # event topic prefixes delivered to on_event()
+    watchdog: float | None = None  # seconds the main loop may stall before the process
+    #   dumps its stacks and exits (for actors nobody else watches: the monitor)
 
     def __init__(self, cfg: configlib.Config):
         self.cfg = cfg
@@ -183,6 +185,9 @@ def _check_arguments(op: str, method: Callable, args: dict) -> bool:
     return params.blobs
 
 
+_fault_file: Any = None  # this process's fault-handler file, once installed
+
+
 def install_fault_handlers(home: configlib.Home, name: str) -> Any:
     """faulthandler for fatal signals and SIGUSR1 into ``dumps/.<program>.<pid>.fault``.
 
@@ -192,7 +197,8 @@ def install_fault_handlers(home: configlib.Home, name: str) -> Any:
     program = os.environ.get("SUPERVISOR_PROCESS_NAME") or name
     home.dumps.mkdir(parents=True, exist_ok=True)
     path = home.dumps / f".{program}.{os.getpid()}.fault"
-    fault_file = open(path, "w")
+    global _fault_file
+    fault_file = _fault_file = open(path, "w")
     faulthandler.enable(fault_file, all_threads=True)
     faulthandler.register(signal.SIGUSR1, fault_file, all_threads=True, chain=False)
     fault_file.path = path  # type: ignore[attr-defined]
@@ -433,6 +439,7 @@ class Runtime:
         try:
             self._loop(wake_r)
         finally:
+            faulthandler.cancel_dump_traceback_later()
             self.io_lock.release()
         self._shutdown()
         signal.set_wakeup_fd(-1)
@@ -455,6 +462,11 @@ class Runtime:
             if drain_until is not None and now > drain_until:
                 self.log.warning("stopping with work unfinished", inflight=len(self.running))
                 return
+            if self.actor.watchdog:
+                # Re-armed on every pass: if the loop stalls (deadlock), a C thread writes
+                # all stacks into the fault file and exits, and supervisord restarts us.
+                faulthandler.dump_traceback_later(self.actor.watchdog, exit=True,
+                                                  file=_fault_file or sys.stderr)
             deadline = self.next_beat
             if self.actor.tick_interval and not self.stopping:
                 deadline = min(deadline, next_tick)

@@ -194,6 +194,9 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                                   "seconds to wait for a hung actor's stack dump"),
             "dump_count": Key("50", _int(1, 100000), "dump files kept (oldest removed first)"),
             "dump_total_mb": Key("100", _int(1, 100000), "total size of dumps/ kept"),
+            "watchdog": Key("15", _float(1, 3600),
+                            "seconds the monitor's own loop may stall before it dumps its "
+                            "stacks and exits, so supervisord restarts it"),
             "log_lines": Key("200", _int(10, 100000),
                              "last log lines of the actor written into a crash dump"),
         },

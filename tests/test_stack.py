@@ -267,3 +267,20 @@ def test_start_names_the_gateway_when_its_port_is_taken(tmp_path):
     finally:
         squatter.close()
         svc.stop()
+
+
+def test_a_hung_monitor_restarts_itself_through_its_watchdog(tmp_path):
+    svc = Service(tmp_path, extra_ini="[monitor]\nwatchdog = 2\n")
+    svc.start()
+    try:
+        old = svc.pid("monitor")
+        os.kill(old, signal.SIGSTOP)
+        time.sleep(3)  # longer than the watchdog: the loop has stalled
+        os.kill(old, signal.SIGCONT)
+        svc.wait_running("monitor", other_than=old, timeout=15)
+        text = dump_for(svc, "monitor", "crash")
+        assert "exit status 1" in text, text
+        assert "Timeout (0:00:02)!" in text, text
+        assert "_loop" in text, text
+    finally:
+        svc.stop()

@@ -41,6 +41,8 @@ class Monitor(Actor):
     subscriptions = (ACTOR_STATE, SERVICE_WANTED)
 
     def on_start(self) -> None:
+        # Nobody restarts a hung monitor but itself: its own watchdog (see Actor.watchdog).
+        self.watchdog = self.cfg.monitor.watchdog
         self.exits = ExitReader(self.home.logs / "supervisord.log",
                                 self.home.run / "monitor-exits.json")
         self.holds_path = self.home.run / "monitor-holds.json"
