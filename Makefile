@@ -11,15 +11,15 @@ export SCANBRIDGE_HOME ?= $(CURDIR)
 APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
 APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
 
-.PHONY: run test system-run system-test venv bench clean-run
+.PHONY: run test system-run system-test venv venv-test bench
 
 run: system-run venv
 	$(VENV)/bin/scanbridge run
 
-test: system-test venv
+test: system-test venv-test
 	$(VPY) -m pytest
 
-bench: venv
+bench: venv-test
 	$(VPY) bench/broker.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
@@ -37,10 +37,14 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-# The venv is rebuilt only when the package metadata changes.
+# The venv is updated only when the package metadata changes.
 venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
 $(VENV)/.installed: setup.cfg pyproject.toml
 	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e .
+	touch $@
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
