@@ -173,7 +173,7 @@ class Broker:
 
     def run(self) -> None:
         log.info("broker started", endpoint=self.home.broker_endpoint, pid=os.getpid())
-        next_beat = time.monotonic() + self.interval
+        next_beat = next_heartbeat = time.monotonic() + self.interval
         poll = self.poller.poll
         spin = self.cfg.broker.spin_us / 1e6
         last_activity = 0.0
@@ -199,11 +199,15 @@ class Broker:
                     self._drain(sock)
             now = time.monotonic()
             if now >= next_beat:
+                # Expiry and deadlines are checked four times per interval, so a hang is
+                # seen within expiry + interval/4; heartbeats go out once per interval.
                 try:
-                    self._tick(now)
+                    self._tick(now, beat=now >= next_heartbeat)
                 except Exception:  # a bug here must not take routing down with it
                     log.exception("heartbeat pass failed")
-                next_beat = now + self.interval
+                if now >= next_heartbeat:
+                    next_heartbeat = now + self.interval
+                next_beat = now + self.interval / 4
         self.close()
 
     def _drain(self, sock: zmq.Socket) -> None:
@@ -429,13 +433,13 @@ class Broker:
 
     # --- timers
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float, beat: bool) -> None:
         for worker in list(self.workers.values()):
             if worker.expiry <= now:
                 local = worker.host == self.hostname and worker.pid > 0
                 state = "hung" if local and pid_alive(worker.pid) else "dead"
                 self._remove_worker(worker, state, "no heartbeat")
-            else:
+            elif beat:
                 self._send_worker(worker.sock, worker.address, HEARTBEAT)
         for svc in self.services.values():
             if not svc.queue:
