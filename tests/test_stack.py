@@ -287,18 +287,36 @@ def test_start_names_the_gateway_when_its_port_is_taken(tmp_path):
         svc.stop()
 
 
-def test_a_hung_monitor_restarts_itself_through_its_watchdog(tmp_path):
-    svc = Service(tmp_path, extra_ini="[monitor]\nwatchdog = 2\n")
+def test_an_actor_whose_main_loop_stalls_is_ended_by_its_watchdog(tmp_path):
+    # The monitor guards itself this way ([monitor] watchdog); the echo actor shows the
+    # mechanism with a main loop that really stalls (a deadlock on its main thread).
+    svc = Service(tmp_path, extra_ini="[ondemand]\nprograms = echo\n")
+    (tmp_path / "supervisor.d").mkdir()
+    (tmp_path / "supervisor.d" / "echo.conf").write_text(
+        ECHO_PROGRAM.replace("tests.support.echo", "tests.support.echo --watchdog 2"))
     svc.start()
     try:
-        old = svc.pid("monitor")
-        os.kill(old, signal.SIGSTOP)
-        time.sleep(3)  # longer than the watchdog: the loop has stalled
-        os.kill(old, signal.SIGCONT)
-        svc.wait_running("monitor", other_than=old, timeout=15)
-        text = dump_for(svc, "monitor", "crash")
-        assert "exit status 1" in text, text
-        assert "Timeout (0:00:02)!" in text, text
-        assert "_loop" in text, text
+        with svc.client() as client:
+            old = client.call("echo", "whoami", timeout=15)["pid"]
+            with pytest.raises(Error) as err:
+                client.call("echo", "deadlock", timeout=20)
+            assert err.value.code == "actor_died"
+            text = dump_for(svc, "echo", "crash")
+            assert "exit: exit status 1" in text, text
+            assert "Timeout (0:00:02)!" in text, text
+            assert "in deadlock" in text, text
+            assert client.call("echo", "whoami", timeout=15)["pid"] != old
     finally:
         svc.stop()
+
+
+def test_the_monitor_ignores_a_hang_report_about_itself_once_it_runs_again(service):
+    old = service.pid("monitor")
+    os.kill(old, signal.SIGSTOP)
+    time.sleep(2.5)  # the broker reports it hung (heartbeat 0.5 s x 3)
+    os.kill(old, signal.SIGCONT)
+    poll_for(lambda: "the broker saw the monitor hung" in
+             (service.home / "logs" / "monitor.log").read_text(), 10, "the monitor's note")
+    time.sleep(1.0)
+    assert service.pid("monitor") == old
+    assert not service.dumps()

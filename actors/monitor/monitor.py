@@ -89,6 +89,11 @@ class Monitor(Actor):
 
     def _hung(self, body: dict) -> None:
         pid = body.get("pid")
+        if pid == os.getpid():
+            # We were stopped and run again (we read this event): nothing to restart.
+            # A real hang of ours is the watchdog's business (see Actor.watchdog).
+            self.log.warning("the broker saw the monitor hung; it runs again")
+            return
         info = self._process_with_pid(pid)
         if info is None:
             self.log.warning("hung worker is not one of ours; left alone",

@@ -68,12 +68,14 @@ def main() -> None:
     parser.add_argument("--service", default="echo")
     parser.add_argument("--capacity", type=int, default=1)
     parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--watchdog", type=float, default=None)
     opts = parser.parse_args()
     cfg = configlib.load_or_exit()
     logs.setup(opts.service, cfg.log.level)
     install_fault_handlers(cfg.home, opts.service)
     actor_class = type("Echo", (Echo,), {"service": opts.service, "capacity": opts.capacity,
-                                         "prefetch": opts.prefetch})
+                                         "prefetch": opts.prefetch,
+                                         "watchdog": opts.watchdog})
     raise SystemExit(Runtime(actor_class(cfg), cfg).run())
 
 
