@@ -39,7 +39,7 @@ import zmq
 
 from . import __version__, logs
 from . import config as configlib
-from .client import CurveKeys
+from .client import CurveKeys, dealer
 from .protocol import (DISCONNECT, HEARTBEAT, NOBLOCK, READY, REPLY, REQUEST, WORKER, Error,
                        deadline_of, error_reply, pack, recv_frames, send_frames, unpack)
 
@@ -257,16 +257,7 @@ class Runtime:
     # --- sockets
 
     def _connect(self) -> None:
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 100000)
-        sock.setsockopt(zmq.RCVHWM, 100000)
-        if self.curve is not None:
-            sock.curve_serverkey = self.curve.server_public
-            sock.curve_publickey = self.curve.public
-            sock.curve_secretkey = self.curve.secret
-        sock.connect(self.endpoint)
-        self.broker = sock
+        sock = self.broker = dealer(self.ctx, self.endpoint, self.curve)
         self.poller.register(sock, zmq.POLLIN)
         ready = {"service": self.actor.service, "pid": os.getpid(),
                  "host": socketlib.gethostname(), "capacity": self.actor.capacity,

@@ -40,7 +40,8 @@ class CurveKeys:
     secret: bytes
 
 
-def _socket(ctx: zmq.Context, endpoint: str, curve: CurveKeys | None) -> zmq.Socket:
+def dealer(ctx: zmq.Context, endpoint: str, curve: CurveKeys | None) -> zmq.Socket:
+    """A DEALER connected to the broker: no linger, deep queues, CURVE when given."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, 100000)
@@ -86,7 +87,7 @@ class Client:
     def __init__(self, endpoint: str, context: zmq.Context | None = None,
                  curve: CurveKeys | None = None):
         self.ctx = context or zmq.Context.instance()
-        self.sock = _socket(self.ctx, endpoint, curve)
+        self.sock = dealer(self.ctx, endpoint, curve)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.ids = itertools.count(1)
@@ -130,7 +131,7 @@ class AsyncClient:
 
     def __init__(self, endpoint: str, context: zmq.asyncio.Context | None = None):
         self.ctx = context or zmq.asyncio.Context.instance()
-        self.sock = _socket(self.ctx, endpoint, None)
+        self.sock = dealer(self.ctx, endpoint, None)
         self.ids = itertools.count(1)
         self.waiting: dict[int, asyncio.Future] = {}
         self.reader: asyncio.Task | None = None
