@@ -276,14 +276,16 @@ class Broker:
         svc.queue.append(request)
         svc.last_activity = time.time()
         self._dispatch(svc)
-        if svc.queue and not any(not w.draining for w in svc.workers):
-            self._want(svc, now)
+        self._want(svc, now)
 
     def _service(self, name: str) -> Service:
         svc = self.services[name] = Service(name)
         return svc
 
     def _want(self, svc: Service, now: float) -> None:
+        """Publish service.wanted when requests wait and no worker takes new work."""
+        if not svc.queue or any(not w.draining for w in svc.workers):
+            return
         if now - svc.wanted_at >= WANTED_EVERY:
             svc.wanted_at = now
             self.publish(SERVICE_WANTED, {"service": svc.name, "queued": len(svc.queue)})
@@ -422,8 +424,7 @@ class Broker:
                     worker_pid=worker.pid, state=state, reason=reason, requeued=len(retry))
         self._publish_state(worker, state)
         self._dispatch(svc)
-        if svc.queue and not svc.workers:
-            self._want(svc, time.monotonic())
+        self._want(svc, time.monotonic())
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.key, None)
@@ -452,8 +453,7 @@ class Broker:
                 else:
                     keep.append(request)
             svc.queue = keep
-            if keep and not any(not w.draining for w in svc.workers):
-                self._want(svc, now)
+            self._want(svc, now)
 
     # --- events
 

@@ -52,7 +52,6 @@ class Monitor(Actor):
         self.client = Client(self.home.broker_endpoint)
         self.next_ondemand = 0.0
         self.supervisor_warned = 0.0
-        self.started_at: dict[str, float] = {}
 
     def on_stop(self) -> None:
         self.client.close()
@@ -168,8 +167,9 @@ class Monitor(Actor):
 
     # --- on demand
 
-    def _programs_of(self, service: str) -> list[dict]:
-        return [p for p in self._processes() if service in (p["group"], p["name"])]
+    def _programs_of(self, service: str, infos: list[dict] | None = None) -> list[dict]:
+        infos = self._processes() if infos is None else infos
+        return [p for p in infos if service in (p["group"], p["name"])]
 
     def _start(self, infos: list[dict], why: str) -> None:
         for info in infos:
@@ -177,7 +177,6 @@ class Monitor(Actor):
                 name = supervision.full_name(info)
                 try:
                     supervision.rpc(self.home).startProcess(name, False)
-                    self.started_at[info["group"]] = time.time()
                     self.log.info("started program", program=name, why=why)
                 except Exception as exc:
                     self.log.warning("could not start program", program=name, error=str(exc))
@@ -194,8 +193,9 @@ class Monitor(Actor):
         except Error:
             return  # the broker is restarting; decide next time
         now = time.time()
+        processes = self._processes()  # one supervisord call per pass
         for program in programs:
-            infos = self._programs_of(program)
+            infos = self._programs_of(program, processes)
             running = [p for p in infos if p["statename"] in ("RUNNING", "STARTING")]
             if self.holds.get(program):
                 self._start(infos, "held by " + ", ".join(sorted(self.holds[program])))
@@ -205,7 +205,6 @@ class Monitor(Actor):
             svc = services.get(program, {})
             busy = svc.get("queued", 0) or any(w["inflight"] for w in svc.get("workers", []))
             last = max(svc.get("last_activity", 0), self.released.get(program, 0),
-                       self.started_at.get(program, 0),
                        max((p["start"] for p in running), default=0))
             if not busy and now - last >= self.cfg.idle_stop(program):
                 for info in running:
