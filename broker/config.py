@@ -210,6 +210,32 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
         },
         "limits": {
             "max_body_mb": Key("64", _int(1, 4096), "largest HTTP request body accepted"),
+            "max_image_megapixels": Key("200", _int(1, 4000),
+                                        "largest image accepted (width x height, "
+                                        "decompression-bomb guard)"),
+            "max_import_mb": Key("512", _int(1, 65536), "largest file accepted for import"),
+            "max_pdf_pages": Key("2000", _int(1, 1000000),
+                                 "most pages accepted in one imported PDF or TIFF"),
+        },
+        "buffer": {
+            "buffer_memory_limit": Key("512", _int(16, 1048576),
+                                       "MB of decoded images the buffer keeps in memory "
+                                       "(least recently used are dropped; disk holds all)"),
+            "disk_cache_limit": Key("10240", _int(1, 1 << 30),
+                                    "MB the buffer may use in cache/ (pages, edits, "
+                                    "encodings); over it adds fail with disk_full"),
+            "session_expiry": Key("86400", _float(60, 366 * 86400),
+                                  "seconds a session unused by any page is kept before "
+                                  "its images are removed"),
+            "blank_threshold": Key("0.1", _float(0, 100),
+                                   "percent of ink pixels under which a page counts as "
+                                   "blank"),
+            "import_dpi": Key("200", _int(10, 1200),
+                              "resolution at which imported PDF pages are rasterised"),
+            "png_compression": Key("1", _int(0, 9),
+                                   "zlib level of losslessly stored pages "
+                                   "(1 = fast, 9 = small)"),
+            "threads": Key("3", _int(1, 64), "requests the buffer works on at once"),
         },
     },
     "service.ini": {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 
 def pid_alive(pid: int) -> bool:
@@ -24,22 +26,36 @@ def pid_alive(pid: int) -> bool:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write a file so readers see either nothing or all of it (temp, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    atomic_write_with(path, lambda out: out.write(data), mode)
+
+
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], Any], mode: int = 0o644,
+                      durable: bool = True) -> int:
+    """``atomic_write`` for content produced by ``write(file)``; returns the size.
+
+    ``durable`` also fsyncs the file and its folder, so the new name survives a power
+    cut; a cache file can skip that (a rename alone is atomic against a crash).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            write(out)
             out.flush()
-            os.fsync(out.fileno())
+            size = out.tell()
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return size
 
 
 def last_lines(path: Path, count: int) -> list[str]:

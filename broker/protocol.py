@@ -154,6 +154,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "busy": (409, "the device or resource is busy"),
     "too_large": (413, "the body or image is over the configured limit"),
     "unsupported_media": (415, "the content type is not supported"),
+    "invalid_image": (422, "the file is not a readable image or PDF of a supported type"),
+    "password_required": (422, "the PDF is encrypted and needs a password"),
+    "wrong_password": (422, "the password does not open the PDF"),
+    "disk_full": (507, "the disk-cache limit is reached or the disk is full; nothing was "
+                       "written"),
     "timeout": (504, "the deadline passed before the work was done"),
     "actor_died": (502, "the actor handling the request died; it was not retried"),
     "not_available": (503, "the service is not available"),

@@ -67,6 +67,12 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def actor(self, package: str) -> subprocess.Popen:
+        """Start a real actor program (``python -m actors.PACKAGE``) in this home."""
+        proc = start_program(self.home, [sys.executable, "-m", f"actors.{package}"], package)
+        self.procs.append(proc)
+        return proc
+
     def client(self, endpoint: str | None = None, **kwargs) -> Client:
         client = Client(endpoint or self.endpoint, **kwargs)
         self.sockets.append(client)
@@ -97,6 +103,19 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def buffer(tmp_path: Path):
+    """The buffer actor's object in this process on a fresh home (its store is real:
+    SQLite and files on disk); ``buffer.ini(text)`` restarts it with DSConfiguration.ini
+    additions."""
+    from tests.support.buffer import LocalBuffer
+    local = LocalBuffer(tmp_path / "home")
+    try:
+        yield local
+    finally:
+        local.close()
 
 
 @pytest.fixture

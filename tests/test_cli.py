@@ -32,7 +32,7 @@ from broker.config import Home, load
 from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, env_for, free_port, poll_for, write_ini
 
-PROGRAMS = ("broker", "gateway", "monitor")
+PROGRAMS = ("broker", "buffer", "gateway", "monitor")
 BAD_PORTS = "[ports]\nhttp = 18622, abc\n"
 BAD_PORTS_REASON = "2: http: 'abc' is not a whole number"
 

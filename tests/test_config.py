@@ -13,7 +13,7 @@ from broker import config as configlib
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
-DS_SECTIONS = "[ports], [network], [log], [heartbeat], [broker], [monitor], [ondemand], [limits]"
+DS_SECTIONS = "[ports], [network], [log], [heartbeat], [broker], [monitor], [ondemand], [limits], [buffer]"
 
 
 def defaults(name: str) -> dict:
@@ -153,7 +153,8 @@ BAD = [
     (DS, "[ondemand]\nscanner_idle_stop = -1\n",
      "2: scanner_idle_stop: -1 is out of range 0..86400"),
     (DS, "[limits]\nscanner_idle_stop = 5\n",
-     "2: scanner_idle_stop: unknown key in [limits] (known: max_body_mb)"),
+     "2: scanner_idle_stop: unknown key in [limits] (known: max_body_mb, max_image_megapixels, "
+     "max_import_mb, max_pdf_pages)"),
     (DS, "[port]\nhttp = 1\n", f"1: [port]: unknown section (this file has {DS_SECTIONS})"),
     (DS, "[ports]\nhttp = 1\nhttp = 2\n", "3: http: key written twice"),
     (DS, "[ondemand]\nocr_idle_stop = 1\nocr_idle_stop = 2\n",

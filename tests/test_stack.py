@@ -67,10 +67,10 @@ def dump_for(svc: Service, program: str, kind: str, timeout: float = 10) -> str:
 def test_all_programs_run_and_the_broker_knows_the_actors(service):
     processes = service.processes()
     assert {name: p["statename"] for name, p in processes.items()} == {
-        "broker": "RUNNING", "gateway": "RUNNING", "monitor": "RUNNING"}
+        "broker": "RUNNING", "buffer": "RUNNING", "gateway": "RUNNING", "monitor": "RUNNING"}
     with service.client() as client:
-        poll_for(lambda: workers(client, "monitor") and workers(client, "gateway"), 10,
-                 "monitor and gateway registered")
+        poll_for(lambda: all(workers(client, name) for name in ("monitor", "gateway", "buffer")),
+                 10, "monitor, gateway and buffer registered")
     assert oct((service.home / "run").stat().st_mode & 0o777) == "0o700"
     assert oct((service.home / "run" / "supervisor.sock").stat().st_mode & 0o077) == "0o0"
 
@@ -236,11 +236,11 @@ def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
             except OSError:  # not listening yet
                 return False
         poll_for(answers, 20, "the status page", every=0.2)
-        poll_for(lambda: len(json.loads(svc.get("/api/v1/status")[2])["actors"]) == 3, 10,
-                 "three actors reported")
+        poll_for(lambda: len(json.loads(svc.get("/api/v1/status")[2])["actors"]) == 4, 10,
+                 "four actors reported")
         status = json.loads(svc.get("/api/v1/status")[2])
         pids = [info["pid"] for info in status["actors"].values()]
-        assert len(pids) == 3 and all(pids)
+        assert len(pids) == 4 and all(pids)
         os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         output, _ = runner.communicate(timeout=30)
     finally:
@@ -251,7 +251,7 @@ def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
     assert "welcome page: http://127.0.0.1:" in output
     assert not [pid for pid in pids if pid_alive(pid)], "programs left running"
     log = (tmp_path / "logs" / "supervisord.log").read_text()
-    for program in ("gateway", "monitor", "broker"):
+    for program in ("gateway", "buffer", "monitor", "broker"):
         assert f"stopped: {program} (exit status 0)" in log
     assert not list((tmp_path / "dumps").iterdir()), "clean exits leave no fault files"
 

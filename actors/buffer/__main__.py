@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .buffer import Buffer
+
+main(Buffer)

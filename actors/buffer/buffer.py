@@ -1,0 +1,533 @@
+"""The buffer actor: per-session pages on disk, edited and saved on request."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from broker.actor import Actor, Result, operation
+from broker.procutil import atomic_write
+from broker.protocol import Error
+
+from . import documents, imaging, importing
+from .decoded import DecodedCache
+from .store import DISK_ERRORS, Store, describe
+
+THUMBNAIL_SIZE = 200
+SESSION_ID = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+CHANGED = "buffer.changed"
+
+
+def _ids(value: Any, name: str = "images") -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Error("invalid_argument", f"{name} must be a list of image ids")
+    return value
+
+
+def _box(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise Error("invalid_argument", f"{name} must be a whole number 1..65535")
+    return value
+
+
+def _quality(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise Error("invalid_argument", "quality must be a whole number 1..100")
+    return value
+
+
+def _tags(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, str) and 0 < len(t) <= 64
+                                              for t in value):
+        raise Error("invalid_argument", "tags must be a list of strings of 1..64 characters")
+    return list(dict.fromkeys(value))
+
+
+class Buffer(Actor):
+    service = "buffer"
+    tick_interval = 30.0  # session expiry checks
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.capacity = cfg.buffer.threads
+        self.pixel_limit = cfg.limits.max_image_megapixels * 1_000_000
+        self.limits = importing.Limits(self.pixel_limit, cfg.limits.max_import_mb << 20,
+                                       cfg.limits.max_pdf_pages)
+        self.png_level = cfg.buffer.png_compression
+        self.decoded = DecodedCache(cfg.buffer.buffer_memory_limit << 20)
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_lock = threading.Lock()
+        self.store: Store | None = None
+
+    def on_start(self) -> None:
+        Image.MAX_IMAGE_PIXELS = self.pixel_limit
+        self.store = Store(self.home.cache / "buffer", self.cfg.buffer.disk_cache_limit << 20)
+        found = self.store.recover()
+        self.log.info("buffer recovered", **found)
+        self.on_tick()
+
+    def on_stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def on_tick(self) -> None:
+        for session in self.store.expired(self.cfg.buffer.session_expiry):
+            ids = self.store.close_session(session)
+            self.log.info("session expired", session=session, images=len(ids))
+            self._changed(session, "remove", ids, closed=True)
+
+    # --- helpers
+
+    def _changed(self, session: str, action: str, ids: list[str], **extra: Any) -> None:
+        self.publish(CHANGED, {"session": session, "action": action, "ids": ids, **extra})
+
+    def _lock(self, image: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks[image]
+
+    def _row(self, session: Any, image: Any):
+        if not isinstance(session, str) or not isinstance(image, str):
+            raise Error("invalid_argument", "session and image must be strings")
+        self.store.touch(session)
+        return self.store.image(session, image)
+
+    def _decode(self, row) -> Image.Image:
+        """The newest version's pixels (memory first, else the file)."""
+        key = row["file"]
+        image = self.decoded.get(key)
+        if image is None:
+            image = Image.open(self.store.path(key))
+            image = imaging.upright(imaging.load_checked(image, f"stored page {key}"))
+            self.decoded.put(key, image)
+        return image
+
+    def _write_pixels(self, image: Image.Image, dpi: tuple[float, float]) -> dict:
+        """Store pixels losslessly (PNG; TIFF LZW for modes PNG cannot hold)."""
+        fmt = "PNG" if image.mode in imaging.KEEPS["PNG"] else "TIFF"
+        name, size = self.store.write(
+            imaging.EXTENSION[fmt],
+            lambda out: imaging.encode(image, fmt, out, dpi, png_level=self.png_level))
+        self.decoded.put(name, image)
+        return {"file": name, "format": fmt, "width": image.width, "height": image.height,
+                "mode": image.mode, "dpi": dpi, "bytes": size}
+
+    def _write_kept(self, data: bytes, fmt: str, image: Image.Image,
+                    dpi: tuple[float, float]) -> dict:
+        name, size = self.store.write(imaging.KEPT_AS_IS[fmt], lambda out: out.write(data))
+        self.decoded.put(name, image)
+        return {"file": name, "format": fmt, "width": image.width, "height": image.height,
+                "mode": image.mode, "dpi": dpi, "bytes": size}
+
+    def _commit(self, session: str, pages: list[dict], index: Any) -> list[dict]:
+        """Index durable files as new images; on any failure their files go again."""
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            raise Error("invalid_argument", "index must be a whole number")
+        try:
+            ids = self.store.add(session, pages, index)
+        except BaseException:
+            self.store.remove_files([page["file"] for page in pages])
+            raise
+        self._changed(session, "add", ids)
+        return [describe(self.store.image(session, image)) for image in ids]
+
+    def _selection(self, session: str, images: Any, order: str = "given") -> list:
+        self.store.touch(session)
+        if images is None:
+            return self.store.images(session)
+        rows = [self.store.image(session, image) for image in _ids(images)]
+        if order == "buffer":
+            rows.sort(key=lambda row: row["position"])
+        elif order != "given":
+            raise Error("invalid_argument", "order must be given or buffer")
+        return rows
+
+    def _derived(self, row, name: str, make: Callable[[io.BufferedIOBase], Any]) -> Path:
+        path = self.store.derived_path(name)
+        if path is None:
+            path = self.store.put_derived(name, make)
+        return path
+
+    # --- sessions
+
+    @operation
+    def open_session(self, session: str | None = None, meta: dict | None = None) -> dict:
+        """Open a session (or reopen it by id: its pages are still there)."""
+        if session is not None and (not isinstance(session, str) or not 8 <= len(session) <= 64
+                                    or set(session) - set(SESSION_ID)):
+            raise Error("invalid_argument", "session must be 8..64 letters, digits, _ or -")
+        if meta is not None and not isinstance(meta, dict):
+            raise Error("invalid_argument", "meta must be a map")
+        info, created = self.store.open_session(session, meta)
+        return {**info, "new": created, "expires_after": self.cfg.buffer.session_expiry}
+
+    @operation
+    def close_session(self, session: str) -> dict:
+        """Close a session: its images and files are removed."""
+        ids = self.store.close_session(session)
+        self._changed(session, "remove", ids, closed=True)
+        return {"session": session, "removed": len(ids)}
+
+    @operation
+    def session(self, session: str) -> dict:
+        """One session: created, last used, image count, meta."""
+        return self.store.session(session)
+
+    @operation
+    def sessions(self) -> list:
+        """All open sessions."""
+        return self.store.sessions()
+
+    @operation
+    def status(self) -> dict:
+        """Memory and disk use, session count."""
+        return {"memory": self.decoded.stats(), "disk": self.store.disk_usage(),
+                "sessions": len(self.store.sessions())}
+
+    # --- adding pages
+
+    @operation
+    def add(self, session: str, blobs=(), format: str | None = None, width: int | None = None,
+            height: int | None = None, mode: str | None = None, dpi: Any = None,
+            source: str = "", tags: Any = None, meta: dict | None = None,
+            index: int | None = None, key: str | None = None) -> dict:
+        """Add one page: an encoded image kept as it is, or raw pixels (format=raw)."""
+        self.store.touch(session)
+        if key is not None:
+            existing = self.store.by_key(session, str(key))
+            if existing is not None:  # a retried add: the page is already here
+                return {**describe(existing), "duplicate": True}
+        if len(blobs) != 1:
+            raise Error("invalid_argument", "add takes exactly one blob (the image)")
+        data = blobs[0].buffer if hasattr(blobs[0], "buffer") else blobs[0]
+        page_dpi = self._dpi(dpi)
+        if format == "raw":
+            if not isinstance(width, int) or not isinstance(height, int):
+                raise Error("invalid_argument", "raw pixels need width and height")
+            imaging.check_pixels(width, height, self.pixel_limit)
+            image = imaging.from_raw(data, width, height, mode or "RGB")
+            stored = self._write_pixels(image, page_dpi or (200.0, 200.0))
+        elif format is None:
+            image = importing.decode_one(bytes(data), self.pixel_limit)
+            if getattr(image, "n_frames", 1) > 1:
+                raise Error("invalid_argument", "this file has several pages: use import")
+            page_dpi = page_dpi or imaging.dpi_of(image, 200)
+            stored = self._write_kept(bytes(data), image.format, imaging.upright(image),
+                                      page_dpi)
+        else:
+            raise Error("invalid_argument", "format is raw, or left out for an encoded file")
+        page = {**stored, "source": str(source)[:200], "tags": _tags(tags),
+                "meta": meta if isinstance(meta, dict) else {},
+                "key": None if key is None else str(key)}
+        return self._commit(session, [page], index)[0]
+
+    @staticmethod
+    def _dpi(value: Any) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        pair = value if isinstance(value, list) and len(value) == 2 else [value, value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v <= 100000
+                   for v in pair):
+            raise Error("invalid_argument", "dpi must be a number 1..100000 or [x, y]")
+        return float(pair[0]), float(pair[1])
+
+    @operation(name="import")
+    def import_file(self, session: str, blobs=(), password: str | None = None,
+                    dpi: int | None = None, index: int | None = None,
+                    source: str = "import", tags: Any = None) -> dict:
+        """Import a file: JPEG, PNG, TIFF (all pages), BMP, GIF or PDF (rasterised)."""
+        self.store.touch(session)
+        if len(blobs) != 1:
+            raise Error("invalid_argument", "import takes exactly one blob (the file)")
+        data = bytes(blobs[0].buffer if hasattr(blobs[0], "buffer") else blobs[0])
+        render_dpi = dpi if dpi is not None else self.cfg.buffer.import_dpi
+        if isinstance(render_dpi, bool) or not isinstance(render_dpi, int) or not (
+                10 <= render_dpi <= 1200):
+            raise Error("invalid_argument", "dpi must be a whole number 10..1200")
+        tag_list = _tags(tags)
+        written: list[dict] = []
+        try:
+            for page in importing.pages(data, self.limits, password=password, dpi=render_dpi):
+                if page.keep is not None:
+                    stored = self._write_kept(page.keep, page.format, page.image, page.dpi)
+                else:
+                    stored = self._write_pixels(page.image, page.dpi)
+                written.append({**stored, "source": str(source)[:200], "tags": tag_list,
+                                "meta": {"page": page.number, "pages": page.total}})
+                if page.total > 1:
+                    self.publish("buffer.import", {"session": session, "done": page.number,
+                                                   "total": page.total})
+                if self.call:
+                    self.call.check()
+        except BaseException:
+            self.store.remove_files([page["file"] for page in written])
+            raise
+        return {"images": self._commit(session, written, index)}
+
+    # --- reading
+
+    @operation(name="list")
+    def list_images(self, session: str, tags: Any = None, match: str = "any") -> list:
+        """The session's images in order; ``tags`` filters (``match`` any|all)."""
+        self.store.touch(session)
+        wanted = set(_tags(tags))
+        if match not in ("any", "all"):
+            raise Error("invalid_argument", "match must be any or all")
+        found = [describe(row) for row in self.store.images(session)]
+        if not wanted:
+            return found
+        test = wanted.issubset if match == "all" else (lambda t: bool(wanted & t))
+        return [info for info in found if test(set(info["tags"]))]
+
+    @operation
+    def info(self, session: str, image: str) -> dict:
+        """One image with its edit history."""
+        row = self._row(session, image)
+        return {**describe(row), "history": self.store.history(image)}
+
+    @operation
+    def locate(self, session: str, image: str) -> dict:
+        """Where the stored file is (for serving it as it is)."""
+        row = self._row(session, image)
+        return {"path": str(self.store.path(row["file"])), "format": row["format"].lower(),
+                "media_type": imaging.MEDIA_TYPE[row["format"]], "bytes": row["bytes"],
+                "etag": describe(row)["etag"]}
+
+    @operation
+    def get(self, session: str, image: str, format: str | None = None, quality: int = 85,
+            width: int | None = None, height: int | None = None) -> Result:
+        """The image as jpeg|png|tiff|bmp|gif, optionally shrunk to fit width x height."""
+        row = self._row(session, image)
+        fmt = imaging.OUTPUT.get(format.lower() if isinstance(format, str) else "",
+                                 row["format"] if format is None else None)
+        if fmt is None:
+            raise Error("invalid_argument", f"format {format!r} is not one of "
+                                            "jpeg, png, tiff, bmp, gif")
+        quality, width, height = _quality(quality), _box(width, "width"), _box(height, "height")
+        fits = (width or row["width"]) >= row["width"] and (height or row["height"]) >= row[
+            "height"]
+        if fmt == row["format"] and fits:
+            path = self.store.path(row["file"])
+        else:
+            stem = row["file"].split(".")[0]
+            dpi = (row["dpi_x"], row["dpi_y"])
+            name = (f"{stem}.{fmt.lower()}.{width or 0}x{height or 0}.q{quality}."
+                    f"{round(dpi[0])}x{round(dpi[1])}.{imaging.EXTENSION[fmt]}")
+
+            def make(out):
+                shown = imaging.fit(self._decode(row), width, height)
+                scale = shown.width / row["width"]
+                imaging.encode(shown, fmt, out, (dpi[0] * scale, dpi[1] * scale), quality)
+            path = self._derived(row, name, make)
+        data = path.read_bytes()
+        return Result({"id": image, "format": fmt.lower(), "media_type": imaging.MEDIA_TYPE[fmt],
+                       "bytes": len(data), "etag": describe(row)["etag"]}, [data])
+
+    @operation
+    def thumbnail(self, session: str, image: str, size: int = THUMBNAIL_SIZE) -> Result:
+        """A JPEG that fits in size x size (made once, then served from the cache)."""
+        row = self._row(session, image)
+        size = _box(size, "size")
+        name = f"{row['file'].split('.')[0]}.thumb{size}.jpg"
+
+        def make(out):
+            source = self._decoded_or_draft(row, size)
+            imaging.encode(imaging.fit(source, size, size), "JPEG", out, (72, 72), 80)
+        data = self._derived(row, name, make).read_bytes()
+        return Result({"id": image, "format": "jpeg", "media_type": "image/jpeg",
+                       "bytes": len(data), "etag": describe(row)["etag"]}, [data])
+
+    def _decoded_or_draft(self, row, size: int) -> Image.Image:
+        cached = self.decoded.get(row["file"])
+        if cached is not None:
+            return cached
+        draft = imaging.thumbnail_source(str(self.store.path(row["file"])), size)
+        return imaging.upright(imaging.load_checked(draft, "stored page"))
+
+    @operation
+    def blank(self, session: str, images: Any = None, threshold: float | None = None) -> list:
+        """Which pages are blank: ink percent under ``threshold`` (ini blank_threshold)."""
+        limit = self.cfg.buffer.blank_threshold if threshold is None else threshold
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (
+                0 <= limit <= 100):
+            raise Error("invalid_argument", "threshold must be a percentage 0..100")
+        results = []
+        for row in self._selection(session, images):
+            ink = imaging.ink_percent(self._decode(row))
+            results.append({"id": row["id"], "blank": ink < limit, "ink": ink})
+        return results
+
+    # --- editing
+
+    @operation
+    def edit(self, session: str, ops: Any, image: str | None = None,
+             images: Any = None) -> list:
+        """Apply ``ops`` ([{op: rotate, angle: 90}, ...]) to images as one undoable edit."""
+        imaging.check_ops(ops)
+        targets = _ids(images) if images is not None else _ids(image, "image")
+        results = []
+        for target in targets:
+            with self._lock(target):
+                row = self._row(session, target)
+                base = self._decode(row)
+                edited, dpi = imaging.apply(base, (row["dpi_x"], row["dpi_y"]), ops,
+                                            self.pixel_limit)
+                if edited is base:  # only the DPI changed: keep sharing the file
+                    page = {"file": row["file"], "format": row["format"], "width": row["width"],
+                            "height": row["height"], "mode": row["mode"], "dpi": dpi,
+                            "bytes": row["bytes"]}
+                else:
+                    page = self._write_pixels(edited, dpi)
+                try:
+                    self.store.add_version(session, target, row["seq"], page, ops)
+                except BaseException:
+                    if page["file"] != row["file"]:
+                        self.store.remove_files([page["file"]])
+                    raise
+            results.append(describe(self.store.image(session, target)))
+        self._changed(session, "modify", targets)
+        return results
+
+    @operation
+    def undo(self, session: str, image: str) -> dict:
+        """Undo the last edit of an image."""
+        with self._lock(image):
+            self._row(session, image)
+            self.store.remove_files(self.store.undo(session, image))
+        self._changed(session, "modify", [image])
+        return describe(self.store.image(session, image))
+
+    @operation
+    def delete(self, session: str, images: Any) -> dict:
+        """Delete images (their files go too)."""
+        ids = _ids(images)
+        self.store.touch(session)
+        self.store.remove_files(self.store.delete(session, ids))
+        with self._locks_lock:
+            for image in ids:
+                self._locks.pop(image, None)
+        self._changed(session, "remove", ids)
+        return {"deleted": ids}
+
+    @operation
+    def reorder(self, session: str, order: Any) -> list:
+        """Set the page order: ``order`` lists every image id once."""
+        self.store.touch(session)
+        self.store.reorder(session, _ids(order, "order"))
+        self._changed(session, "reorder", _ids(order, "order"))
+        return [row["id"] for row in self.store.images(session)]
+
+    @operation
+    def move(self, session: str, images: Any, index: int) -> list:
+        """Move images (in the order given) so the first lands at ``index``."""
+        moving = _ids(images)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise Error("invalid_argument", "index must be a whole number >= 0")
+        self.store.touch(session)
+        current = [row["id"] for row in self.store.images(session)]
+        missing = [image for image in moving if image not in current]
+        if missing or len(set(moving)) != len(moving):
+            raise Error("not_found" if missing else "invalid_argument",
+                        f"cannot move {missing or 'an image twice'} in session {session}")
+        rest = [image for image in current if image not in set(moving)]
+        order = rest[:index] + moving + rest[index:]
+        self.store.reorder(session, order)
+        self._changed(session, "reorder", order)
+        return order
+
+    @operation
+    def tag(self, session: str, images: Any, add: Any = None, remove: Any = None) -> list:
+        """Add and/or remove tags on images."""
+        adding, removing = _tags(add), set(_tags(remove))
+        results = []
+        for image in _ids(images):
+            with self._lock(image):
+                row = self._row(session, image)
+                tags = [t for t in describe(row)["tags"] if t not in removing]
+                tags += [t for t in adding if t not in tags]
+                self.store.set_tags(session, image, tags)
+            results.append(describe(self.store.image(session, image)))
+        self._changed(session, "modify", _ids(images))
+        return results
+
+    # --- documents
+
+    @operation
+    def save(self, session: str, images: Any = None, format: str = "pdf", order: str = "given",
+             title: str = "", author: str = "", subject: str = "", keywords: Any = None,
+             pdfa: bool = False, compression: str = "auto", quality: int = 85,
+             tiff_compression: str = "lzw", dest: str | None = None) -> Result:
+        """Save images as one PDF or TIFF, or each as jpeg|png|bmp|gif|tiff (one blob each)."""
+        rows = self._selection(session, images, order)
+        if not rows:
+            raise Error("conflict", "there are no images to save")
+        quality = _quality(quality)
+        pages = [self._page(row) for row in rows]
+        kind = str(format).lower()
+        progress = self._progress(session, len(pages))
+        if kind in ("pdf", "tiff", "tif"):
+            out = io.BytesIO()
+            if kind == "pdf":
+                documents.write_pdf(pages, out, title=title, author=author, subject=subject,
+                                    keywords=_tags(keywords), pdfa=bool(pdfa),
+                                    compression=compression, quality=quality,
+                                    icc_folder=self.store.root, progress=progress)
+                media = "application/pdf"
+            else:
+                documents.write_tiff(pages, out, compression=tiff_compression,
+                                     quality=quality, progress=progress)
+                media = "image/tiff"
+            data = out.getvalue()
+            meta = {"format": "pdf" if kind == "pdf" else "tiff", "media_type": media,
+                    "pages": len(pages), "bytes": len(data), "images": [r["id"] for r in rows]}
+            return self._deliver(meta, [data], dest)
+        if kind not in imaging.OUTPUT:
+            raise Error("invalid_argument", f"format {format!r} is not one of pdf, tiff, "
+                                            "jpeg, png, bmp, gif")
+        blobs = [self.get(session, row["id"], kind, quality).blobs[0] for row in rows]
+        fmt = imaging.OUTPUT[kind]
+        meta = {"format": fmt.lower(), "media_type": imaging.MEDIA_TYPE[fmt],
+                "pages": len(blobs), "bytes": [len(b) for b in blobs],
+                "images": [r["id"] for r in rows]}
+        return self._deliver(meta, blobs, dest)
+
+    def _page(self, row) -> documents.Page:
+        return documents.Page(self.store.path(row["file"]), row["format"], row["mode"],
+                              (row["dpi_x"], row["dpi_y"]), row["width"], row["height"],
+                              lambda: self._decode(row))
+
+    def _progress(self, session: str, total: int) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            if total > 1:
+                self.publish("buffer.save", {"session": session, "done": done, "total": total})
+        return report
+
+    def _deliver(self, meta: dict, blobs: list[bytes], dest: Any) -> Result:
+        """Return the bytes, or write them under upload/ when ``dest`` names a file there."""
+        if dest is None:
+            return Result(meta, blobs)
+        if len(blobs) != 1:
+            raise Error("invalid_argument", "dest takes one document (pdf or tiff)")
+        target = (self.home.upload / str(dest)).resolve()
+        if self.home.upload.resolve() not in target.parents:
+            raise Error("invalid_argument", "dest must be a file name inside upload/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            atomic_write(target, blobs[0], 0o600)
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise Error("disk_full", f"the disk is full ({exc.strerror})") from None
+            raise
+        return Result({**meta, "path": str(target)}, [])

@@ -1,0 +1,139 @@
+"""Files from outside: JPEG, PNG, TIFF (multi-page), BMP, GIF and PDF, checked as hostile.
+
+``pages()`` checks the whole file's shape first (type, size, page count, password) and then
+yields one page at a time, so a 500-page PDF never sits decoded in memory. Every problem
+is an ``Error`` (``invalid_image``, ``too_large``, ``password_required``,
+``wrong_password``); the caller adds nothing unless every page came out right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import pymupdf
+from PIL import Image
+
+from broker.protocol import Error
+
+from . import imaging
+
+pymupdf.TOOLS.mupdf_display_errors(False)  # hostile PDFs: errors come back as exceptions
+
+
+@dataclass
+class Limits:
+    pixels: int
+    file_bytes: int
+    pages: int
+
+
+@dataclass
+class Incoming:
+    """One page out of a file: either bytes to keep as they are, or decoded pixels."""
+    image: Image.Image  # decoded and checked
+    dpi: tuple[float, float]
+    keep: bytes | None = None  # the original encoding, stored byte for byte
+    format: str | None = None  # Pillow format of ``keep``
+    number: int = 1  # page number in the file
+    total: int = 1
+
+
+def is_pdf(data: bytes) -> bool:
+    return data[:1024].lstrip().startswith(b"%PDF-") or b"%PDF-" in data[:1024]
+
+
+def count_pages(data: bytes, limits: Limits, password: str | None = None) -> int:
+    if len(data) > limits.file_bytes:
+        raise Error("too_large", f"the file has {len(data) >> 20} MB; the limit is "
+                                 f"{limits.file_bytes >> 20} MB (max_import_mb)")
+    if not data:
+        raise Error("invalid_image", "the file is empty")
+    if is_pdf(data):
+        with _open_pdf(data, password, limits) as pdf:
+            return pdf.page_count
+    image = imaging.open_checked(data, limits.pixels)
+    return getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+
+
+def pages(data: bytes, limits: Limits, *, password: str | None = None, dpi: int = 200,
+          default_dpi: float = 200) -> Iterator[Incoming]:
+    """The pages of an image file or PDF, checked; raises before yielding on bad shape."""
+    count_pages(data, limits, password)  # size, type and page count before any work
+    if is_pdf(data):
+        yield from _pdf_pages(data, limits, password, dpi)
+        return
+    image = imaging.open_checked(data, limits.pixels)
+    frames = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+    if frames == 1:
+        imaging.load_checked(image)
+        yield Incoming(imaging.upright(image), imaging.dpi_of(image, default_dpi),
+                       keep=bytes(data), format=image.format)
+        return
+    for number in range(frames):
+        try:
+            image.seek(number)
+        except Exception as exc:
+            raise Error("invalid_image", f"TIFF page {number + 1} of {frames} cannot be "
+                                         f"read ({exc})") from None
+        imaging.check_pixels(image.width, image.height, limits.pixels)
+        page = imaging.load_checked(image, f"TIFF page {number + 1} of {frames}").copy()
+        # A page of a multi-page TIFF is stored on its own, losslessly (see the caller).
+        yield Incoming(page, imaging.dpi_of(image, default_dpi), number=number + 1,
+                       total=frames)
+
+
+class _open_pdf:
+    def __init__(self, data: bytes, password: str | None, limits: Limits):
+        try:
+            self.pdf = pymupdf.open(stream=data, filetype="pdf")
+        except Exception as exc:
+            raise Error("invalid_image", f"the PDF cannot be read ({exc})") from None
+        try:
+            if self.pdf.needs_pass:
+                if not password:
+                    raise Error("password_required", "the PDF is encrypted: send its password")
+                if not self.pdf.authenticate(password):
+                    raise Error("wrong_password", "the password does not open this PDF")
+            if self.pdf.page_count < 1:
+                raise Error("invalid_image", "the PDF has no pages")
+            if self.pdf.page_count > limits.pages:
+                raise Error("too_large", f"the PDF has {self.pdf.page_count} pages; the limit "
+                                         f"is {limits.pages} (max_pdf_pages)")
+        except BaseException:
+            self.pdf.close()
+            raise
+
+    def __enter__(self) -> pymupdf.Document:
+        return self.pdf
+
+    def __exit__(self, *exc) -> None:
+        self.pdf.close()
+
+
+def _pdf_pages(data: bytes, limits: Limits, password: str | None,
+               dpi: int) -> Iterator[Incoming]:
+    with _open_pdf(data, password, limits) as pdf:
+        total = pdf.page_count
+        for number in range(total):
+            try:
+                page = pdf.load_page(number)
+                rect = page.rect
+                width = round(rect.width * dpi / 72)
+                height = round(rect.height * dpi / 72)
+                imaging.check_pixels(width, height, limits.pixels)
+                pixmap = page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
+                image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+            except Error:
+                raise
+            except Exception as exc:
+                raise Error("invalid_image", f"PDF page {number + 1} of {total} cannot be "
+                                             f"rendered ({exc})") from None
+            yield Incoming(image, (float(dpi), float(dpi)), number=number + 1, total=total)
+
+
+def decode_one(data: bytes, limit: int) -> Image.Image:
+    """A single encoded image (from a scanner or camera), fully decoded and checked."""
+    if not data:
+        raise Error("invalid_image", "the image is empty")
+    return imaging.load_checked(imaging.open_checked(data, limit, "the image"))

@@ -1,0 +1,451 @@
+"""Durable storage of the buffer: page files in ``cache/buffer/`` indexed in SQLite.
+
+Layout::
+
+    cache/buffer/index.sqlite      sessions, images (order, tags), versions (edit history)
+    cache/buffer/files/ab/<name>   one file per stored version's pixels, never rewritten
+    cache/buffer/derived/<name>.*  encodings and thumbnails made on demand (a cache)
+
+The rules that make ``kill -9`` harmless: a file is written to a temp name, fsynced and
+renamed before the row naming it is committed (``synchronous=FULL``); rows are removed
+before their files. So a crash can leave a file no row names (removed by ``recover()`` at
+start-up) but never a row whose file is missing or half written.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+from broker.procutil import atomic_write_with
+from broker.protocol import Error
+
+from .imaging import describe_mode
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    used REAL NOT NULL,
+    meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    session TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    created REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    meta TEXT NOT NULL DEFAULT '{}',
+    key TEXT
+);
+CREATE INDEX IF NOT EXISTS images_order ON images(session, position);
+CREATE UNIQUE INDEX IF NOT EXISTS images_key ON images(session, key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS versions (
+    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    dpi_x REAL NOT NULL,
+    dpi_y REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    edit TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (image, seq)
+);
+CREATE INDEX IF NOT EXISTS versions_file ON versions(file);
+"""
+
+# The newest version of every image of a session, in page order.
+CURRENT = """
+SELECT i.id, i.session, i.position, i.created, i.source, i.tags, i.meta, i.key,
+       v.seq, v.file, v.format, v.width, v.height, v.mode, v.dpi_x, v.dpi_y, v.bytes
+FROM images i JOIN versions v ON v.image = i.id
+ AND v.seq = (SELECT max(seq) FROM versions WHERE image = i.id)
+"""
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def new_id(nbytes: int = 8) -> str:
+    return secrets.token_hex(nbytes)
+
+
+class Store:
+    """The index and the files; safe to use from several threads."""
+
+    def __init__(self, root: Path, disk_limit: int):
+        self.root = root
+        self.files = root / "files"
+        self.derived = root / "derived"
+        self.disk_limit = disk_limit
+        for folder in (root, self.files, self.derived):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.index = root / "index.sqlite"
+        self._local = threading.local()
+        self._disk_lock = threading.Lock()
+        self._stored_bytes = 0  # files/ (pages and edits)
+        self._derived: OrderedDict[str, int] = OrderedDict()  # derived name -> size, LRU
+        self.db().executescript(SCHEMA)  # runs as its own transaction
+
+    # --- SQLite
+
+    def db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.index, timeout=30, isolation_level=None,
+                                 check_same_thread=True)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut too
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken at once, so concurrent writers queue up)."""
+        db = self.db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def integrity(self) -> str:
+        return self.db().execute("PRAGMA integrity_check").fetchone()[0]
+
+    # --- files
+
+    def path(self, name: str) -> Path:
+        return self.files / name[:2] / name
+
+    def write(self, ext: str, write: Callable[[BinaryIO], Any]) -> tuple[str, int]:
+        """Write a new page file durably; returns (name, size). Raises ``disk_full``."""
+        name = f"{new_id(16)}.{ext}"
+        path = self.path(name)
+        path.parent.mkdir(exist_ok=True)
+        self._make_room(0)
+        try:
+            size = atomic_write_with(path, write, 0o600)
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise Error("disk_full", f"the disk is full ({exc.strerror}); nothing was "
+                                         "added") from None
+            raise
+        with self._disk_lock:
+            self._stored_bytes += size
+        if self._over_limit():
+            self.remove_files([name])
+            raise Error("disk_full", f"the buffer's disk-cache limit "
+                                     f"({self.disk_limit >> 20} MB, disk_cache_limit) is "
+                                     "reached; delete pages or close sessions")
+        return name, size
+
+    def remove_files(self, names: list[str]) -> None:
+        """Remove page files no version names any more (call after the commit)."""
+        for name in names:
+            path = self.path(name)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            with self._disk_lock:
+                self._stored_bytes -= size
+            for derived in list(self._derived):
+                if derived.startswith(name.split(".")[0]):
+                    self._drop_derived(derived)
+
+    def unreferenced(self, names: list[str]) -> list[str]:
+        db = self.db()
+        return [n for n in names
+                if db.execute("SELECT 1 FROM versions WHERE file = ?", (n,)).fetchone() is None]
+
+    def _over_limit(self) -> bool:
+        with self._disk_lock:
+            return self._stored_bytes + sum(self._derived.values()) > self.disk_limit
+
+    def _make_room(self, wanted: int) -> None:
+        """Drop least recently used derived files until ``wanted`` more bytes fit."""
+        while True:
+            with self._disk_lock:
+                total = self._stored_bytes + sum(self._derived.values())
+                if total + wanted <= self.disk_limit or not self._derived:
+                    return
+                oldest = next(iter(self._derived))
+            self._drop_derived(oldest)
+
+    # --- the derived cache (encodings, thumbnails): can be dropped any time
+
+    def derived_path(self, name: str) -> Path | None:
+        path = self.derived / name
+        with self._disk_lock:
+            if name not in self._derived:
+                return None
+            self._derived.move_to_end(name)
+        return path if path.exists() else None
+
+    def put_derived(self, name: str, write: Callable[[BinaryIO], Any]) -> Path:
+        path = self.derived / name
+        try:
+            size = atomic_write_with(path, write, 0o600, durable=False)
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise Error("disk_full", f"the disk is full ({exc.strerror})") from None
+            raise
+        with self._disk_lock:
+            self._derived[name] = size
+        self._make_room(0)
+        return path
+
+    def _drop_derived(self, name: str) -> None:
+        with self._disk_lock:
+            self._derived.pop(name, None)
+        (self.derived / name).unlink(missing_ok=True)
+
+    # --- start-up
+
+    def recover(self) -> dict:
+        """Remove temp files and files no row names; count what is on disk."""
+        referenced = {row[0] for row in self.db().execute("SELECT DISTINCT file FROM versions")}
+        stems = {name.split(".")[0] for name in referenced}
+        removed = stored = 0
+        for folder in self.files.iterdir():
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name in referenced:
+                    stored += path.stat().st_size
+                else:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        derived = sorted(self.derived.iterdir(), key=lambda p: p.stat().st_mtime)
+        for path in derived:
+            if path.name.startswith(".") or path.name.split(".")[0] not in stems:
+                path.unlink(missing_ok=True)
+            else:
+                self._derived[path.name] = path.stat().st_size
+        with self._disk_lock:
+            self._stored_bytes = stored
+        return {"orphans_removed": removed, "files": len(referenced), "bytes": stored,
+                "derived": len(self._derived)}
+
+    def disk_usage(self) -> dict:
+        with self._disk_lock:
+            return {"stored_bytes": self._stored_bytes,
+                    "derived_bytes": sum(self._derived.values()),
+                    "limit_bytes": self.disk_limit}
+
+    # --- sessions
+
+    def open_session(self, session: str | None, meta: dict | None) -> tuple[dict, bool]:
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM sessions WHERE id = ?", (session,)).fetchone() \
+                if session else None
+            if row is not None:
+                db.execute("UPDATE sessions SET used = ? WHERE id = ?", (now, session))
+                if meta is not None:
+                    db.execute("UPDATE sessions SET meta = ? WHERE id = ?",
+                               (json.dumps(meta), session))
+                created = False
+            else:
+                session = session or new_id(16)
+                db.execute("INSERT INTO sessions (id, created, used, meta) VALUES (?,?,?,?)",
+                           (session, now, now, json.dumps(meta or {})))
+                created = True
+        return self.session(session), created
+
+    def session(self, session: str) -> dict:
+        row = self.db().execute(
+            "SELECT s.*, (SELECT count(*) FROM images WHERE session = s.id) AS images "
+            "FROM sessions s WHERE s.id = ?", (session,)).fetchone()
+        if row is None:
+            raise Error("not_found", f"no session {session!r} (closed or expired)")
+        return {"session": row["id"], "created": row["created"], "used": row["used"],
+                "images": row["images"], "meta": json.loads(row["meta"])}
+
+    def sessions(self) -> list[dict]:
+        rows = self.db().execute("SELECT id FROM sessions ORDER BY created").fetchall()
+        return [self.session(row[0]) for row in rows]
+
+    def touch(self, session: str, every: float = 30.0) -> None:
+        """Mark the session used (written at most every ``every`` seconds)."""
+        now = time.time()
+        db = self.db()
+        row = db.execute("SELECT used FROM sessions WHERE id = ?", (session,)).fetchone()
+        if row is None:
+            raise Error("not_found", f"no session {session!r} (closed or expired)")
+        if now - row[0] > every:
+            with self.transaction() as db:
+                db.execute("UPDATE sessions SET used = ? WHERE id = ?", (now, session))
+
+    def close_session(self, session: str) -> list[str]:
+        """Remove the session, its images and their files; returns the image ids."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session,)).fetchone() is None:
+                raise Error("not_found", f"no session {session!r} (closed or expired)")
+            ids = [r[0] for r in db.execute("SELECT id FROM images WHERE session = ? "
+                                            "ORDER BY position", (session,))]
+            files = [r[0] for r in db.execute(
+                "SELECT DISTINCT v.file FROM versions v JOIN images i ON i.id = v.image "
+                "WHERE i.session = ?", (session,))]
+            db.execute("DELETE FROM sessions WHERE id = ?", (session,))
+        self.remove_files(self.unreferenced(files))
+        return ids
+
+    def expired(self, max_idle: float) -> list[str]:
+        cutoff = time.time() - max_idle
+        return [r[0] for r in self.db().execute("SELECT id FROM sessions WHERE used < ?",
+                                                (cutoff,))]
+
+    # --- images
+
+    def images(self, session: str) -> list[sqlite3.Row]:
+        return self.db().execute(CURRENT + " WHERE i.session = ? ORDER BY i.position",
+                                 (session,)).fetchall()
+
+    def image(self, session: str, image: str) -> sqlite3.Row:
+        row = self.db().execute(CURRENT + " WHERE i.session = ? AND i.id = ?",
+                                (session, image)).fetchone()
+        if row is None:
+            self.session(session)  # a missing session says so first
+            raise Error("not_found", f"no image {image!r} in session {session}")
+        return row
+
+    def by_key(self, session: str, key: str) -> sqlite3.Row | None:
+        return self.db().execute(CURRENT + " WHERE i.session = ? AND i.key = ?",
+                                 (session, key)).fetchone()
+
+    def history(self, image: str) -> list[dict]:
+        rows = self.db().execute("SELECT seq, edit, created, width, height, mode FROM versions "
+                                 "WHERE image = ? ORDER BY seq", (image,)).fetchall()
+        return [{"seq": r["seq"], "edit": json.loads(r["edit"]) if r["edit"] else None,
+                 "time": r["created"], "width": r["width"], "height": r["height"],
+                 "mode": r["mode"]} for r in rows]
+
+    def add(self, session: str, pages: list[dict], index: int | None) -> list[str]:
+        """Index new images (their files are already durable) at ``index`` (None = end).
+
+        Each page: ``{file, format, width, height, mode, dpi, bytes, source, tags, meta,
+        key}``. All or nothing: one transaction.
+        """
+        now = time.time()
+        ids = []
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id = ?", (session,)).fetchone() is None:
+                raise Error("not_found", f"no session {session!r} (closed or expired)")
+            count = db.execute("SELECT count(*) FROM images WHERE session = ?",
+                               (session,)).fetchone()[0]
+            at = count if index is None or index > count else max(0, index)
+            if at < count:
+                db.execute("UPDATE images SET position = position + ? WHERE session = ? "
+                           "AND position >= ?", (len(pages), session, at))
+            for offset, page in enumerate(pages):
+                image = new_id()
+                db.execute("INSERT INTO images (id, session, position, created, source, tags, "
+                           "meta, key) VALUES (?,?,?,?,?,?,?,?)",
+                           (image, session, at + offset, now, page.get("source", ""),
+                            json.dumps(page.get("tags", [])), json.dumps(page.get("meta", {})),
+                            page.get("key")))
+                self._insert_version(db, image, 0, page, None, now)
+                ids.append(image)
+            db.execute("UPDATE sessions SET used = ? WHERE id = ?", (now, session))
+        return ids
+
+    @staticmethod
+    def _insert_version(db, image: str, seq: int, page: dict, edit: Any, now: float) -> None:
+        db.execute("INSERT INTO versions (image, seq, file, format, width, height, mode, "
+                   "dpi_x, dpi_y, bytes, edit, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (image, seq, page["file"], page["format"], page["width"], page["height"],
+                    page["mode"], page["dpi"][0], page["dpi"][1], page["bytes"],
+                    json.dumps(edit) if edit is not None else None, now))
+
+    def add_version(self, session: str, image: str, base_seq: int, page: dict,
+                    edit: Any) -> None:
+        """Record an edit's result on top of version ``base_seq`` (else ``conflict``)."""
+        with self.transaction() as db:
+            current = db.execute("SELECT max(seq) FROM versions v JOIN images i ON "
+                                 "i.id = v.image WHERE i.id = ? AND i.session = ?",
+                                 (image, session)).fetchone()[0]
+            if current is None:
+                raise Error("not_found", f"no image {image!r} in session {session}")
+            if current != base_seq:
+                raise Error("conflict", f"image {image} changed while it was being edited")
+            self._insert_version(db, image, base_seq + 1, page, edit, time.time())
+
+    def undo(self, session: str, image: str) -> list[str]:
+        """Drop the newest version; returns files that became unreferenced."""
+        with self.transaction() as db:
+            row = self.image(session, image)
+            if row["seq"] == 0:
+                raise Error("conflict", f"image {image} has no edit to undo")
+            db.execute("DELETE FROM versions WHERE image = ? AND seq = ?", (image, row["seq"]))
+        return self.unreferenced([row["file"]])
+
+    def delete(self, session: str, images: list[str]) -> list[str]:
+        """Remove images; returns files that became unreferenced."""
+        with self.transaction() as db:
+            for image in images:
+                self.image(session, image)
+            files = []
+            for image in images:
+                files += [r[0] for r in db.execute("SELECT file FROM versions WHERE image = ?",
+                                                   (image,))]
+                db.execute("DELETE FROM images WHERE id = ?", (image,))
+            self._renumber(db, session)
+        return self.unreferenced(sorted(set(files)))
+
+    def reorder(self, session: str, order: list[str]) -> None:
+        with self.transaction() as db:
+            current = [r[0] for r in db.execute("SELECT id FROM images WHERE session = ? "
+                                                "ORDER BY position", (session,))]
+            if sorted(order) != sorted(current):
+                self.session(session)
+                raise Error("invalid_argument", "order must list every image of the session "
+                                                f"exactly once ({len(current)} images)")
+            for position, image in enumerate(order):
+                db.execute("UPDATE images SET position = ? WHERE id = ?", (position, image))
+
+    def _renumber(self, db: sqlite3.Connection, session: str) -> None:
+        ids = [r[0] for r in db.execute("SELECT id FROM images WHERE session = ? "
+                                        "ORDER BY position", (session,))]
+        for position, image in enumerate(ids):
+            db.execute("UPDATE images SET position = ? WHERE id = ?", (position, image))
+
+    def set_tags(self, session: str, image: str, tags: list[str]) -> None:
+        with self.transaction() as db:
+            self.image(session, image)
+            db.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(tags), image))
+
+
+def describe(row: sqlite3.Row) -> dict:
+    """What a page shows of an image: the newest version's facts."""
+    kind, bits = describe_mode(row["mode"])
+    return {"id": row["id"], "index": row["position"], "width": row["width"],
+            "height": row["height"], "dpi": [row["dpi_x"], row["dpi_y"]], "mode": kind,
+            "bit_depth": bits, "pixel_mode": row["mode"], "format": row["format"].lower(),
+            "bytes": row["bytes"], "source": row["source"], "created": row["created"],
+            "tags": json.loads(row["tags"]), "edits": row["seq"],
+            "meta": json.loads(row["meta"]),
+            "etag": f'"{row["file"].split(".")[0]}-{row["seq"]}"'}
