@@ -224,7 +224,7 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "disk_cache_limit": Key("10240", _int(1, 1 << 30),
                                     "MB the buffer may use in cache/ (pages, edits, "
                                     "encodings); over it adds fail with disk_full"),
-            "session_expiry": Key("86400", _float(60, 366 * 86400),
+            "session_expiry": Key("86400", _float(1, 366 * 86400),
                                   "seconds a session unused by any page is kept before "
                                   "its images are removed"),
             "blank_threshold": Key("0.1", _float(0, 100),

@@ -58,11 +58,12 @@ def _tags(value: Any) -> list[str]:
 
 class Buffer(Actor):
     service = "buffer"
-    tick_interval = 30.0  # session expiry checks
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.capacity = cfg.buffer.threads
+        # Expiry is checked a few times per expiry period, at least every 30 s.
+        self.tick_interval = min(30.0, max(0.5, cfg.buffer.session_expiry / 4))
         self.pixel_limit = cfg.limits.max_image_megapixels * 1_000_000
         self.limits = importing.Limits(self.pixel_limit, cfg.limits.max_import_mb << 20,
                                        cfg.limits.max_pdf_pages)
@@ -154,11 +155,19 @@ class Buffer(Actor):
             raise Error("invalid_argument", "order must be given or buffer")
         return rows
 
-    def _derived(self, row, name: str, make: Callable[[io.BufferedIOBase], Any]) -> Path:
+    def _derived(self, name: str, make: Callable[[io.BufferedIOBase], Any]) -> bytes:
+        """An encoding from the derived cache, made (and cached when there is room)."""
         path = self.store.derived_path(name)
         if path is None:
-            path = self.store.put_derived(name, make)
-        return path
+            try:
+                path = self.store.put_derived(name, make)
+            except Error as exc:
+                if exc.code != "disk_full":
+                    raise
+                out = io.BytesIO()  # no room to cache it: serve it all the same
+                make(out)
+                return out.getvalue()
+        return path.read_bytes()
 
     # --- sessions
 
@@ -319,7 +328,7 @@ class Buffer(Actor):
         fits = (width or row["width"]) >= row["width"] and (height or row["height"]) >= row[
             "height"]
         if fmt == row["format"] and fits:
-            path = self.store.path(row["file"])
+            data = self.store.path(row["file"]).read_bytes()
         else:
             stem = row["file"].split(".")[0]
             dpi = (row["dpi_x"], row["dpi_y"])
@@ -330,8 +339,7 @@ class Buffer(Actor):
                 shown = imaging.fit(self._decode(row), width, height)
                 scale = shown.width / row["width"]
                 imaging.encode(shown, fmt, out, (dpi[0] * scale, dpi[1] * scale), quality)
-            path = self._derived(row, name, make)
-        data = path.read_bytes()
+            data = self._derived(name, make)
         return Result({"id": image, "format": fmt.lower(), "media_type": imaging.MEDIA_TYPE[fmt],
                        "bytes": len(data), "etag": describe(row)["etag"]}, [data])
 
@@ -345,7 +353,7 @@ class Buffer(Actor):
         def make(out):
             source = self._decoded_or_draft(row, size)
             imaging.encode(imaging.fit(source, size, size), "JPEG", out, (72, 72), 80)
-        data = self._derived(row, name, make).read_bytes()
+        data = self._derived(name, make)
         return Result({"id": image, "format": "jpeg", "media_type": "image/jpeg",
                        "bytes": len(data), "etag": describe(row)["etag"]}, [data])
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -76,6 +77,8 @@ FROM images i JOIN versions v ON v.image = i.id
 """
 
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# Free space never used for pages, so the index can still commit deletes on a full disk.
+RESERVE = 2 << 20
 
 
 def new_id(nbytes: int = 8) -> str:
@@ -117,13 +120,19 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (taken at once, so concurrent writers queue up)."""
         db = self.db()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # SQLITE_FULL: the disk, not the index, is the problem
+                raise Error("disk_full", "the disk is full; the index was not changed") from None
             raise
-        db.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -145,6 +154,7 @@ class Store:
         path = self.path(name)
         path.parent.mkdir(exist_ok=True)
         self._make_room(0)
+        self._check_free()
         try:
             size = atomic_write_with(path, write, 0o600)
         except OSError as exc:
@@ -154,12 +164,22 @@ class Store:
             raise
         with self._disk_lock:
             self._stored_bytes += size
-        if self._over_limit():
+        try:
+            if self._over_limit():
+                raise Error("disk_full", f"the buffer's disk-cache limit "
+                                         f"({self.disk_limit >> 20} MB, disk_cache_limit) is "
+                                         "reached; delete pages or close sessions")
+            self._check_free()
+        except Error:
             self.remove_files([name])
-            raise Error("disk_full", f"the buffer's disk-cache limit "
-                                     f"({self.disk_limit >> 20} MB, disk_cache_limit) is "
-                                     "reached; delete pages or close sessions")
+            raise
         return name, size
+
+    def _check_free(self) -> None:
+        stat = os.statvfs(self.files)
+        if stat.f_bavail * stat.f_frsize < RESERVE:
+            raise Error("disk_full", "the disk is full (less than "
+                                     f"{RESERVE >> 20} MB free); nothing was added")
 
     def remove_files(self, names: list[str]) -> None:
         """Remove page files no version names any more (call after the commit)."""
@@ -207,6 +227,7 @@ class Store:
 
     def put_derived(self, name: str, write: Callable[[BinaryIO], Any]) -> Path:
         path = self.derived / name
+        self._check_free()
         try:
             size = atomic_write_with(path, write, 0o600, durable=False)
         except OSError as exc:
