@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import threading
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image

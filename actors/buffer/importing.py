@@ -111,6 +111,44 @@ class _open_pdf:
         self.pdf.close()
 
 
+def _scanned_jpeg(pdf: pymupdf.Document, page: pymupdf.Page,
+                  limits: Limits) -> Incoming | None:
+    """A page that is nothing but one upright image filling it (a scan saved as PDF).
+
+    The image is taken at its own resolution - a JPEG byte for byte - rather than
+    rasterised: importing a PDF we saved earlier then loses nothing.
+    """
+    infos = page.get_image_info(xrefs=True)
+    if len(infos) != 1 or infos[0]["has-mask"] or page.rotation:
+        return None
+    info, rect = infos[0], page.rect
+    a, b, c, d, _, _ = info["transform"]
+    if b or c or a <= 0 or d <= 0 or any(
+            abs(u - v) > 1 for u, v in zip(info["bbox"], tuple(rect), strict=True)):
+        return None
+    if page.get_text("text").strip() or page.get_drawings():
+        return None
+    dpi = (round(info["width"] * 72 / rect.width, 3), round(info["height"] * 72 / rect.height, 3))
+    imaging.check_pixels(info["width"], info["height"], limits.pixels)
+    extracted = pdf.extract_image(info["xref"])
+    if extracted and extracted.get("ext") == "jpeg" and not extracted.get("smask"):
+        try:
+            image = imaging.load_checked(imaging.open_checked(extracted["image"], limits.pixels))
+        except Error:
+            image = None
+        if image is not None and image.mode in ("L", "RGB"):
+            return Incoming(image, dpi, keep=extracted["image"], format="JPEG")
+    # Any other single image (CCITT B/W, Flate colour): its own pixels, losslessly.
+    pixmap = pymupdf.Pixmap(pdf, info["xref"])
+    if pixmap.alpha or pixmap.n not in (1, 3):
+        return None
+    image = Image.frombytes("L" if pixmap.n == 1 else "RGB", (pixmap.width, pixmap.height),
+                            pixmap.samples)
+    if info["bpc"] == 1 and pixmap.n == 1:
+        image = image.convert("1", dither=Image.Dither.NONE)
+    return Incoming(image, dpi)
+
+
 def _pdf_pages(data: bytes, limits: Limits, password: str | None,
                dpi: int) -> Iterator[Incoming]:
     with _open_pdf(data, password, limits) as pdf:
@@ -118,6 +156,11 @@ def _pdf_pages(data: bytes, limits: Limits, password: str | None,
         for number in range(total):
             try:
                 page = pdf.load_page(number)
+                scanned = _scanned_jpeg(pdf, page, limits)
+                if scanned is not None:
+                    scanned.number, scanned.total = number + 1, total
+                    yield scanned
+                    continue
                 rect = page.rect
                 width = round(rect.width * dpi / 72)
                 height = round(rect.height * dpi / 72)
