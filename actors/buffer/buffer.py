@@ -63,6 +63,9 @@ class Buffer(Actor):
         self.capacity = cfg.buffer.threads
         # Expiry is checked a few times per expiry period, at least every 30 s.
         self.tick_interval = min(30.0, max(0.5, cfg.buffer.session_expiry / 4))
+        # "Last used" is written at most this often (a write per read would be wasteful),
+        # well inside the expiry so a session in use never looks idle.
+        self.touch_every = min(30.0, cfg.buffer.session_expiry / 8)
         self.pixel_limit = cfg.limits.max_image_megapixels * 1_000_000
         self.limits = importing.Limits(self.pixel_limit, cfg.limits.max_import_mb << 20,
                                        cfg.limits.max_pdf_pages)
@@ -98,10 +101,15 @@ class Buffer(Actor):
         with self._locks_lock:
             return self._locks[image]
 
+    def _touch(self, session: Any) -> None:
+        if not isinstance(session, str):
+            raise Error("invalid_argument", "session must be a string")
+        self.store.touch(session, self.touch_every)
+
     def _row(self, session: Any, image: Any):
         if not isinstance(session, str) or not isinstance(image, str):
             raise Error("invalid_argument", "session and image must be strings")
-        self.store.touch(session)
+        self._touch(session)
         return self.store.image(session, image)
 
     def _decode(self, row) -> Image.Image:
@@ -144,14 +152,14 @@ class Buffer(Actor):
         return [describe(self.store.image(session, image)) for image in ids]
 
     def _selection(self, session: str, images: Any, order: str = "given") -> list:
-        self.store.touch(session)
+        self._touch(session)
+        if order not in ("given", "buffer"):
+            raise Error("invalid_argument", "order must be given or buffer")
         if images is None:
             return self.store.images(session)
         rows = [self.store.image(session, image) for image in _ids(images)]
         if order == "buffer":
             rows.sort(key=lambda row: row["position"])
-        elif order != "given":
-            raise Error("invalid_argument", "order must be given or buffer")
         return rows
 
     def _derived(self, name: str, make: Callable[[io.BufferedIOBase], Any]) -> bytes:
@@ -212,7 +220,7 @@ class Buffer(Actor):
             source: str = "", tags: Any = None, meta: dict | None = None,
             index: int | None = None, key: str | None = None) -> dict:
         """Add one page: an encoded image kept as it is, or raw pixels (format=raw)."""
-        self.store.touch(session)
+        self._touch(session)
         if key is not None:
             existing = self.store.by_key(session, str(key))
             if existing is not None:  # a retried add: the page is already here
@@ -256,7 +264,7 @@ class Buffer(Actor):
                     dpi: int | None = None, index: int | None = None,
                     source: str = "import", tags: Any = None) -> dict:
         """Import a file: JPEG, PNG, TIFF (all pages), BMP, GIF or PDF (rasterised)."""
-        self.store.touch(session)
+        self._touch(session)
         if len(blobs) != 1:
             raise Error("invalid_argument", "import takes exactly one blob (the file)")
         data = bytes(blobs[0].buffer if hasattr(blobs[0], "buffer") else blobs[0])
@@ -289,7 +297,7 @@ class Buffer(Actor):
     @operation(name="list")
     def list_images(self, session: str, tags: Any = None, match: str = "any") -> list:
         """The session's images in order; ``tags`` filters (``match`` any|all)."""
-        self.store.touch(session)
+        self._touch(session)
         wanted = set(_tags(tags))
         if match not in ("any", "all"):
             raise Error("invalid_argument", "match must be any or all")
@@ -420,7 +428,7 @@ class Buffer(Actor):
     def delete(self, session: str, images: Any) -> dict:
         """Delete images (their files go too)."""
         ids = _ids(images)
-        self.store.touch(session)
+        self._touch(session)
         self.store.remove_files(self.store.delete(session, ids))
         with self._locks_lock:
             for image in ids:
@@ -431,7 +439,7 @@ class Buffer(Actor):
     @operation
     def reorder(self, session: str, order: Any) -> list:
         """Set the page order: ``order`` lists every image id once."""
-        self.store.touch(session)
+        self._touch(session)
         self.store.reorder(session, _ids(order, "order"))
         self._changed(session, "reorder", _ids(order, "order"))
         return [row["id"] for row in self.store.images(session)]
@@ -442,7 +450,7 @@ class Buffer(Actor):
         moving = _ids(images)
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise Error("invalid_argument", "index must be a whole number >= 0")
-        self.store.touch(session)
+        self._touch(session)
         current = [row["id"] for row in self.store.images(session)]
         missing = [image for image in moving if image not in current]
         if missing or len(set(moving)) != len(moving):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import img2pdf
+import pikepdf
 from PIL import Image, ImageCms, TiffImagePlugin
 
 from broker import __version__
@@ -47,17 +48,37 @@ def _pdf_input(page: Page, compression: str, quality: int) -> bytes | str:
     if page.format == "JPEG" and page.mode in ("L", "RGB", "CMYK"):
         return str(page.path)
     if page.mode == "1":
-        return _g4_tiff(page.decode(), page.dpi)
+        return _g4_tiff(page.decode().copy(), page.dpi)  # copy: see imaging.encode
     if compression == "jpeg":
         out = io.BytesIO()
         imaging.encode(page.decode(), "JPEG", out, page.dpi, quality=quality)
         return out.getvalue()
-    if page.format == "PNG" and page.mode in ("L", "RGB"):
+    if page.format == "PNG" and page.mode in ("L", "RGB") and not _png_transparent(page.path):
         return str(page.path)
     out = io.BytesIO()
     imaging.encode(imaging.flatten(page.decode(), ("L", "RGB")), "PNG", out, page.dpi,
                    png_level=6)
     return out.getvalue()
+
+
+def _png_transparent(path: Path) -> bool:
+    """A tRNS chunk (a transparent colour); it must come before the first IDAT."""
+    with open(path, "rb") as png:
+        head = png.read(1 << 16)
+    idat = head.find(b"IDAT")
+    return b"tRNS" in (head if idat < 0 else head[:idat])
+
+
+def _pdfa_metadata(out: BinaryIO, start: int) -> None:
+    """PDF/A wants the document info repeated in the XMP (img2pdf writes only part)."""
+    out.seek(start)
+    source = io.BytesIO(out.read())
+    with pikepdf.open(source) as pdf:
+        with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta.load_from_docinfo(pdf.docinfo)
+        out.seek(start)
+        out.truncate()
+        pdf.save(out, deterministic_id=True)
 
 
 def srgb_profile(folder: Path) -> str:
@@ -102,10 +123,13 @@ def write_pdf(pages: list[Page], out: BinaryIO, *, title: str = "", author: str 
         options["keywords"] = [str(k) for k in keywords]
     if pdfa:
         options["pdfa"] = srgb_profile(icc_folder)
+    start = out.tell()
     try:
         img2pdf.convert(*inputs, outputstream=out, **options)
     except (img2pdf.ImageOpenError, img2pdf.PdfTooLargeError, ValueError) as exc:
         raise Error("invalid_image", f"a page cannot be put into a PDF: {exc}") from None
+    if pdfa:
+        _pdfa_metadata(out, start)
 
 
 TIFF_COMPRESSION = {"lzw": "tiff_lzw", "jpeg": "jpeg", "deflate": "tiff_adobe_deflate",
@@ -120,7 +144,7 @@ def write_tiff(pages: list[Page], out: BinaryIO, *, compression: str = "lzw",
                                         f"{', '.join(TIFF_COMPRESSION)}")
     with TiffImagePlugin.AppendingTiffWriter(out) as tiff:
         for done, page in enumerate(pages, 1):
-            image = page.decode()
+            image = page.decode().copy()  # saved below: see imaging.encode
             options: dict[str, Any] = {"dpi": (round(page.dpi[0]), round(page.dpi[1]))}
             if image.mode == "1":
                 options["compression"] = "group4"

@@ -71,8 +71,9 @@ def open_checked(data: Any, limit: int, what: str = "the file") -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Error("too_large", f"{what}: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Error("too_large", f"{what} has more pixels than the limit of "
+                                 f"{limit / 1e6:.0f} MP (max_image_megapixels)") from None
     except Exception:
         raise Error("invalid_image", f"{what} is not an image of a supported type "
                                      f"(accepted: {ACCEPTED})") from None
@@ -83,14 +84,27 @@ def open_checked(data: Any, limit: int, what: str = "the file") -> Image.Image:
     return image
 
 
+def frames(image: Image.Image) -> int:
+    """Pages of a TIFF (walking its page directories), 1 for other formats."""
+    if image.format != "TIFF":
+        return 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "Truncated File Read" is a broken file here
+            return image.n_frames
+    except Exception as exc:
+        raise Error("invalid_image", f"the TIFF's page directory is corrupt ({exc})") from None
+
+
 def load_checked(image: Image.Image, what: str = "the image") -> Image.Image:
     """Decode all pixels now, so a truncated or corrupt file fails here and not later."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-    except Image.DecompressionBombWarning as exc:
-        raise Error("too_large", f"{what}: {exc}") from None
+    except Image.DecompressionBombWarning:
+        raise Error("too_large", f"{what} has more pixels than the limit "
+                                 "(max_image_megapixels)") from None
     except Exception as exc:
         raise Error("invalid_image", f"{what} is corrupt or truncated ({exc})") from None
     return image
@@ -117,12 +131,17 @@ def from_raw(data: bytes, width: int, height: int, layout: str) -> Image.Image:
     return Image.frombytes(mode, (width, height), bytes(data), "raw", rawmode, stride, 1)
 
 
+def _snap(value: float) -> float:
+    """PNG stores pixels per metre: 300 dpi comes back as 299.9994."""
+    return float(round(value)) if abs(value - round(value)) < 0.01 else round(value, 2)
+
+
 def dpi_of(image: Image.Image, default: float) -> tuple[float, float]:
     dpi = image.info.get("dpi")
     try:
-        x, y = float(dpi[0]), float(dpi[1])
+        x, y = _snap(float(dpi[0])), _snap(float(dpi[1]))
         if 1 <= x <= 100000 and 1 <= y <= 100000:
-            return round(x, 3), round(y, 3)
+            return x, y
     except (TypeError, ValueError, IndexError):
         pass
     return float(default), float(default)
@@ -148,15 +167,33 @@ def _fill(params: dict, image: Image.Image) -> Any:
                                         "(e.g. #ffffff or white)") from None
     if image.mode in ("1", "L", "I;16", "I"):
         grey = round(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
-        return 255 if image.mode == "1" and grey >= 128 else (0 if image.mode == "1" else grey)
+        if image.mode == "1":
+            return 255 if grey >= 128 else 0
+        return grey * 257 if image.mode in ("I;16", "I") else grey
     return rgb[:3] if image.mode == "RGB" else rgb
 
 
 def _editable(image: Image.Image) -> Image.Image:
-    """Palette and alpha images become plain colour for pixel arithmetic."""
+    """Palette images become plain colour, deep grey 8-bit, for pixel arithmetic."""
     if image.mode == "P":
         return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in DEEP:
+        return to_8bit(image)
     return image
+
+
+DEEP = ("I;16", "I", "F")  # grey deeper than 8 bits
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """Deep grey scaled to 8 bits (Pillow's convert("L") would clip, not scale)."""
+    if image.mode == "I;16":
+        return image.convert("I").point(lambda v: v / 256).convert("L")
+    if image.mode in ("I", "F"):
+        low, high = image.getextrema()
+        span = max(1.0, float(high) - min(0.0, float(low)))
+        return image.convert("F").point(lambda v: (v - min(0.0, low)) * 255 / span).convert("L")
+    return image.convert("L")
 
 
 def rotate(image, dpi, params):
@@ -169,7 +206,8 @@ def rotate(image, dpi, params):
             return image, dpi
         swap = angle != 180
         return image.transpose(exact[angle]), (dpi[1], dpi[0]) if swap else dpi
-    image = _editable(image)
+    if image.mode == "P":
+        image = _editable(image)
     resample = Image.Resampling.NEAREST if image.mode == "1" else Image.Resampling.BICUBIC
     return image.rotate(-angle, resample=resample, expand=True,
                         fillcolor=_fill(params, image)), dpi
@@ -313,8 +351,6 @@ def fit(image: Image.Image, width: int | None, height: int | None) -> Image.Imag
     scale = min(box[0] / image.width, box[1] / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     source = image.convert("L") if image.mode == "1" else _editable(image)
-    if source.mode in ("I;16", "I", "F"):
-        source = source.convert("L")
     return source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
@@ -328,8 +364,8 @@ def flatten(image: Image.Image, keep: tuple[str, ...]) -> Image.Image:
         base = Image.new("RGB", rgba.size, "white")
         base.paste(rgba, mask=rgba.getchannel("A"))
         return base if "RGB" in keep else base.convert("L")
-    if image.mode in ("I;16", "I", "F"):
-        return image.convert("L") if "L" in keep else image.convert("L").convert("RGB")
+    if image.mode in DEEP:
+        return to_8bit(image) if "L" in keep else to_8bit(image).convert("RGB")
     return image.convert("RGB" if "RGB" in keep and describe_mode(image.mode)[0] == "color"
                          else "L" if "L" in keep else "RGB")
 
@@ -342,9 +378,14 @@ KEEPS = {"JPEG": ("L", "RGB", "CMYK"), "PNG": ("1", "L", "LA", "I;16", "P", "RGB
 def encode(image: Image.Image, fmt: str, out: Any, dpi: tuple[float, float],
            quality: int = 85, png_level: int = 6) -> None:
     """Write ``image`` as ``fmt`` (a Pillow format name) into the file object ``out``."""
+    source = image
     if fmt == "GIF" and image.mode not in KEEPS["GIF"]:
         image = flatten(image, ("RGB",)).convert("P", palette=Image.Palette.ADAPTIVE)
     image = flatten(image, KEEPS[fmt])
+    if image is source:
+        # Image.save() keeps its options on the image object: a page shared between
+        # threads (the decoded cache) must not be saved by two of them at once.
+        image = image.copy()
     rounded = (round(dpi[0]), round(dpi[1]))
     options: dict[str, Any] = {"dpi": rounded}
     if fmt == "JPEG":

@@ -53,7 +53,11 @@ def count_pages(data: bytes, limits: Limits, password: str | None = None) -> int
         with _open_pdf(data, password, limits) as pdf:
             return pdf.page_count
     image = imaging.open_checked(data, limits.pixels)
-    return getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+    count = imaging.frames(image)
+    if count > limits.pages:
+        raise Error("too_large", f"the {image.format} file has {count} pages; the limit is "
+                                 f"{limits.pages} (max_pdf_pages)")
+    return count
 
 
 def pages(data: bytes, limits: Limits, *, password: str | None = None, dpi: int = 200,
@@ -64,7 +68,7 @@ def pages(data: bytes, limits: Limits, *, password: str | None = None, dpi: int 
         yield from _pdf_pages(data, limits, password, dpi)
         return
     image = imaging.open_checked(data, limits.pixels)
-    frames = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
+    frames = imaging.frames(image)
     if frames == 1:
         imaging.load_checked(image)
         yield Incoming(imaging.upright(image), imaging.dpi_of(image, default_dpi),

@@ -1,0 +1,488 @@
+"""Buffer benchmark: the buffer actor through the broker against doing the same work directly.
+
+Starts, in a fresh temp home, a real broker and a real buffer actor (``actors.buffer``);
+then measures in the same run:
+
+  1. save 100 JPEG pages (A4, 300 dpi, colour) as one PDF: ``save`` through the broker
+     against ``img2pdf.convert(*files)`` on the same files     (goal: <= 1.2 x direct)
+  2. add-page throughput for those pages: (a) as JPEG blobs (kept as they are), against a
+     durable write (write + fsync + rename + folder fsync) of the same bytes; (b) as raw RGB
+     pixels (stored as PNG), against Pillow's PNG encode plus a durable write; raw adds also
+     from 1, 2 and 3 concurrent clients (the actor's ``threads``)
+  3. a 1,000-page buffer (150 dpi A4 JPEG pages) with ``buffer_memory_limit = 64``: adds,
+     thumbnails and PNGs of every 10th page, rotate edits of 50 pages; the actor's RSS
+     (peak, final, idle fresh actor) and the disk used in cache/buffer
+
+The test pages are drawn once per run (seeded: the same every run) and reused. Prints one
+line per figure and the ratios. ``python bench/buffer.py [--quick] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import img2pdf
+import pikepdf
+import zmq
+from PIL import Image, ImageChops, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broker import config as configlib  # noqa: E402
+from broker.client import Client  # noqa: E402
+from broker.procutil import atomic_write_with  # noqa: E402
+from tests.support.stack import start_broker, start_program, stop, wait_service  # noqa: E402
+
+A4_300 = (2480, 3508)
+A4_150 = (1240, 1754)
+MB = 1 << 20
+LONG = 300.0  # request timeout (s): a slow machine must not turn a figure into an error
+
+
+STARTED = time.perf_counter()
+
+
+def note(text: str) -> None:
+    """Progress on stderr: stdout holds only the figures."""
+    print(f"[bench {time.perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr,
+          flush=True)
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- test pages
+
+
+def draw_pages(count: int, size: tuple[int, int], seed: int = 1) -> list[bytes]:
+    """``count`` distinct colour pages as JPEG (quality 80): a header band, a colour
+    picture, a ring, lines of "words", and scanner-like noise over all (so the JPEGs have
+    the size of real scans, about 1.4 MB at 300 dpi A4)."""
+    width, height = size
+    unit = width / A4_300[0]
+    noise = Image.effect_noise((width + 64, height + 64), 6).convert("L")
+    gradient = Image.linear_gradient("L").resize((round(900 * unit), round(700 * unit)))
+    pages = []
+    for number in range(count):
+        rnd = random.Random(seed * 100003 + number)
+        image = Image.new("RGB", size, (246, 244, 238))
+        draw = ImageDraw.Draw(image)
+
+        def box(x0, y0, x1, y1):
+            return tuple(round(v * unit) for v in (x0, y0, x1, y1))
+
+        draw.rectangle(box(200, 180, 2280, 420), fill=(30 + number % 50, 60, 140))
+        picture = Image.merge("RGB", (gradient.rotate(90 * (number % 4)), gradient.rotate(90),
+                                      gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+        image.paste(picture, box(200 + rnd.randrange(400), 520, 0, 0)[:2])
+        draw.ellipse(box(1500, 600 + rnd.randrange(100), 2200, 1150), outline=(200, 40, 40),
+                     width=max(2, round(12 * unit)))
+        y = 1350
+        while y < 3508 - 250:
+            x = 200
+            while True:
+                word = rnd.randrange(40, 260)
+                if x + word > 2280:
+                    break
+                draw.rectangle(box(x, y, x + word, y + 34), fill=(25, 25, 30))
+                x += word + 28
+            y += rnd.choice((70, 70, 70, 140))
+        ox, oy = rnd.randrange(64), rnd.randrange(64)
+        grain = noise.crop((ox, oy, ox + width, oy + height))
+        image = ImageChops.subtract(image, Image.merge("RGB", (grain,) * 3), 1, 128)
+        buf = io.BytesIO()
+        dpi = round(300 * unit)
+        image.save(buf, "JPEG", quality=80, dpi=(dpi, dpi))
+        pages.append(buf.getvalue())
+    return pages
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same JPEG with a COM segment after SOI: distinct bytes, same pixels."""
+    payload = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+# --- measuring helpers
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+class RssSampler:
+    """The highest VmRSS of a process seen by polling every ``every`` seconds."""
+
+    def __init__(self, pid: int, every: float = 0.01):
+        self.pid, self.every = pid, every
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def durable_write(path: Path, data) -> None:
+    """Write + fsync + rename + folder fsync: the same helper the buffer's store uses."""
+    atomic_write_with(path, lambda f: f.write(data), 0o600)
+
+
+def timed(fn, *args) -> float:
+    """Seconds ``fn(*args)`` took."""
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def folder_bytes(folder: Path) -> tuple[int, int, int]:
+    """(files, apparent bytes, allocated bytes) under ``folder``."""
+    files = size = blocks = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            files += 1
+            size += st.st_size
+            blocks += st.st_blocks * 512
+        # (derived files may be dropped while we walk: skip those)
+    return files, size, blocks
+
+
+class Stack:
+    """A temp home with a broker and a buffer actor, and a client to it."""
+
+    def __init__(self, home: Path, ini: str = ""):
+        self.home = home
+        home.mkdir(parents=True)
+        if ini:
+            (home / "ini").mkdir()
+            (home / "ini" / "DSConfiguration.ini").write_text(ini)
+        self.cfg = configlib.load(configlib.Home(home)).buffer
+        self.endpoint = f"ipc://{home}/run/broker.sock"
+        self.procs = []
+        try:
+            self.procs.append(start_broker(home))
+            self.procs.append(start_program(home, [sys.executable, "-m", "actors.buffer"],
+                                            "buffer"))
+            self.client = Client(self.endpoint, context=zmq.Context.instance())
+            wait_service(self.client, "buffer", timeout=30)
+            self.pid = self.client.call("buffer", "ping", timeout=10)["pid"]
+        except BaseException:
+            self.close()
+            raise
+
+    def call(self, op: str, args: dict | None = None, blobs=(), timeout: float = LONG):
+        return self.client.request("buffer", op, args, blobs=blobs, timeout=timeout)
+
+    def close(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+        stop(*reversed(self.procs))
+
+
+# --- 1 and 2: 300 dpi pages
+
+
+def add_all(stack: Stack, session: str, blobs: list, args: dict) -> list[float]:
+    """Add ``blobs`` one after the other; the seconds each add took."""
+    times = []
+    for blob in blobs:
+        start = time.perf_counter()
+        stack.call("add", {"session": session, **args}, [blob])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def add_concurrently(stack: Stack, session: str, blobs: list, args: dict,
+                     clients: int) -> float:
+    """Seconds to add all ``blobs`` from ``clients`` threads, each with its own Client."""
+    shares = [blobs[i::clients] for i in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def work(share: list) -> None:
+        with Client(stack.endpoint, context=zmq.Context.instance()) as client:
+            client.request("buffer", "ping", timeout=10)  # connected before the clock starts
+            barrier.wait()
+            try:
+                for blob in share:
+                    client.request("buffer", "add", {"session": session, **args},
+                                   blobs=[blob], timeout=LONG)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def pdf_pages(data) -> int:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return len(pdf.pages)
+
+
+def bench_300dpi(work: Path, opts, jpegs: list[bytes]) -> None:
+    rounds = 2 if opts.quick else 5
+    raw_distinct = 3 if opts.quick else 6
+    raw_adds = 6 if opts.quick else 24  # per concurrency level (divides by 1, 2 and 3)
+
+    folder = work / "pages"
+    folder.mkdir()
+    files = []
+    for number, data in enumerate(jpegs):
+        path = folder / f"page-{number:03d}.jpg"
+        path.write_bytes(data)
+        files.append(str(path))
+    jpeg_mb = sum(map(len, jpegs)) / MB
+
+    stack = Stack(work / "home")
+    try:
+        cfg = stack.cfg
+        out(f"buffer actor: threads {cfg.threads}, png_compression {cfg.png_compression}, "
+            f"buffer_memory_limit {cfg.buffer_memory_limit} MB; {os.cpu_count()} CPUs")
+
+        # 2a (done first: it fills the session that 1 saves)
+        note(f"adding {len(jpegs)} JPEG pages")
+        session = stack.call("open_session").result["session"]
+        add_times = add_all(stack, session, jpegs, {"dpi": 300})
+        listed = stack.call("list", {"session": session}).result
+        assert len(listed) == len(jpegs) and all(i["format"] == "jpeg" for i in listed), listed[0]
+
+        # 1: save as PDF, alternating with the direct img2pdf run
+        note(f"saving {len(jpegs)} pages as PDF ({rounds} rounds)")
+        holder: dict = {}
+
+        def direct_pdf():
+            holder["direct"] = img2pdf.convert(*files)
+
+        def broker_pdf():
+            reply = stack.call("save", {"session": session, "format": "pdf"})
+            holder["broker"] = reply
+        direct_pdf()  # warm-up: page cache, img2pdf/pikepdf imports, allocator
+        broker_pdf()
+        pairs = [(timed(direct_pdf), timed(broker_pdf)) for _ in range(rounds)]
+        pdf_direct = statistics.median(d for d, _ in pairs)
+        pdf_broker = statistics.median(b for _, b in pairs)
+        pdf_ratio = statistics.median(b / d for d, b in pairs)
+        reply = holder["broker"]
+        blob = reply.blobs[0].buffer
+        broker_count, direct_count = pdf_pages(blob), pdf_pages(holder["direct"])
+        internal = statistics.median(
+            timed(lambda: img2pdf.convert(*files, engine=img2pdf.Engine.internal))
+            for _ in range(max(1, rounds // 2)))
+        out(f"save {len(jpegs)} JPEG pages as PDF ({jpeg_mb:.0f} MB of JPEG): "
+            f"direct img2pdf {pdf_direct:6.3f} s   broker {pdf_broker:6.3f} s   "
+            f"ratio {pdf_ratio:.2f}x  (goal <= 1.2x)")
+        out(f"  PDF pages: broker {broker_count}, direct {direct_count} "
+            f"({'ok' if broker_count == direct_count == len(jpegs) else 'WRONG'}); bytes: "
+            f"broker {len(blob) / MB:.1f} MB, direct {len(holder['direct']) / MB:.1f} MB; "
+            f"img2pdf engine=internal (as the actor uses) {internal:.3f} s, default engine "
+            f"is pikepdf")
+        holder.clear()
+        del reply, blob
+
+        # 2a figures, with the durable-write baseline
+        durable_dir = work / "durable"
+        durable_dir.mkdir()
+        write_times = []
+        for number, data in enumerate(jpegs):
+            write_times.append(timed(durable_write, durable_dir / f"{number}.jpg", data))
+        decode_times = [timed(lambda b: Image.open(io.BytesIO(b)).load(), data)
+                        for data in jpegs[:10]]
+        add_total, write_total = sum(add_times), sum(write_times)
+        out(f"add JPEG 300 dpi A4 ({jpeg_mb / len(jpegs):.2f} MB/page), 1 client: "
+            f"{len(jpegs) / add_total:6.1f} pages/s {jpeg_mb / add_total:6.1f} MB/s "
+            f"(median {statistics.median(add_times) * 1e3:.0f} ms/page)")
+        out(f"  durable write of the same bytes:     {len(jpegs) / write_total:6.1f} pages/s "
+            f"{jpeg_mb / write_total:6.1f} MB/s (median "
+            f"{statistics.median(write_times) * 1e3:.0f} ms/page)   ratio add/write "
+            f"{add_total / write_total:.2f}x")
+        out(f"  JPEG full decode (add checks every page this way): median "
+            f"{statistics.median(decode_times) * 1e3:.0f} ms/page")
+
+        # 2b: raw pixels
+        note("decoding pages to raw RGB")
+        images = [Image.open(io.BytesIO(data)).convert("RGB") for data in jpegs[:raw_distinct]]
+        raws = [image.tobytes() for image in images]
+        raw_mb = len(raws[0]) / MB
+        encode_times, pngs = [], []
+        for image in images:
+            buf = io.BytesIO()
+            encode_times.append(timed(partial(image.save, buf, "PNG", dpi=(300, 300),
+                                              compress_level=cfg.png_compression)))
+            pngs.append(buf.getvalue())
+        del images
+        raw_write = [timed(durable_write, durable_dir / f"raw{i}", raws[i])
+                     for i in range(raw_distinct)]
+        png_write = [timed(durable_write, durable_dir / f"png{i}", pngs[i])
+                     for i in range(raw_distinct)]
+        shutil.rmtree(durable_dir)
+        png_mb = statistics.mean(map(len, pngs)) / MB
+        encode, write_png = statistics.median(encode_times), statistics.median(png_write)
+
+        raw_args = {"format": "raw", "width": A4_300[0], "height": A4_300[1], "mode": "RGB",
+                    "dpi": 300}
+        raw_session = stack.call("open_session").result["session"]
+        blobs = [raws[i % raw_distinct] for i in range(raw_adds)]
+        note(f"adding raw pages: {raw_adds} per level of 1, 2, 3 clients")
+        stack.call("add", {"session": raw_session, **raw_args}, [raws[0]])  # warm-up
+        elapsed = {n: add_concurrently(stack, raw_session, blobs, raw_args, n)
+                   for n in (1, 2, 3)}
+        stored = stack.call("list", {"session": raw_session}).result[-1]
+        per_page = elapsed[1] / raw_adds
+        out(f"add raw RGB 300 dpi A4 ({raw_mb:.1f} MB/page, stored as {stored['format']} "
+            f"~{stored['bytes'] / MB:.1f} MB), 1 client: {1 / per_page:6.2f} pages/s "
+            f"{raw_mb / per_page:6.1f} MB/s ({per_page * 1e3:.0f} ms/page)")
+        out(f"  PNG encode level {cfg.png_compression} (Pillow, in the bench): "
+            f"{encode * 1e3:.0f} ms/page ({png_mb:.1f} MB);  durable write: PNG "
+            f"{write_png * 1e3:.0f} ms, raw {statistics.median(raw_write) * 1e3:.0f} ms/page "
+            f"({raw_mb / statistics.median(raw_write):.0f} MB/s)")
+        out(f"  ratio add / (PNG encode + durable PNG write) "
+            f"{per_page / (encode + write_png):.2f}x")
+        for n in (1, 2, 3):
+            rate = raw_adds / elapsed[n]
+            out(f"  raw adds, {n} concurrent client{'s' if n > 1 else ' '}: {rate:6.2f} pages/s "
+                f"{rate * raw_mb:6.1f} MB/s   speed-up {elapsed[1] / elapsed[n]:.2f}x")
+    finally:
+        stack.close()
+
+
+# --- 3: a 1,000-page buffer under a 64 MB memory limit
+
+
+def bench_many(work: Path, opts, big: list[bytes]) -> None:
+    count = 200 if opts.quick else 1000
+    limit_mb = 64
+    note(f"making {count} pages of {A4_150[0]}x{A4_150[1]}")
+    distinct = []
+    for data in big:
+        image = Image.open(io.BytesIO(data)).reduce(2)
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=80, dpi=(150, 150))
+        distinct.append(buf.getvalue())
+    pages = [with_comment(distinct[i % len(distinct)], f"page {i}") for i in range(count)]
+    page_kb = statistics.mean(map(len, pages)) / 1024
+
+    stack = Stack(work / "home-many", f"[buffer]\nbuffer_memory_limit = {limit_mb}\n")
+    try:
+        time.sleep(0.5)
+        idle_kb = rss_kb(stack.pid)
+        out(f"{count} pages: {A4_150[0]}x{A4_150[1]} 150 dpi colour JPEG q80 "
+            f"(~{page_kb:.0f} KB; {len(distinct)} distinct pictures, each file distinct); "
+            f"buffer_memory_limit {stack.cfg.buffer_memory_limit} MB, threads "
+            f"{stack.cfg.threads}")
+        phase_rss = {}
+        with RssSampler(stack.pid) as sampler:
+            session = stack.call("open_session").result["session"]
+            note(f"adding {count} pages")
+            adding = timed(lambda: add_all(stack, session, pages, {}))
+            phase_rss["after adds"] = rss_kb(stack.pid)
+            ids = [info["id"] for info in stack.call("list", {"session": session}).result]
+            every10 = ids[::10]
+            note(f"thumbnails and PNGs of {len(every10)} pages, rotating 50")
+            thumbs = [timed(stack.call, "thumbnail", {"session": session, "image": i})
+                      for i in every10]
+            phase_rss["after thumbnails"] = rss_kb(stack.pid)
+            png_bytes = []
+
+            def get_png(image):
+                png_bytes.append(len(stack.call("get", {"session": session, "image": image,
+                                                        "format": "png"}).blobs[0]))
+            gets = [timed(get_png, i) for i in every10]
+            phase_rss["after PNG gets"] = rss_kb(stack.pid)
+            targets = ids[::max(1, len(ids) // 50)][:50]
+            rotate = [{"op": "rotate", "angle": 90}]
+            edits = [timed(stack.call, "edit", {"session": session, "image": i, "ops": rotate})
+                     for i in targets]
+            phase_rss["after edits"] = rss_kb(stack.pid)
+            time.sleep(2)
+            final_kb = rss_kb(stack.pid)
+        hwm_kb = rss_kb(stack.pid, "VmHWM")
+        status = stack.call("status").result
+        files, size, allocated = folder_bytes(stack.home / "cache" / "buffer")
+
+        out(f"  add {count} pages: {adding:.1f} s = {count / adding:.1f} pages/s "
+            f"({count * page_kb / 1024 / adding:.1f} MB/s)")
+        out(f"  thumbnail x{len(thumbs)}: median {statistics.median(thumbs) * 1e3:.1f} ms;  "
+            f"get png x{len(gets)}: median {statistics.median(gets) * 1e3:.0f} ms "
+            f"(~{statistics.mean(png_bytes) / MB:.1f} MB each);  rotate 90 x{len(edits)}: "
+            f"median {statistics.median(edits) * 1e3:.0f} ms")
+        out(f"  RSS idle fresh actor (fixed overhead): {idle_kb / 1024:.0f} MB")
+        out("  RSS " + ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in phase_rss.items())
+            + f", final (2 s idle) {final_kb / 1024:.0f} MB")
+        budget_kb = limit_mb * 1024 + idle_kb
+        peak_kb = max(sampler.peak_kb, hwm_kb)
+        out(f"  peak RSS: sampled {sampler.peak_kb / 1024:.0f} MB, kernel VmHWM "
+            f"{hwm_kb / 1024:.0f} MB;  limit + overhead = {budget_kb / 1024:.0f} MB -> "
+            f"{'within' if peak_kb < budget_kb else 'OVER'} "
+            f"({peak_kb / budget_kb:.2f}x)")
+        memory = status["memory"]
+        out(f"  decoded cache: {memory['images']} images {memory['bytes'] / MB:.0f} MB held "
+            f"(limit {memory['limit'] / MB:.0f} MB), hits {memory['hits']} misses "
+            f"{memory['misses']}")
+        out(f"  disk in cache/buffer: {size / MB:.0f} MB in {files} files "
+            f"({allocated / MB:.0f} MB allocated); pages were {count * page_kb / 1024:.0f} MB; "
+            f"status disk {status['disk']}")
+    finally:
+        stack.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (CI smoke run)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
+    opts = parser.parse_args()
+    count = 100
+    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-buffer-"))
+    try:
+        note(f"drawing {count} pages of {A4_300[0]}x{A4_300[1]} in {work}")
+        jpegs = draw_pages(count, A4_300)
+        bench_300dpi(work, opts, jpegs)
+        bench_many(work, opts, jpegs)
+    finally:
+        if opts.keep:
+            note(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    note("done")
+
+
+if __name__ == "__main__":
+    main()

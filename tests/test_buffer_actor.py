@@ -1,0 +1,397 @@
+"""The buffer actor as a real process behind a real broker: pages, events, crashes, the CLI.
+
+Every test starts ``python -m broker.broker`` and ``python -m actors.buffer`` in a fresh
+home with fast heartbeats (interval 0.2 s, liveness 3; see conftest.py) and talks to them
+over the wire only. Pages are made with Pillow; the store is checked on disk afterwards
+(``cache/buffer/index.sqlite`` and ``cache/buffer/files/``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pymupdf
+import pytest
+import zmq
+from PIL import Image, ImageDraw
+
+from broker.client import Client
+from broker.protocol import Error, pack, unpack
+from tests.support.stack import ROOT, env_for, poll_for, workers
+
+pytestmark = pytest.mark.timeout(60)
+
+RAW_SIDE = 64  # the crash test's pages: 64 x 64 grey pixels, all of one value
+PAGE_EVERY = 0.025  # seconds between two pages of the crash test (an add takes ~5 ms)
+
+
+# --- helpers
+
+
+def jpeg_page(number: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A JPEG whose colour and drawn number identify it."""
+    image = Image.new("RGB", size, (40 * number % 256, 120, 200))
+    ImageDraw.Draw(image).text((10, 10), str(number), fill="black")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def grey_page(number: int) -> bytes:
+    """Raw L pixels, every one equal to ``number``: the page decodes back to its number."""
+    return bytes([number]) * (RAW_SIDE * RAW_SIDE)
+
+
+def buffer_pids(client: Client) -> set[int]:
+    return {w["pid"] for w in workers(client, "buffer")}
+
+
+def start_buffer(stack, client: Client) -> subprocess.Popen:
+    """Start a buffer process and wait until the broker has it as a worker."""
+    proc = stack.actor("buffer")
+    poll_for(lambda: proc.pid in buffer_pids(client) or proc.poll() is not None, 20,
+             f"buffer pid {proc.pid} to register")
+    assert proc.poll() is None, f"the buffer exited with status {proc.returncode}"
+    return proc
+
+
+def restart_buffer(stack, client: Client, proc: subprocess.Popen,
+                   how: int = signal.SIGTERM) -> subprocess.Popen:
+    os.kill(proc.pid, how)
+    proc.wait(timeout=15)
+    return start_buffer(stack, client)
+
+
+def running_buffer(stack) -> tuple[Client, subprocess.Popen]:
+    stack.broker()
+    client = stack.client()
+    return client, start_buffer(stack, client)
+
+
+def call(client: Client, op: str, args: dict | None = None, **kwargs):
+    return client.request("buffer", op, args, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
+def open_session(client: Client) -> str:
+    return call(client, "open_session").result["session"]
+
+
+def add_jpeg(client: Client, session: str, data: bytes) -> dict:
+    return call(client, "add", {"session": session}, blobs=[data]).result
+
+
+def listed_ids(client: Client, session: str) -> list[str]:
+    return [info["id"] for info in call(client, "list", {"session": session}).result]
+
+
+def error_code(fn, *args, **kwargs) -> str:
+    with pytest.raises(Error) as caught:
+        fn(*args, **kwargs)
+    return caught.value.code
+
+
+class Events:
+    """A SUB socket on events-out.sock known to be subscribed (probes come back on it)."""
+
+    PROBE = b"test.probe"
+
+    def __init__(self, stack, *topics: bytes):
+        self.sub = stack.socket(zmq.SUB)
+        for topic in (*topics, self.PROBE):
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        self.sub.connect(stack.events_out)
+        self.pub = stack.socket(zmq.PUB)
+        self.pub.connect(stack.events_in)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            self.pub.send_multipart([self.PROBE, pack({})])
+            if self.sub.poll(50) and self.sub.recv_multipart()[0] == self.PROBE:
+                return
+        raise AssertionError("the event subscription never became active")
+
+    def next(self, match=lambda topic, body: True, timeout: float = 5.0) -> tuple[str, dict]:
+        """The first (topic, body) for which ``match`` is true; probes are skipped."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not self.sub.poll(left * 1000):
+                raise AssertionError(f"no matching event within {timeout} s")
+            topic, body = self.sub.recv_multipart()
+            if topic != self.PROBE and match(topic.decode(), unpack(body)):
+                return topic.decode(), unpack(body)
+
+
+def store_dir(home: Path) -> Path:
+    return home / "cache" / "buffer"
+
+
+def index_query(home: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(store_dir(home) / "index.sqlite")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def page_files(home: Path) -> list[Path]:
+    return [p for p in (store_dir(home) / "files").rglob("*") if p.is_file()]
+
+
+def append_ini(home: Path, text: str) -> None:
+    path = home / "ini" / "DSConfiguration.ini"
+    path.write_text(path.read_text() + text)
+
+
+def scanbridge(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "broker.cli", *args], env=env_for(home),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+# --- adding and reading
+
+
+def test_an_added_jpeg_is_listed_and_read_back_byte_for_byte(stack):
+    client, _ = running_buffer(stack)
+    session = open_session(client)
+    data = jpeg_page(1)
+
+    info = add_jpeg(client, session, data)
+
+    assert info["format"] == "jpeg" and (info["width"], info["height"]) == (320, 240)
+    assert listed_ids(client, session) == [info["id"]]
+    reply = call(client, "get", {"session": session, "image": info["id"]})
+    assert reply.result["format"] == "jpeg"
+    assert reply.blobs[0].bytes == data
+
+
+def test_the_add_event_arrives_only_once_the_page_is_listable(stack):
+    client, _ = running_buffer(stack)
+    session = open_session(client)
+    events = Events(stack, b"buffer.")
+    replies: list = []
+    adder = threading.Thread(target=lambda: replies.append(
+        add_jpeg(stack.client(), session, jpeg_page(2))))
+    adder.start()
+
+    _, body = events.next(lambda topic, body: topic == "buffer.changed")
+    listed_on_receipt = listed_ids(client, session)  # at once, maybe before the add's reply
+
+    adder.join(10)
+    assert replies, "the add got no reply"
+    image = replies[0]["id"]
+    assert body["session"] == session and body["action"] == "add"
+    assert body["ids"] == [image]
+    assert image in listed_on_receipt
+
+
+# --- crashes and restarts
+
+
+def test_kill_9_during_adds_keeps_every_acknowledged_page_once_in_order(stack):
+    """While 200 idempotent adds (each with a key) are retried until acknowledged, a thread
+    SIGKILLs the buffer 0.3-0.5 s after each start, in the middle of an add, and starts a
+    new one."""
+    client, first = running_buffer(stack)
+    session = open_session(client)
+    current = [first]
+    kills = 0
+    stop = threading.Event()
+    adding = threading.Event()  # set while an add request is out
+
+    def killer():
+        nonlocal kills
+        watcher = stack.client()
+        while not stop.is_set():
+            proc = current[-1]
+            poll_for(lambda: proc.pid in buffer_pids(watcher) or stop.is_set(), 20,
+                     "the restarted buffer to register")
+            if stop.wait(random.uniform(0.3, 0.5)):
+                return
+            while not adding.wait(0.05):  # strike while an add is on its way or running
+                if stop.is_set():
+                    return
+            time.sleep(random.uniform(0, 0.006))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            current.append(stack.actor("buffer"))  # recorded in stack.procs too
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    acknowledged: list[tuple[int, str]] = []
+    requests = duplicates = 0
+    started = time.monotonic()
+    try:
+        for number in range(200):
+            args = {"session": session, "format": "raw", "width": RAW_SIDE,
+                    "height": RAW_SIDE, "mode": "L", "key": str(number)}
+            while True:
+                requests += 1
+                adding.set()
+                try:
+                    reply = client.request("buffer", "add", args, blobs=[grey_page(number)],
+                                           timeout=3, idempotent=True)
+                    break
+                except Error as exc:
+                    if exc.code not in ("actor_died", "timeout"):
+                        raise
+                finally:
+                    adding.clear()
+            acknowledged.append((number, reply.result["id"]))
+            duplicates += bool(reply.result.get("duplicate"))
+            time.sleep(PAGE_EVERY)  # pages come at a scanner's pace, so kills land among them
+    finally:
+        stop.set()
+        thread.join(30)
+    elapsed = time.monotonic() - started
+    print(f"\n{kills} kills during {len(acknowledged)} adds ({requests} requests, "
+          f"{duplicates} answered as duplicates) in {elapsed:.1f} s")
+    assert not thread.is_alive()
+    assert kills >= 5, f"only {kills} kills"
+
+    # A final restart: start-up recovery removes what a kill left half done.
+    restart_buffer(stack, client, current[-1], signal.SIGKILL)
+
+    images = call(client, "list", {"session": session}, timeout=20).result
+    assert [info["id"] for info in images] == [image for _, image in acknowledged]
+    assert len({info["id"] for info in images}) == 200
+    for (number, image), info in zip(acknowledged, images):
+        assert (info["width"], info["height"], info["pixel_mode"]) == (RAW_SIDE, RAW_SIDE, "L")
+        blob = call(client, "get", {"session": session, "image": image}).blobs[0]
+        pixels = Image.open(io.BytesIO(blob.bytes))
+        assert pixels.size == (RAW_SIDE, RAW_SIDE)
+        assert pixels.convert("L").getextrema() == (number, number), f"page {number}"
+
+    assert index_query(stack.home, "PRAGMA integrity_check") == [("ok",)]
+    versions = index_query(stack.home, "SELECT file FROM versions")
+    assert len(versions) == 200
+    on_disk = sorted(p.name for p in page_files(stack.home))
+    assert on_disk == sorted(name for (name,) in versions), "orphan or missing page files"
+    temp = [p for p in store_dir(stack.home).rglob("*") if p.name.endswith(".tmp")]
+    assert not temp, f"temp files left: {temp}"
+
+
+def test_a_restarted_buffer_still_has_the_session_with_the_same_pages(stack):
+    client, proc = running_buffer(stack)
+    session = open_session(client)
+    pages = [jpeg_page(number) for number in range(3)]
+    ids = [add_jpeg(client, session, data)["id"] for data in pages]
+
+    restarted = restart_buffer(stack, client, proc, signal.SIGTERM)
+
+    assert proc.returncode == 0, "the buffer did not stop cleanly on SIGTERM"
+    assert call(client, "ping").result["pid"] == restarted.pid
+    assert call(client, "session", {"session": session}).result["images"] == 3
+    assert listed_ids(client, session) == ids
+    for image, data in zip(ids, pages):
+        assert call(client, "get", {"session": session, "image": image}).blobs[0].bytes == data
+
+
+def test_an_idle_session_is_closed_by_the_tick_after_session_expiry_with_a_remove_event(
+        stack):
+    append_ini(stack.home, "[buffer]\nsession_expiry = 1\n")
+    client, proc = running_buffer(stack)
+    events = Events(stack, b"buffer.changed")
+    session = open_session(client)
+    image = add_jpeg(client, session, jpeg_page(3))["id"]
+    last_use = time.monotonic()
+    # The session lives on in a restarted buffer (restarting takes well under a second).
+    proc = restart_buffer(stack, client, proc, signal.SIGKILL)
+
+    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=5)
+    idle = time.monotonic() - last_use
+
+    assert body == {**body, "session": session, "ids": [image], "closed": True}
+    assert idle >= 1.0, f"closed after {idle:.2f} s idle, before session_expiry (1 s)"
+    assert error_code(call, client, "session", {"session": session}) == "not_found"
+    assert error_code(call, client, "list", {"session": session}) == "not_found"
+    assert page_files(stack.home) == []
+
+
+def test_a_session_that_expired_while_the_buffer_was_down_is_closed_at_start_with_an_event(
+        stack):
+    append_ini(stack.home, "[buffer]\nsession_expiry = 1\n")
+    client, proc = running_buffer(stack)
+    session = open_session(client)
+    image = add_jpeg(client, session, jpeg_page(4))["id"]
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+    time.sleep(1.5)  # past session_expiry while no buffer runs
+    events = Events(stack, b"buffer.changed")
+
+    start_buffer(stack, client)
+
+    assert error_code(call, client, "session", {"session": session}) == "not_found"
+    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=3)
+    assert body == {**body, "session": session, "ids": [image], "closed": True}
+
+
+# --- the CLI
+
+
+def test_the_cli_opens_a_session_adds_pages_and_saves_them_as_a_pdf(stack, tmp_path):
+    running_buffer(stack)
+    page = tmp_path / "page.jpg"
+    page.write_bytes(jpeg_page(5))
+
+    opened = scanbridge(stack.home, "call", "buffer", "open_session", "{}")
+    assert opened.returncode == 0, opened.stderr
+    session = json.loads(opened.stdout)["session"]
+    for _ in range(2):
+        added = scanbridge(stack.home, "call", "buffer", "add", json.dumps({"session": session}),
+                           "--blob", str(page))
+        assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout)["format"] == "jpeg"
+    out = tmp_path / "out.pdf"
+    saved = scanbridge(stack.home, "call", "buffer", "save",
+                       json.dumps({"session": session, "format": "pdf"}), "--out", str(out))
+
+    assert saved.returncode == 0, saved.stderr
+    assert json.loads(saved.stdout)["pages"] == 2
+    with pymupdf.open(out) as pdf:
+        assert pdf.page_count == 2
+
+
+def test_a_cli_call_for_an_unknown_image_exits_1_with_one_line_naming_not_found(stack):
+    client, _ = running_buffer(stack)
+    session = open_session(client)
+
+    done = scanbridge(stack.home, "call", "buffer", "get",
+                      json.dumps({"session": session, "image": "nosuchimage"}))
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "not_found" in lines[0] and "Traceback" not in done.stderr
+
+
+# --- errors over the wire
+
+
+def test_bad_requests_get_error_replies_and_the_buffer_keeps_running(stack):
+    client, proc = running_buffer(stack)
+    session = open_session(client)
+    pid = call(client, "ping").result["pid"]
+    assert pid == proc.pid
+
+    two_blobs = [jpeg_page(6), jpeg_page(7)]
+    assert error_code(call, client, "add", {"session": session},
+                      blobs=two_blobs) == "invalid_argument"
+    assert error_code(call, client, "import", {"session": session},
+                      blobs=[b"this is not an image" * 50]) == "invalid_image"
+    assert error_code(call, client, "no_such_op", {"session": session}) == "unknown_op"
+
+    assert call(client, "ping").result["pid"] == pid
+    assert proc.poll() is None
+    assert listed_ids(client, session) == []
