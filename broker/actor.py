@@ -290,7 +290,7 @@ class Runtime:
         body.setdefault("ts", time.time())
         frames = [topic.encode(), pack(body)]
         if threading.get_ident() == self.main_thread:
-            self.events.send_multipart(frames)
+            self._send_event(frames)
         else:
             self._pusher().send_multipart([b"E", *frames])
 
@@ -395,12 +395,17 @@ class Runtime:
         self.actor._publish = self._publish
         self.results = self.ctx.socket(zmq.PULL)
         self.results.bind(self.results_endpoint)
-        self.events = self.ctx.socket(zmq.PUB)
+        # XPUB, not PUB: it tells us when the broker's subscription has arrived; events
+        # published before that (from on_start) wait instead of being dropped.
+        self.events = self.ctx.socket(zmq.XPUB)
         self.events.setsockopt(zmq.LINGER, 1000)
         self.events.connect(self.cfg.home.events_in)
+        self.events_subscribed = False
+        self.pending_events: list = []
         self.poller = zmq.Poller()
         self.poller.register(self.results, zmq.POLLIN)
         self.poller.register(wake_r, zmq.POLLIN)
+        self.poller.register(self.events, zmq.POLLIN)
         self.subscriber = None
         if self.actor.subscriptions:
             self.subscriber = self.ctx.socket(zmq.SUB)
@@ -472,6 +477,8 @@ class Runtime:
                     os.read(wake_r, 512)
                 except BlockingIOError:
                     pass
+            if self.events in ready:
+                self._subscriptions()
             if self.broker in ready:
                 self._from_broker()
             if self.results in ready:
@@ -523,6 +530,24 @@ class Runtime:
             elif command != HEARTBEAT:
                 self.log.warning("dropped unknown command from the broker")
 
+    def _send_event(self, frames: list) -> None:
+        if self.events_subscribed:
+            self.events.send_multipart(frames)
+        elif len(self.pending_events) < 10000:
+            self.pending_events.append(frames)
+
+    def _subscriptions(self) -> None:
+        while True:
+            try:
+                self.events.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.events_subscribed = True
+        if self.events_subscribed:
+            for frames in self.pending_events:
+                self.events.send_multipart(frames)
+            self.pending_events.clear()
+
     def _from_actor_threads(self) -> None:
         for _ in range(1000):
             try:
@@ -533,7 +558,7 @@ class Runtime:
             if kind == b"R":
                 self._send_reply(frames[1].bytes, frames[2:])
             elif kind == b"E":
-                self.events.send_multipart(frames[1:], copy=False)
+                self._send_event(frames[1:])
             elif kind == b"T":
                 self.tick_pending = False
 

@@ -32,6 +32,7 @@ from tests.support.stack import ROOT, env_for, poll_for, workers
 pytestmark = pytest.mark.timeout(60)
 
 RAW_SIDE = 64  # the crash test's pages: 64 x 64 grey pixels, all of one value
+EXPIRY_1S = "[buffer]\nsession_expiry = 1\n"  # appended to DSConfiguration.ini
 PAGE_EVERY = 0.025  # seconds between two pages of the crash test (an add takes ~5 ms)
 
 
@@ -152,6 +153,38 @@ def append_ini(home: Path, text: str) -> None:
     path.write_text(path.read_text() + text)
 
 
+def logged(home: Path, name: str, pid: int, msg: str) -> bool:
+    """Whether process ``pid`` wrote ``msg`` to logs/NAME.log (JSON lines)."""
+    for line in (home / "logs" / f"{name}.log").read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("pid") == pid and entry.get("msg") == msg:
+            return True
+    return False
+
+
+def orphans_removed(home: Path) -> int:
+    """Page files the buffer's start-up recovery removed, summed over all its starts."""
+    total = 0
+    for line in (home / "logs" / "buffer.log").read_text(errors="replace").splitlines():
+        if '"buffer recovered"' in line:
+            total += json.loads(line)["orphans_removed"]
+    return total
+
+
+def stop_buffer_until_its_session_expired(client: Client,
+                                          proc: subprocess.Popen) -> tuple[str, str]:
+    """A session with one page, then the buffer stops until the session is past expiry."""
+    session = open_session(client)
+    image = add_jpeg(client, session, jpeg_page(5))["id"]
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+    time.sleep(1.5)  # past session_expiry (1 s) while no buffer runs
+    return session, image
+
+
 def scanbridge(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "broker.cli", *args], env=env_for(home),
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -213,7 +246,7 @@ def test_kill_9_during_adds_keeps_every_acknowledged_page_once_in_order(stack):
         watcher = stack.client()
         while not stop.is_set():
             proc = current[-1]
-            poll_for(lambda: proc.pid in buffer_pids(watcher) or stop.is_set(), 20,
+            poll_for(lambda pid=proc.pid: pid in buffer_pids(watcher) or stop.is_set(), 20,
                      "the restarted buffer to register")
             if stop.wait(random.uniform(0.3, 0.5)):
                 return
@@ -235,6 +268,7 @@ def test_kill_9_during_adds_keeps_every_acknowledged_page_once_in_order(stack):
         for number in range(200):
             args = {"session": session, "format": "raw", "width": RAW_SIDE,
                     "height": RAW_SIDE, "mode": "L", "key": str(number)}
+            give_up = time.monotonic() + 30
             while True:
                 requests += 1
                 adding.set()
@@ -243,7 +277,8 @@ def test_kill_9_during_adds_keeps_every_acknowledged_page_once_in_order(stack):
                                            timeout=3, idempotent=True)
                     break
                 except Error as exc:
-                    if exc.code not in ("actor_died", "timeout"):
+                    if exc.code not in ("actor_died", "timeout") or (
+                            time.monotonic() > give_up):
                         raise
                 finally:
                     adding.clear()
@@ -260,12 +295,14 @@ def test_kill_9_during_adds_keeps_every_acknowledged_page_once_in_order(stack):
     assert kills >= 5, f"only {kills} kills"
 
     # A final restart: start-up recovery removes what a kill left half done.
-    restart_buffer(stack, client, current[-1], signal.SIGKILL)
+    last = restart_buffer(stack, client, current[-1], signal.SIGKILL)
+    print(f"orphan files removed at start-ups: {orphans_removed(stack.home)}")
+    assert last.pid in buffer_pids(client)
 
     images = call(client, "list", {"session": session}, timeout=20).result
     assert [info["id"] for info in images] == [image for _, image in acknowledged]
     assert len({info["id"] for info in images}) == 200
-    for (number, image), info in zip(acknowledged, images):
+    for (number, image), info in zip(acknowledged, images, strict=True):
         assert (info["width"], info["height"], info["pixel_mode"]) == (RAW_SIDE, RAW_SIDE, "L")
         blob = call(client, "get", {"session": session, "image": image}).blobs[0]
         pixels = Image.open(io.BytesIO(blob.bytes))
@@ -293,22 +330,22 @@ def test_a_restarted_buffer_still_has_the_session_with_the_same_pages(stack):
     assert call(client, "ping").result["pid"] == restarted.pid
     assert call(client, "session", {"session": session}).result["images"] == 3
     assert listed_ids(client, session) == ids
-    for image, data in zip(ids, pages):
+    for image, data in zip(ids, pages, strict=True):
         assert call(client, "get", {"session": session, "image": image}).blobs[0].bytes == data
 
 
 def test_an_idle_session_is_closed_by_the_tick_after_session_expiry_with_a_remove_event(
         stack):
-    append_ini(stack.home, "[buffer]\nsession_expiry = 1\n")
-    client, proc = running_buffer(stack)
+    append_ini(stack.home, EXPIRY_1S)
+    client, _ = running_buffer(stack)
     events = Events(stack, b"buffer.changed")
     session = open_session(client)
     image = add_jpeg(client, session, jpeg_page(3))["id"]
     last_use = time.monotonic()
-    # The session lives on in a restarted buffer (restarting takes well under a second).
-    proc = restart_buffer(stack, client, proc, signal.SIGKILL)
+    assert call(client, "session", {"session": session}).result["images"] == 1
 
-    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=5)
+    # expiry 1 s + a tick every 0.5 s, with room for a slow machine
+    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=4)
     idle = time.monotonic() - last_use
 
     assert body == {**body, "session": session, "ids": [image], "closed": True}
@@ -318,21 +355,52 @@ def test_an_idle_session_is_closed_by_the_tick_after_session_expiry_with_a_remov
     assert page_files(stack.home) == []
 
 
-def test_a_session_that_expired_while_the_buffer_was_down_is_closed_at_start_with_an_event(
-        stack):
-    append_ini(stack.home, "[buffer]\nsession_expiry = 1\n")
-    client, proc = running_buffer(stack)
+def test_a_session_read_more_often_than_session_expiry_stays_open(stack):
+    append_ini(stack.home, EXPIRY_1S)
+    client, _ = running_buffer(stack)
     session = open_session(client)
     image = add_jpeg(client, session, jpeg_page(4))["id"]
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(10)
-    time.sleep(1.5)  # past session_expiry while no buffer runs
-    events = Events(stack, b"buffer.changed")
+
+    end = time.monotonic() + 3.0  # three expiry periods, six ticks
+    while time.monotonic() < end:
+        assert listed_ids(client, session) == [image]
+        time.sleep(0.2)
+
+    assert call(client, "session", {"session": session}).result["images"] == 1
+
+
+def test_a_session_that_expired_while_the_buffer_was_down_is_gone_once_it_restarts(stack):
+    append_ini(stack.home, EXPIRY_1S)
+    client, proc = running_buffer(stack)
+    session, _ = stop_buffer_until_its_session_expired(client, proc)
 
     start_buffer(stack, client)
 
     assert error_code(call, client, "session", {"session": session}) == "not_found"
-    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=3)
+    assert session not in [s["session"] for s in call(client, "sessions").result]
+    assert page_files(stack.home) == []
+
+
+def test_the_remove_event_of_a_session_expired_at_start_up_reaches_a_subscriber(stack):
+    """The restarted buffer closes the session in on_start(). The broker is stalled
+    (SIGSTOP) while it does, as a busy broker may be: the event must still arrive once the
+    broker runs again, as events published later do. (Without the stall it is lost in about
+    one start out of six: the publisher has not yet got the broker's subscription.)"""
+    append_ini(stack.home, EXPIRY_1S)
+    client, proc = running_buffer(stack)
+    session, image = stop_buffer_until_its_session_expired(client, proc)
+    events = Events(stack, b"buffer.changed")
+    broker = stack.procs[0]
+
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        restarted = stack.actor("buffer")
+        poll_for(lambda: logged(stack.home, "buffer", restarted.pid, "session expired"), 15,
+                 "the restarted buffer to expire the session")
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+
+    _, body = events.next(lambda topic, body: body.get("action") == "remove", timeout=5)
     assert body == {**body, "session": session, "ids": [image], "closed": True}
 
 
