@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from broker.client import Client
-from tests.support.stack import poll_for, start_program, write_ini
+from tests.support.stack import is_broker, poll_for, start_program, write_ini
 
 FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"
 
@@ -90,19 +90,22 @@ class Stack:
                 sock.close(linger=0) if isinstance(sock, zmq.Socket) else sock.close()
             except Exception:
                 pass
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:  # a SIGSTOPped process must run again to act on SIGTERM
-                    os.kill(proc.pid, signal.SIGCONT)
-                    proc.terminate()
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # Actors first, then the broker: a leaving actor waits for the broker's goodbye.
+        for group in ([p for p in self.procs if not is_broker(p)],
+                      [p for p in self.procs if is_broker(p)]):
+            for proc in group:
+                if proc.poll() is None:
+                    try:  # a SIGSTOPped process must run again to act on SIGTERM
+                        os.kill(proc.pid, signal.SIGCONT)
+                        proc.terminate()
+                    except ProcessLookupError:
+                        pass
+            for proc in group:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.fixture

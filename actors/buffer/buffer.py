@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
 import threading
+import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
 
 from broker.actor import Actor, Result, operation
-from broker.procutil import atomic_write
+from broker.procutil import atomic_write_with
 from broker.protocol import Error
 
 from . import documents, imaging, importing
 from .decoded import DecodedCache
-from .store import DISK_ERRORS, Store, describe
+from .store import DISK_ERRORS, Store, describe, new_id
 
 THUMBNAIL_SIZE = 200
+OUTPUT_KEEP = 900.0  # seconds a saved document stays in cache/buffer/out/
 SESSION_ID = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 CHANGED = "buffer.changed"
+
+
+def release_freed_memory() -> None:
+    """Make glibc give large freed blocks (decoded pages) back to the system.
+
+    By default each thread keeps its own arena and the mmap threshold grows with use, so
+    RSS stays at its peak long after pages were dropped. Measured in bench/buffer.py.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: blocks over 1 MB are mmapped
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 def _ids(value: Any, name: str = "images") -> list[str]:
@@ -76,8 +94,11 @@ class Buffer(Actor):
         self.store: Store | None = None
 
     def on_start(self) -> None:
+        release_freed_memory()
         Image.MAX_IMAGE_PIXELS = self.pixel_limit
         self.store = Store(self.home.cache / "buffer", self.cfg.buffer.disk_cache_limit << 20)
+        self.outputs = self.store.root / "out"
+        self.outputs.mkdir(exist_ok=True)
         found = self.store.recover()
         self.log.info("buffer recovered", **found)
         self.on_tick()
@@ -87,6 +108,12 @@ class Buffer(Actor):
             self.store.close()
 
     def on_tick(self) -> None:
+        for path in self.outputs.iterdir():
+            try:
+                if path.stat().st_mtime < time.time() - OUTPUT_KEEP:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
         for session in self.store.expired(self.cfg.buffer.session_expiry):
             ids = self.store.close_session(session)
             self.log.info("session expired", session=session, images=len(ids))
@@ -483,40 +510,70 @@ class Buffer(Actor):
     def save(self, session: str, images: Any = None, format: str = "pdf", order: str = "given",
              title: str = "", author: str = "", subject: str = "", keywords: Any = None,
              pdfa: bool = False, compression: str = "auto", quality: int = 85,
-             tiff_compression: str = "lzw", dest: str | None = None) -> Result:
-        """Save images as one PDF or TIFF, or each as jpeg|png|bmp|gif|tiff (one blob each)."""
+             tiff_compression: str = "lzw", output: str = "blob",
+             dest: str | None = None) -> Result:
+        """Save images as one PDF or TIFF, or each as jpeg|png|bmp|gif|tiff (one blob each).
+
+        A PDF or TIFF can go to a file instead of a blob: ``output: "file"`` writes it under
+        cache/buffer/out/ (removed after OUTPUT_KEEP s; for the gateway to stream), ``dest``
+        durably under upload/ (for the uploader). Either way the result has its ``path``.
+        """
         rows = self._selection(session, images, order)
         if not rows:
             raise Error("conflict", "there are no images to save")
         quality = _quality(quality)
+        kind = {"tif": "tiff", "jpg": "jpeg"}.get(str(format).lower(), str(format).lower())
+        if kind not in ("pdf", "tiff") and kind not in imaging.OUTPUT:
+            raise Error("invalid_argument", f"format {format!r} is not one of pdf, tiff, "
+                                            "jpeg, png, bmp, gif")
+        if output not in ("blob", "file"):
+            raise Error("invalid_argument", "output must be blob or file")
+        ids = [row["id"] for row in rows]
+        if kind not in ("pdf", "tiff"):
+            if dest is not None or output == "file":
+                raise Error("invalid_argument", "a file output takes one document (pdf or tiff)")
+            blobs = [self.get(session, image, kind, quality).blobs[0] for image in ids]
+            fmt = imaging.OUTPUT[kind]
+            return Result({"format": fmt.lower(), "media_type": imaging.MEDIA_TYPE[fmt],
+                           "pages": len(blobs), "bytes": [len(b) for b in blobs],
+                           "images": ids}, blobs)
         pages = [self._page(row) for row in rows]
-        kind = str(format).lower()
         progress = self._progress(session, len(pages))
-        if kind in ("pdf", "tiff", "tif"):
-            out = io.BytesIO()
+
+        def write(out) -> None:
             if kind == "pdf":
                 documents.write_pdf(pages, out, title=title, author=author, subject=subject,
                                     keywords=_tags(keywords), pdfa=bool(pdfa),
                                     compression=compression, quality=quality,
                                     icc_folder=self.store.root, progress=progress)
-                media = "application/pdf"
             else:
                 documents.write_tiff(pages, out, compression=tiff_compression,
                                      quality=quality, progress=progress)
-                media = "image/tiff"
-            data = out.getvalue()
-            meta = {"format": "pdf" if kind == "pdf" else "tiff", "media_type": media,
-                    "pages": len(pages), "bytes": len(data), "images": [r["id"] for r in rows]}
-            return self._deliver(meta, [data], dest)
-        if kind not in imaging.OUTPUT:
-            raise Error("invalid_argument", f"format {format!r} is not one of pdf, tiff, "
-                                            "jpeg, png, bmp, gif")
-        blobs = [self.get(session, row["id"], kind, quality).blobs[0] for row in rows]
-        fmt = imaging.OUTPUT[kind]
-        meta = {"format": fmt.lower(), "media_type": imaging.MEDIA_TYPE[fmt],
-                "pages": len(blobs), "bytes": [len(b) for b in blobs],
-                "images": [r["id"] for r in rows]}
-        return self._deliver(meta, blobs, dest)
+        meta = {"format": kind, "media_type": "application/pdf" if kind == "pdf" else
+                "image/tiff", "pages": len(pages), "images": ids}
+        target = self._target(dest, output, kind)
+        if target is None:
+            out = io.BytesIO()
+            write(out)
+            return Result({**meta, "bytes": out.tell()}, [out.getbuffer()])
+        try:
+            size = atomic_write_with(target, write, 0o600, durable=dest is not None)
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise Error("disk_full", f"the disk is full ({exc.strerror})") from None
+            raise
+        return Result({**meta, "bytes": size, "path": str(target)})
+
+    def _target(self, dest: Any, output: str, kind: str) -> Path | None:
+        if dest is not None:
+            target = (self.home.upload / str(dest)).resolve()
+            if self.home.upload.resolve() not in target.parents:
+                raise Error("invalid_argument", "dest must be a file name inside upload/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target
+        if output == "file":
+            return self.outputs / f"{new_id(16)}.{'pdf' if kind == 'pdf' else 'tif'}"
+        return None
 
     def _page(self, row) -> documents.Page:
         return documents.Page(self.store.path(row["file"]), row["format"], row["mode"],
@@ -528,21 +585,3 @@ class Buffer(Actor):
             if total > 1:
                 self.publish("buffer.save", {"session": session, "done": done, "total": total})
         return report
-
-    def _deliver(self, meta: dict, blobs: list[bytes], dest: Any) -> Result:
-        """Return the bytes, or write them under upload/ when ``dest`` names a file there."""
-        if dest is None:
-            return Result(meta, blobs)
-        if len(blobs) != 1:
-            raise Error("invalid_argument", "dest takes one document (pdf or tiff)")
-        target = (self.home.upload / str(dest)).resolve()
-        if self.home.upload.resolve() not in target.parents:
-            raise Error("invalid_argument", "dest must be a file name inside upload/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            atomic_write(target, blobs[0], 0o600)
-        except OSError as exc:
-            if exc.errno in DISK_ERRORS:
-                raise Error("disk_full", f"the disk is full ({exc.strerror})") from None
-            raise
-        return Result({**meta, "path": str(target)}, [])

@@ -69,15 +69,11 @@ def _png_transparent(path: Path) -> bool:
     return b"tRNS" in (head if idat < 0 else head[:idat])
 
 
-def _pdfa_metadata(out: BinaryIO, start: int) -> None:
+def _pdfa_metadata(pdf_bytes: bytes, out: BinaryIO) -> None:
     """PDF/A wants the document info repeated in the XMP (img2pdf writes only part)."""
-    out.seek(start)
-    source = io.BytesIO(out.read())
-    with pikepdf.open(source) as pdf:
+    with pikepdf.open(io.BytesIO(pdf_bytes)) as pdf:
         with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
             meta.load_from_docinfo(pdf.docinfo)
-        out.seek(start)
-        out.truncate()
         pdf.save(out, deterministic_id=True)
 
 
@@ -123,13 +119,13 @@ def write_pdf(pages: list[Page], out: BinaryIO, *, title: str = "", author: str 
         options["keywords"] = [str(k) for k in keywords]
     if pdfa:
         options["pdfa"] = srgb_profile(icc_folder)
-    start = out.tell()
+    first = io.BytesIO() if pdfa else out
     try:
-        img2pdf.convert(*inputs, outputstream=out, **options)
+        img2pdf.convert(*inputs, outputstream=first, **options)
     except (img2pdf.ImageOpenError, img2pdf.PdfTooLargeError, ValueError) as exc:
         raise Error("invalid_image", f"a page cannot be put into a PDF: {exc}") from None
     if pdfa:
-        _pdfa_metadata(out, start)
+        _pdfa_metadata(first.getvalue(), out)
 
 
 TIFF_COMPRESSION = {"lzw": "tiff_lzw", "jpeg": "jpeg", "deflate": "tiff_adobe_deflate",

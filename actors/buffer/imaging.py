@@ -50,8 +50,12 @@ def describe_mode(mode: str) -> tuple[str, int]:
 
 
 def memory_size(image: Image.Image) -> int:
-    """Bytes Pillow holds for the decoded image (mode "1" takes a byte per pixel)."""
-    per_pixel = {"I;16": 2, "I": 4, "F": 4}.get(image.mode, len(image.getbands()))
+    """Bytes Pillow holds for the decoded image.
+
+    Pillow keeps "1", "L" and "P" in a byte per pixel, 16-bit grey in two, and every
+    multi-band mode (RGB included) in four.
+    """
+    per_pixel = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2}.get(image.mode, 4)
     return image.width * image.height * per_pixel
 
 

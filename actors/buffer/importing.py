@@ -11,14 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import pymupdf
 from PIL import Image
 
 from broker.protocol import Error
 
 from . import imaging
 
-pymupdf.TOOLS.mupdf_display_errors(False)  # hostile PDFs: errors come back as exceptions
+
+
+def _pymupdf():
+    """pymupdf, imported on the first PDF: it adds about 120 MB to the process."""
+    import pymupdf
+    pymupdf.TOOLS.mupdf_display_errors(False)  # hostile PDFs: errors come back as exceptions
+    return pymupdf
 
 
 @dataclass
@@ -90,7 +95,7 @@ def pages(data: bytes, limits: Limits, *, password: str | None = None, dpi: int 
 class _open_pdf:
     def __init__(self, data: bytes, password: str | None, limits: Limits):
         try:
-            self.pdf = pymupdf.open(stream=data, filetype="pdf")
+            self.pdf = _pymupdf().open(stream=data, filetype="pdf")
         except Exception as exc:
             raise Error("invalid_image", f"the PDF cannot be read ({exc})") from None
         try:
@@ -108,15 +113,14 @@ class _open_pdf:
             self.pdf.close()
             raise
 
-    def __enter__(self) -> pymupdf.Document:
+    def __enter__(self):
         return self.pdf
 
     def __exit__(self, *exc) -> None:
         self.pdf.close()
 
 
-def _scanned_jpeg(pdf: pymupdf.Document, page: pymupdf.Page,
-                  limits: Limits) -> Incoming | None:
+def _scanned_jpeg(pdf, page, limits: Limits) -> Incoming | None:
     """A page that is nothing but one upright image filling it (a scan saved as PDF).
 
     The image is taken at its own resolution - a JPEG byte for byte - rather than
@@ -143,7 +147,7 @@ def _scanned_jpeg(pdf: pymupdf.Document, page: pymupdf.Page,
         if image is not None and image.mode in ("L", "RGB"):
             return Incoming(image, dpi, keep=extracted["image"], format="JPEG")
     # Any other single image (CCITT B/W, Flate colour): its own pixels, losslessly.
-    pixmap = pymupdf.Pixmap(pdf, info["xref"])
+    pixmap = _pymupdf().Pixmap(pdf, info["xref"])
     if pixmap.alpha or pixmap.n not in (1, 3):
         return None
     image = Image.frombytes("L" if pixmap.n == 1 else "RGB", (pixmap.width, pixmap.height),
@@ -169,7 +173,7 @@ def _pdf_pages(data: bytes, limits: Limits, password: str | None,
                 width = round(rect.width * dpi / 72)
                 height = round(rect.height * dpi / 72)
                 imaging.check_pixels(width, height, limits.pixels)
-                pixmap = page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
+                pixmap = page.get_pixmap(dpi=dpi, alpha=False, colorspace=_pymupdf().csRGB)
                 image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
             except Error:
                 raise

@@ -206,11 +206,16 @@ class Store:
             return self._stored_bytes + sum(self._derived.values()) > self.disk_limit
 
     def _make_room(self, wanted: int) -> None:
-        """Drop least recently used derived files until ``wanted`` more bytes fit."""
+        """Drop least recently used derived files until ``wanted`` more bytes fit.
+
+        Derived files also never take more than a quarter of the limit: they are a cache.
+        """
         while True:
             with self._disk_lock:
-                total = self._stored_bytes + sum(self._derived.values())
-                if total + wanted <= self.disk_limit or not self._derived:
+                derived = sum(self._derived.values())
+                total = self._stored_bytes + derived
+                if not self._derived or (total + wanted <= self.disk_limit
+                                         and derived <= self.disk_limit // 4):
                     return
                 oldest = next(iter(self._derived))
             self._drop_derived(oldest)

@@ -72,17 +72,23 @@ def wait_service(client: Client, service: str, count: int = 1, timeout: float = 
                     timeout, f"{count} {service} worker(s)")
 
 
+def is_broker(proc: subprocess.Popen) -> bool:
+    return "broker.broker" in proc.args
+
+
 def stop(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Stop actors first, then brokers: an actor leaving waits for the broker's goodbye."""
+    for group in ([p for p in procs if not is_broker(p)], [p for p in procs if is_broker(p)]):
+        for proc in group:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in group:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 __all__ = ["Error", "free_port", "write_ini", "start_program", "start_broker", "start_echo",
-           "poll_for", "workers", "wait_service", "stop", "env_for"]
+           "poll_for", "workers", "wait_service", "stop", "is_broker", "env_for"]
