@@ -37,9 +37,9 @@ def atomic_write_with(path: Path, write: Callable[[BinaryIO], Any], mode: int = 
     cut; a cache file can skip that (a rename alone is atomic against a crash).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "w+b") as out:  # readable too: a TIFF writer seeks back and reads
             write(out)
             out.flush()
             size = out.tell()

@@ -7,6 +7,7 @@ checks the bytes that come out: PDFs are read back with pymupdf, images with Pil
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
 import zlib
@@ -342,6 +343,27 @@ def test_dest_outside_upload_is_invalid_argument(buffer):
         buffer.b.save(buffer.session, dest="../x.pdf")
     assert failure.value.code == "invalid_argument"
     assert not (buffer.home / "x.pdf").exists()
+
+
+def test_file_output_writes_the_document_into_cache_and_old_ones_are_removed(buffer):
+    add(buffer, jpeg())
+    add(buffer, jpeg(200, 100))
+    result = buffer.b.save(buffer.session, format="tiff", output="file")
+    path = Path(result.value["path"])
+    assert result.blobs == [] and path.parent == buffer.home / "cache" / "buffer" / "out"
+    assert result.value["bytes"] == path.stat().st_size
+    assert len(tiff_frames(path.read_bytes())) == 2
+    old = buffer.b.save(buffer.session, output="file").value["path"]
+    os.utime(old, (1, 1))  # as if saved long ago
+    buffer.b.on_tick()
+    assert path.exists() and not Path(old).exists()
+
+
+def test_file_output_of_single_images_is_invalid_argument(buffer):
+    add(buffer, jpeg())
+    with pytest.raises(Error) as failure:
+        buffer.b.save(buffer.session, format="png", output="file")
+    assert failure.value.code == "invalid_argument"
 
 
 # --- import
