@@ -250,7 +250,7 @@ def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     done = shared.cli("restart", "nosuch")
     assert done.returncode == 2
     assert one_line(done.stderr) == \
-        "scanbridge: no program 'nosuch' (programs: broker, gateway, monitor)"
+        "scanbridge: no program 'nosuch' (programs: broker, buffer, gateway, monitor)"
 
 
 # --- logs
@@ -516,7 +516,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (3 programs)" in oks
+    assert "ok    service running (4 programs)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 
