@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pymupdf
 import pytest
-import zmq
 from PIL import Image, ImageDraw
 
 from broker.client import Client
-from broker.protocol import Error, pack, unpack
+from broker.protocol import Error
+from tests.support.events import Events
 from tests.support.stack import ROOT, env_for, poll_for, workers
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,37 +99,6 @@ def error_code(fn, *args, **kwargs) -> str:
     with pytest.raises(Error) as caught:
         fn(*args, **kwargs)
     return caught.value.code
-
-
-class Events:
-    """A SUB socket on events-out.sock known to be subscribed (probes come back on it)."""
-
-    PROBE = b"test.probe"
-
-    def __init__(self, stack, *topics: bytes):
-        self.sub = stack.socket(zmq.SUB)
-        for topic in (*topics, self.PROBE):
-            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-        self.sub.connect(stack.events_out)
-        self.pub = stack.socket(zmq.PUB)
-        self.pub.connect(stack.events_in)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            self.pub.send_multipart([self.PROBE, pack({})])
-            if self.sub.poll(50) and self.sub.recv_multipart()[0] == self.PROBE:
-                return
-        raise AssertionError("the event subscription never became active")
-
-    def next(self, match=lambda topic, body: True, timeout: float = 5.0) -> tuple[str, dict]:
-        """The first (topic, body) for which ``match`` is true; probes are skipped."""
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not self.sub.poll(left * 1000):
-                raise AssertionError(f"no matching event within {timeout} s")
-            topic, body = self.sub.recv_multipart()
-            if topic != self.PROBE and match(topic.decode(), unpack(body)):
-                return topic.decode(), unpack(body)
 
 
 def store_dir(home: Path) -> Path:
