@@ -40,6 +40,13 @@ def release_freed_memory() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _one_blob(blobs: Any, op: str, what: str) -> bytes:
+    if len(blobs) != 1:
+        raise Error("invalid_argument", f"{op} takes exactly one blob ({what})")
+    blob = blobs[0]
+    return bytes(blob.buffer if hasattr(blob, "buffer") else blob)
+
+
 def _ids(value: Any, name: str = "images") -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -252,9 +259,7 @@ class Buffer(Actor):
             existing = self.store.by_key(session, str(key))
             if existing is not None:  # a retried add: the page is already here
                 return {**describe(existing), "duplicate": True}
-        if len(blobs) != 1:
-            raise Error("invalid_argument", "add takes exactly one blob (the image)")
-        data = blobs[0].buffer if hasattr(blobs[0], "buffer") else blobs[0]
+        data = _one_blob(blobs, "add", "the image")
         page_dpi = self._dpi(dpi)
         if format == "raw":
             if not isinstance(width, int) or not isinstance(height, int):
@@ -263,11 +268,11 @@ class Buffer(Actor):
             image = imaging.from_raw(data, width, height, mode or "RGB")
             stored = self._write_pixels(image, page_dpi or (200.0, 200.0))
         elif format is None:
-            image = importing.decode_one(bytes(data), self.pixel_limit)
+            image = importing.decode_one(data, self.pixel_limit)
             if getattr(image, "n_frames", 1) > 1:
                 raise Error("invalid_argument", "this file has several pages: use import")
             page_dpi = page_dpi or imaging.dpi_of(image, 200)
-            stored = self._write_kept(bytes(data), image.format, imaging.upright(image),
+            stored = self._write_kept(data, image.format, imaging.upright(image),
                                       page_dpi)
         else:
             raise Error("invalid_argument", "format is raw, or left out for an encoded file")
@@ -292,9 +297,7 @@ class Buffer(Actor):
                     source: str = "import", tags: Any = None) -> dict:
         """Import a file: JPEG, PNG, TIFF (all pages), BMP, GIF or PDF (rasterised)."""
         self._touch(session)
-        if len(blobs) != 1:
-            raise Error("invalid_argument", "import takes exactly one blob (the file)")
-        data = bytes(blobs[0].buffer if hasattr(blobs[0], "buffer") else blobs[0])
+        data = _one_blob(blobs, "import", "the file")
         render_dpi = dpi if dpi is not None else self.cfg.buffer.import_dpi
         if isinstance(render_dpi, bool) or not isinstance(render_dpi, int) or not (
                 10 <= render_dpi <= 1200):

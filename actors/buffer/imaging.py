@@ -132,7 +132,7 @@ def from_raw(data: bytes, width: int, height: int, layout: str) -> Image.Image:
     if len(data) != stride * height:
         raise Error("invalid_image", f"raw {layout} {width}x{height} needs "
                                      f"{stride * height} bytes, got {len(data)}")
-    return Image.frombytes(mode, (width, height), bytes(data), "raw", rawmode, stride, 1)
+    return Image.frombytes(mode, (width, height), data, "raw", rawmode, stride, 1)
 
 
 def _snap(value: float) -> float:

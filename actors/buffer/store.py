@@ -192,9 +192,11 @@ class Store:
                 continue
             with self._disk_lock:
                 self._stored_bytes -= size
-            for derived in list(self._derived):
-                if derived.startswith(name.split(".")[0]):
-                    self._drop_derived(derived)
+        stems = {name.split(".")[0] for name in names}
+        with self._disk_lock:
+            stale = [d for d in self._derived if d.split(".")[0] in stems]
+        for derived in stale:  # their encodings and thumbnails go too
+            self._drop_derived(derived)
 
     def unreferenced(self, names: list[str]) -> list[str]:
         db = self.db()
