@@ -7,8 +7,6 @@ and closes all of them when the test ends, whatever happened.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 import zmq
 
 from broker.client import Client
-from tests.support.stack import is_broker, poll_for, start_program, write_ini
+from tests.support.stack import poll_for, start_program, stop, write_ini
 
 FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"
 
@@ -90,22 +88,7 @@ class Stack:
                 sock.close(linger=0) if isinstance(sock, zmq.Socket) else sock.close()
             except Exception:
                 pass
-        # Actors first, then the broker: a leaving actor waits for the broker's goodbye.
-        for group in ([p for p in self.procs if not is_broker(p)],
-                      [p for p in self.procs if is_broker(p)]):
-            for proc in group:
-                if proc.poll() is None:
-                    try:  # a SIGSTOPped process must run again to act on SIGTERM
-                        os.kill(proc.pid, signal.SIGCONT)
-                        proc.terminate()
-                    except ProcessLookupError:
-                        pass
-            for proc in group:
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop(*self.procs, timeout=5)
 
 
 @pytest.fixture

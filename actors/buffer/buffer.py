@@ -580,8 +580,7 @@ class Buffer(Actor):
 
     def _page(self, row) -> documents.Page:
         return documents.Page(self.store.path(row["file"]), row["format"], row["mode"],
-                              (row["dpi_x"], row["dpi_y"]), row["width"], row["height"],
-                              lambda: self._decode(row))
+                              (row["dpi_x"], row["dpi_y"]), lambda: self._decode(row))
 
     def _progress(self, session: str, total: int) -> Callable[[int], None]:
         def report(done: int) -> None:

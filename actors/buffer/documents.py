@@ -30,8 +30,6 @@ class Page:
     format: str  # Pillow format of the stored file
     mode: str
     dpi: tuple[float, float]
-    width: int
-    height: int
     decode: Callable[[], Image.Image]  # the pixels (from memory when cached)
 
 

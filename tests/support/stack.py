@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -76,15 +77,19 @@ def is_broker(proc: subprocess.Popen) -> bool:
     return "broker.broker" in proc.args
 
 
-def stop(*procs: subprocess.Popen) -> None:
+def stop(*procs: subprocess.Popen, timeout: float = 10) -> None:
     """Stop actors first, then brokers: an actor leaving waits for the broker's goodbye."""
     for group in ([p for p in procs if not is_broker(p)], [p for p in procs if is_broker(p)]):
         for proc in group:
             if proc.poll() is None:
-                proc.terminate()
+                try:  # a SIGSTOPped process must run again to act on SIGTERM
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.terminate()
+                except ProcessLookupError:
+                    pass
         for proc in group:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
