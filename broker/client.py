@@ -23,6 +23,8 @@ import zmq.asyncio
 from .protocol import (CLIENT, DEFAULT_TIMEOUT, REPLY, REQUEST, Error, pack, recv_frames,
                        send_frames, unpack)
 
+PROBE = b"sub.probe"  # published by a Subscription to itself to learn it is active
+
 GRACE = 1.0  # seconds we wait past the deadline for the broker's own timeout reply
 
 
@@ -175,3 +177,61 @@ class AsyncClient:
             except (asyncio.CancelledError, Exception):
                 pass
         self.sock.close(linger=0)
+
+
+class Subscription:
+    """Events from the broker, known to be subscribed before ``__init__`` returns.
+
+    A subscription travels SUB -> broker XPUB -> XSUB asynchronously; until it arrives,
+    events are lost. So we publish probes into events-in until one comes back: after that
+    nothing we subscribed to is missed (start a job only after this).
+    """
+
+    def __init__(self, events_in: str, events_out: str, topics: Sequence[bytes] = (b"",),
+                 context: zmq.Context | None = None, timeout: float = 10.0):
+        ctx = context or zmq.Context.instance()
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.probe = PROBE + b"." + os.urandom(6).hex().encode()
+        for topic in (*topics, self.probe):
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        self.sub.connect(events_out)
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.connect(events_in)
+        try:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                pub.send_multipart([self.probe, pack({})])
+                if self.sub.poll(50) and self.sub.recv_multipart()[0] == self.probe:
+                    return
+            self.sub.close(linger=0)
+            raise Error("not_available", "no events from the broker: is the service running?")
+        finally:
+            pub.close(linger=0)
+
+    def next(self, timeout: float) -> tuple[str, dict] | None:
+        """The next event ``(topic, body)``, or None when none came within ``timeout``."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not self.sub.poll(left * 1000):
+                return None
+            frames = self.sub.recv_multipart()
+            if len(frames) != 2 or frames[0].startswith(PROBE):
+                continue
+            try:
+                body = unpack(frames[1])
+            except Exception:
+                continue
+            if isinstance(body, dict):
+                return frames[0].decode("utf-8", "replace"), body
+
+    def close(self) -> None:
+        self.sub.close(linger=0)
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()

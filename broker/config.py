@@ -63,6 +63,15 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{raw!r} is not true or false")
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -201,8 +210,9 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                              "last log lines of the actor written into a crash dump"),
         },
         "ondemand": {
-            "programs": Key("", _list_of(_program),
-                            "programs started when needed and stopped when idle"),
+            "programs": Key("scanner", _list_of(_program),
+                            "programs started when needed (a session is open or a request "
+                            "waits) and stopped when idle"),
             "idle_stop": Key("60", _float(0, 86400),
                              "seconds an on-demand program may stay idle before it stops"),
             "*_idle_stop": Key("60", _float(0, 86400),
@@ -236,6 +246,17 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                                    "zlib level of losslessly stored pages "
                                    "(1 = fast, 9 = small)"),
             "threads": Key("3", _int(1, 64), "requests the buffer works on at once"),
+        },
+        "scanner": {
+            "test_scanners": Key("true", _bool, "list the embedded SANE test scanners "
+                                 "(test:0, test:1; configured in ini/sane.d/)"),
+            "system_scanners": Key("true", _bool, "list the scanners of this system's SANE "
+                                   "backends (USB, network/eSCL)"),
+            "max_pages": Key("5000", _int(1, 1000000),
+                             "most pages one scan job may read (guards a feeder that "
+                             "never reports empty)"),
+            "encoders": Key("2", _int(1, 64),
+                            "pages compressed at once while the scanner reads the next"),
         },
     },
     "service.ini": {

@@ -57,6 +57,8 @@ BROKER_SERVICE = "broker"  # answered by the broker itself (registry, ping)
 # Event topics published by the core.
 ACTOR_STATE = "actor.state"  # {service, worker, pid, host, state: ready|stopped|dead|hung}
 SERVICE_WANTED = "service.wanted"  # {service}: a request waits for a service with no worker
+SESSION_OPENED = "session.opened"  # {session}: the buffer opened a new session
+SESSION_CLOSED = "session.closed"  # {session, reason: closed|expired}
 
 DEFAULT_TIMEOUT = 30.0  # seconds a request may wait and run when the caller sets none
 MAX_WAIT = 24 * 3600.0  # no request waits longer than a day, whatever its deadline says
@@ -164,6 +166,15 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_available": (503, "the service is not available"),
     "shutting_down": (503, "the actor is stopping and takes no new work"),
     "internal": (500, "an unexpected error; see the actor's log"),
+    # Scanner statuses (SANE): a scan job's error, or the answer to starting one.
+    "device_busy": (409, "the device is busy with another job or program"),
+    "device_gone": (404, "the device is no longer connected"),
+    "feeder_empty": (409, "the document feeder has no paper"),
+    "jammed": (409, "the document feeder is jammed"),
+    "cover_open": (409, "the scanner cover is open"),
+    "io_error": (503, "the device reported an I/O error"),
+    "no_memory": (503, "the device or its driver ran out of memory"),
+    "access_denied": (403, "the system denied access to the device"),
 }
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from broker.actor import Actor, Result, operation
 from broker.procutil import atomic_write_with
-from broker.protocol import Error
+from broker.protocol import SESSION_CLOSED, SESSION_OPENED, Error
 
 from . import documents, imaging, importing
 from .decoded import DecodedCache
@@ -125,6 +125,7 @@ class Buffer(Actor):
             ids = self.store.close_session(session)
             self.log.info("session expired", session=session, images=len(ids))
             self._changed(session, "remove", ids, closed=True)
+            self.publish(SESSION_CLOSED, {"session": session, "reason": "expired"})
 
     # --- helpers
 
@@ -221,6 +222,7 @@ class Buffer(Actor):
         if meta is not None and not isinstance(meta, dict):
             raise Error("invalid_argument", "meta must be a map")
         info, created = self.store.open_session(session, meta)
+        self.publish(SESSION_OPENED, {"session": info["session"], "new": created})
         return {**info, "new": created, "expires_after": self.cfg.buffer.session_expiry}
 
     @operation
@@ -228,6 +230,7 @@ class Buffer(Actor):
         """Close a session: its images and files are removed."""
         ids = self.store.close_session(session)
         self._changed(session, "remove", ids, closed=True)
+        self.publish(SESSION_CLOSED, {"session": session, "reason": "closed"})
         return {"session": session, "removed": len(ids)}
 
     @operation

@@ -10,8 +10,12 @@ asks it for all thread stacks (SIGUSR1, then SIGCONT so a stopped process can an
 writes the dump, then kills it through supervisord, which starts it again.
 
 On demand: programs listed in ``[ondemand] programs`` start when a request waits for their
-service (``service.wanted``) or a holder (e.g. a session) asks with ``hold``; they stop
-when nobody holds them and their service was idle for ``idle_stop`` seconds.
+service (``service.wanted``) or a holder asks with ``hold``; they stop when nobody holds
+them and their service was idle for ``idle_stop`` seconds. Every open session of the
+buffer holds every on-demand program (holder ``session:ID``): the buffer's
+``session.opened``/``session.closed`` events add and drop those holds at once, and a
+comparison with the buffer's session list every ``SESSIONS_EVERY`` seconds repairs what a
+lost event (or a monitor restart) got wrong.
 """
 
 from __future__ import annotations
@@ -26,19 +30,21 @@ from broker import supervision
 from broker.actor import Actor, operation
 from broker.client import Client
 from broker.procutil import atomic_write
-from broker.protocol import ACTOR_STATE, SERVICE_WANTED, Error
+from broker.protocol import ACTOR_STATE, SERVICE_WANTED, SESSION_CLOSED, SESSION_OPENED, Error
 
 from . import dumps as dumpfiles
 from .exits import ExitReader, signal_of
 
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "BACKOFF"}
 ONDEMAND_EVERY = 1.0  # seconds between two idle checks of on-demand programs
+SESSIONS_EVERY = 30.0  # seconds between two comparisons of session holds with the buffer
+SESSION_HOLDER = "session:"
 
 
 class Monitor(Actor):
     service = "monitor"
     tick_interval = 0.25
-    subscriptions = (ACTOR_STATE, SERVICE_WANTED)
+    subscriptions = (ACTOR_STATE, SERVICE_WANTED, "session.")
 
     def on_start(self) -> None:
         # Nobody restarts a hung monitor but itself: its own watchdog (see Actor.watchdog).
@@ -51,6 +57,7 @@ class Monitor(Actor):
         self.killed: dict[str, int] = {}  # program -> exits we caused (hang restarts)
         self.client = Client(self.home.broker_endpoint)
         self.next_ondemand = 0.0
+        self.next_sessions = 0.0
         self.supervisor_warned = 0.0
 
     def on_stop(self) -> None:
@@ -63,6 +70,9 @@ class Monitor(Actor):
             if not exit.expected:
                 self._crashed(exit.program, exit.reason)
         now = time.monotonic()
+        if now >= self.next_sessions and self.cfg.ondemand.programs:
+            self.next_sessions = now + SESSIONS_EVERY
+            self._sync_sessions()
         if now >= self.next_ondemand:
             self.next_ondemand = now + ONDEMAND_EVERY
             self._ondemand()
@@ -72,6 +82,8 @@ class Monitor(Actor):
             self._hung(body)
         elif topic == SERVICE_WANTED and isinstance(body.get("service"), str):
             self._wanted(body["service"])
+        elif topic in (SESSION_OPENED, SESSION_CLOSED) and isinstance(body.get("session"), str):
+            self._session(body["session"], topic == SESSION_OPENED)
 
     # --- crashes and hangs
 
@@ -217,6 +229,39 @@ class Monitor(Actor):
                         self.log.warning("could not stop program", program=name,
                                          error=str(exc))
 
+    def _session(self, session: str, opened: bool) -> None:
+        holder = SESSION_HOLDER + session
+        for program in self.cfg.ondemand.programs:
+            if opened:
+                self.holds.setdefault(program, set()).add(holder)
+            else:
+                self._drop_hold(program, holder)
+        self._save_holds()
+        if opened:
+            for program in self.cfg.ondemand.programs:
+                self._start(self._programs_of(program), f"session {session} opened")
+
+    def _sync_sessions(self) -> None:
+        try:
+            sessions = self.client.call("buffer", "sessions", timeout=5)
+        except Error:
+            return  # the buffer is restarting: events keep holds right meanwhile
+        wanted = {SESSION_HOLDER + s["session"] for s in sessions}
+        for program in self.cfg.ondemand.programs:
+            held = self.holds.setdefault(program, set())
+            for holder in [h for h in held if h.startswith(SESSION_HOLDER)]:
+                if holder not in wanted:
+                    self._drop_hold(program, holder)
+            held |= wanted
+        self._save_holds()
+
+    def _drop_hold(self, program: str, holder: str) -> None:
+        held = self.holds.get(program, set())
+        if holder in held:
+            held.discard(holder)
+            if not held:
+                self.released[program] = time.time()
+
     def _load_holds(self) -> dict[str, set[str]]:
         try:
             return {k: set(v) for k, v in json.loads(self.holds_path.read_text()).items()}
@@ -249,9 +294,7 @@ class Monitor(Actor):
     def release(self, program: str, holder: str) -> dict:
         """Drop ``holder``'s hold; the idle delay starts when the last holder leaves."""
         self._check_ondemand(program, holder)
-        self.holds.get(program, set()).discard(holder)
-        if not self.holds.get(program):
-            self.released[program] = time.time()
+        self._drop_hold(program, holder)
         self._save_holds()
         return {"program": program, "holders": sorted(self.holds.get(program, ()))}
 

@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .scanner import Scanner
+
+main(Scanner)

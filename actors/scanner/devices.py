@@ -1,0 +1,179 @@
+"""SANE set-up, device discovery with stable source ids, and SANE statuses as error codes.
+
+SANE reads its configuration from ``SANE_CONFIG_DIR``. We generate ``run/sane.d/`` at
+start: its ``dll.conf`` lists the embedded test backend (from ``ini/sane.d/``, unless
+``[scanner] test_scanners = false``) and the system's backends (``/etc/sane.d/dll.conf``
+and ``dll.d/``, unless ``system_scanners = false``). The trailing ``:`` in the variable
+makes SANE look in the system folder too, so every backend still finds its own ``.conf``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from broker.config import CHECKOUT, Config
+from broker.procutil import atomic_write
+from broker.protocol import Error
+
+SYSTEM_SANE = Path("/etc/sane.d")
+TEST_BACKEND = "test"
+
+# sane_strstatus() texts -> our codes. python-sane raises them as plain strings.
+STATUS_CODES = {
+    "device busy": "device_busy",
+    "document feeder out of documents": "feeder_empty",
+    "document feeder jammed": "jammed",
+    "scanner cover is open": "cover_open",
+    "error during device i/o": "io_error",
+    "out of memory": "no_memory",
+    "access to resource has been denied": "access_denied",
+    "operation was canceled": "cancelled",
+    "operation was cancelled": "cancelled",
+    "invalid argument": "invalid_option",
+    "operation not supported": "io_error",
+}
+
+SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,120}")
+USB_ADDRESS = re.compile(r"libusb:\d+:\d+|/dev/[^:]*|usb:\d+:\d+")
+
+
+def error_of(exc: BaseException, doing: str) -> Error:
+    """A SANE exception as an ``Error`` with a stable code and a readable message."""
+    if isinstance(exc, Error):
+        return exc
+    text = str(exc).strip() or type(exc).__name__
+    code = STATUS_CODES.get(text.lower(), "io_error")
+    return Error(code, f"{doing}: {text}", sane_status=text)
+
+
+def _backends(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def embedded_config(cfg: Config) -> Path:
+    """``ini/sane.d`` of the home, else the one shipped in the checkout."""
+    own = cfg.home.ini / "sane.d"
+    return own if own.is_dir() else CHECKOUT / "ini" / "sane.d"
+
+
+def prepare_config(cfg: Config) -> tuple[Path, list[str]]:
+    """Write ``run/sane.d/`` and point ``SANE_CONFIG_DIR`` at it; returns it and backends."""
+    embedded = embedded_config(cfg)
+    target = cfg.home.run / "sane.d"
+    target.mkdir(mode=0o700, exist_ok=True)
+    backends = []
+    for backend in _backends(embedded / "dll.conf"):
+        if backend != TEST_BACKEND or cfg.scanner.test_scanners:
+            backends.append(backend)
+    for path in embedded.iterdir():
+        if path.is_file() and path.name != "dll.conf":
+            shutil.copyfile(path, target / path.name)
+    if cfg.scanner.system_scanners:
+        system = _backends(SYSTEM_SANE / "dll.conf")
+        dlld = SYSTEM_SANE / "dll.d"
+        if dlld.is_dir():
+            for path in sorted(dlld.iterdir()):
+                system += _backends(path)
+        backends += [b for b in system if b != TEST_BACKEND]
+    backends = list(dict.fromkeys(backends))
+    atomic_write(target / "dll.conf", "".join(f"{b}\n" for b in backends).encode(), 0o600)
+    # Our folder first; the trailing colon appends SANE's own folders for other backends.
+    os.environ["SANE_CONFIG_DIR"] = f"{target}:"
+    return target, backends
+
+
+def source_id(name: str, vendor: str, model: str) -> str:
+    """A stable id: the SANE name, without the USB address that changes on each replug."""
+    backend = name.split(":", 1)[0]
+    if USB_ADDRESS.search(name):
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{vendor} {model}".lower()).strip("-")
+        return f"{backend}:{slug or 'usb'}"
+    if SAFE_ID.fullmatch(name):
+        return name
+    return f"{backend}:{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+
+
+class Devices:
+    """The SANE library of this process: discovery, open, and the source list cache.
+
+    sane_init/get_devices/open/close touch the dll backend's global state, so they run
+    under one lock; reading and cancelling on different open handles does not need it.
+    """
+
+    def __init__(self) -> None:
+        import sane  # here, after SANE_CONFIG_DIR is set
+        self.sane = sane
+        self.lock = threading.Lock()
+        with self.lock:
+            self.version = sane.init()
+        self.discovering = threading.Lock()  # one discovery at a time; others wait for it
+        self.sources: dict[str, dict] | None = None  # id -> source
+        self.seen: set[str] = set()  # ids listed once: a missing one is "gone", not unknown
+
+    def discover(self) -> dict[str, dict]:
+        with self.lock:
+            found = self.sane.get_devices()
+        return self._index(found)
+
+    def _index(self, found: list) -> dict[str, dict]:
+        sources: dict[str, dict] = {}
+        for name, vendor, model, kind in found:
+            sid = source_id(name, vendor, model)
+            base, number = sid, 2
+            while sid in sources:  # two of the same model: number them in SANE's order
+                sid, number = f"{base}-{number}", number + 1
+            sources[sid] = {"id": sid, "type": "scanner", "device": name, "vendor": vendor,
+                            "model": model, "kind": kind, "backend": name.split(":", 1)[0]}
+        self.sources = sources
+        self.seen.update(sources)
+        return sources
+
+    def listing(self, refresh: bool = False) -> list[dict]:
+        known = self.sources
+        with self.discovering:
+            # Someone else's discovery finished while we waited: that one is fresh enough.
+            if self.sources is None or (refresh and self.sources is known):
+                self.discover()
+        return list(self.sources.values())
+
+    def find(self, source: Any) -> dict:
+        """The source with this id (or SANE device name); refreshes once when unknown."""
+        if not isinstance(source, str) or not source:
+            raise Error("invalid_argument", "source must be a source id (see sources)")
+        for refresh in (False, True):
+            for entry in self.listing(refresh):
+                if source in (entry["id"], entry["device"]):
+                    return entry
+        if source in self.seen:
+            raise Error("device_gone", f"scanner {source} is no longer connected")
+        known = ", ".join(self.sources) or "none"
+        raise Error("not_found", f"no scanner {source!r} (scanners: {known})")
+
+    def open(self, entry: dict) -> Any:
+        """An open handle (python-sane's raw device object)."""
+        try:
+            with self.lock:
+                return self.sane.open(entry["device"]).dev
+        except Exception as exc:
+            error = error_of(exc, f"cannot open {entry['id']}")
+            if error.code == "invalid_option":  # "Invalid argument": the name is not there
+                raise Error("device_gone", f"scanner {entry['id']} is no longer "
+                            "connected") from None
+            raise error from None
+
+    def close(self, handle: Any) -> None:
+        with self.lock:
+            try:
+                handle.close()
+            except Exception:
+                pass

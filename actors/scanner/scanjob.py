@@ -1,0 +1,248 @@
+"""One scan job: read pages from an open device, hand each to the buffer, report events.
+
+Two threads per job. The reader drives SANE (start, read line by line with progress,
+next page) and queues each finished page; the storer sends queued pages to the buffer in
+order and publishes ``scan.page`` only after the buffer acknowledged the page (it is
+durable then). So the device reads page N+1 while page N is being stored, and a slow disk
+slows the scanner only when ``QUEUED_PAGES`` pages wait.
+
+Each add carries ``key = JOB:PAGE``: if the buffer restarts during an add, the broker
+re-sends it and the buffer answers the first copy instead of storing the page twice.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PIL import Image
+
+from broker.client import Client
+from broker.protocol import Error
+
+from .devices import error_of
+
+QUEUED_PAGES = 3  # pages read but not yet stored (memory: 3 raw pages)
+PROGRESS_EVERY = 0.2  # seconds between two scan.progress events of one page
+ADD_TIMEOUT = 120.0  # seconds the buffer may take to store one page (it may be restarting)
+
+
+def _device_error(exc: BaseException, doing: str) -> Error:
+    error = error_of(exc, doing)
+    if error.code == "cancelled":  # nobody asked: the device gave up by itself
+        return Error("io_error", f"{doing}: the device cancelled the scan")
+    return error
+
+
+class Stop(Exception):
+    """Raised from the progress callback to end a page read (cancel or storer failure)."""
+
+
+@dataclass
+class Page:
+    number: int
+    width: int
+    height: int
+    mode: str  # the buffer's raw layout: 1, L, RGB, I;16
+    data: bytes
+    dpi: tuple[float, float]
+    depth: int
+
+
+class ScanJob:
+    def __init__(self, job: str, session: str, source: dict, handle: Any, settings: Any,
+                 pages: int, batch: bool, endpoint: str,
+                 publish: Callable[[str, dict], None],
+                 on_page: Callable[["ScanJob"], None],
+                 on_end: Callable[["ScanJob"], None], log: Any):
+        self.id, self.session, self.source = job, session, source
+        self.handle, self.settings = handle, settings
+        self.limit = pages  # a batch stops earlier, when the feeder is empty
+        self.batch = batch
+        self.endpoint = endpoint
+        self.publish, self.on_page, self.on_end, self.log = publish, on_page, on_end, log
+        self.cancelled = threading.Event()
+        self.failure: Error | None = None  # the first error; ends the job
+        self.images: list[str] = []
+        self.read = 0  # pages read from the device
+        self.percent: int | None = 0
+        self.state = "running"
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUED_PAGES)
+        self.finished = threading.Event()
+
+    # --- control
+
+    def start(self) -> None:
+        threading.Thread(target=self._read_pages, name=f"scan-{self.id}", daemon=True).start()
+        threading.Thread(target=self._store_pages, name=f"store-{self.id}",
+                         daemon=True).start()
+
+    def cancel(self) -> None:
+        """Stop now: SANE's cancel may be called from any thread while a read blocks."""
+        if self.cancelled.is_set() or self.finished.is_set():
+            return
+        self.cancelled.set()
+        try:
+            self.handle.cancel()
+        except Exception:
+            pass
+
+    def describe(self) -> dict:
+        return {"job": self.id, "session": self.session, "source": self.source["id"],
+                "state": self.state, "pages": len(self.images), "images": list(self.images),
+                "read": self.read, "progress": self.percent, "error": self._error_dict()}
+
+    def _error_dict(self) -> dict | None:
+        return self.failure.to_wire() if self.failure else None
+
+    def _fail(self, error: Error) -> None:
+        if self.failure is None:
+            self.failure = error
+
+    # --- reader
+
+    def _read_pages(self) -> None:
+        try:
+            self._read_loop()
+        except Exception as exc:  # a bug must still end the job, with the pages kept
+            self.log.error("scan reader failed", job=self.id, error=repr(exc))
+            self._fail(Error("internal", f"the scan stopped: {exc!r}"))
+        finally:
+            try:
+                self.handle.cancel()  # SANE: cancel ends the batch after the last page
+            except Exception:
+                pass
+            self.queue.put(None)
+
+    def _read_loop(self) -> None:
+        while self.read < self.limit:
+            if self.cancelled.is_set() or self.failure is not None:
+                return
+            try:
+                self.handle.start()
+            except Exception as exc:
+                self._start_failed(_device_error(exc, "starting the scan"))
+                return
+            page = self._read_page(self.read + 1)
+            if page is None:
+                return
+            self.read += 1
+            self.queue.put(page)  # blocks while QUEUED_PAGES wait: memory stays bounded
+
+    def _start_failed(self, error: Error) -> None:
+        if self.cancelled.is_set():
+            return
+        if error.code == "feeder_empty":
+            if self.batch and self.read > 0:
+                return  # a batch ends when the feeder is empty
+            if self.read > 0:
+                error = Error("feeder_empty", f"the feeder ran out of paper after "
+                              f"{self.read} of {self.limit} pages")
+            else:
+                error = Error("feeder_empty", "the document feeder has no paper")
+        self._fail(error)
+
+    def _read_page(self, number: int) -> Page | None:
+        try:
+            kind, _last, (_ppl, lines), depth, _bpl = self.handle.get_parameters()
+            wide = depth == 16 and kind == "gray"  # keep 16-bit gray; colour goes to 8 bits
+            data, width, height, samples, size = self.handle.snap(
+                True, wide, self._progress(number, lines))
+        except Stop:
+            return None
+        except Exception as exc:
+            if not self.cancelled.is_set():
+                self._fail(_device_error(exc, f"reading page {number}"))
+            return None
+        mode = "I;16" if size == 2 else ("RGB" if samples == 3 else "L")
+        if depth == 1 and mode == "L":  # python-sane spreads line-art to 0/255 bytes
+            data = Image.frombuffer("L", (width, height), bytes(data), "raw", "L", 0, 1) \
+                .convert("1", dither=Image.Dither.NONE).tobytes()
+            mode = "1"
+        return Page(number, width, height, mode, bytes(data), self._dpi(), depth)
+
+    def _dpi(self) -> tuple[float, float]:
+        value = self.settings.value
+        x = value("resolution") or value("x-resolution") or 0
+        y = value("resolution") or value("y-resolution") or x
+        return (float(x or 200), float(y or x or 200))
+
+    def _progress(self, number: int, lines: int) -> Callable[[int, int], None]:
+        last = [0.0, -1]
+
+        def report(line: int, _total: int) -> None:
+            if self.cancelled.is_set() or self.failure is not None:
+                raise Stop()
+            percent = min(99, line * 100 // lines) if lines > 0 else None
+            now = time.monotonic()
+            if percent != last[1] and now - last[0] >= PROGRESS_EVERY:
+                last[0], last[1] = now, percent
+                self.percent = percent
+                self.publish("scan.progress", {"session": self.session, "job": self.id,
+                                               "page": number, "percent": percent,
+                                               "pages": len(self.images)})
+        return report
+
+    # --- storer
+
+    def _store_pages(self) -> None:
+        client = Client(self.endpoint)
+        try:
+            while True:
+                page = self.queue.get()
+                if page is None:
+                    break
+                if self.failure is None:
+                    self._store(client, page)
+        finally:
+            client.close()
+            self._end()
+
+    def _store(self, client: Client, page: Page) -> None:
+        try:
+            info = client.call("buffer", "add", {
+                "session": self.session, "format": "raw", "width": page.width,
+                "height": page.height, "mode": page.mode, "dpi": list(page.dpi),
+                "source": self.source["id"], "key": f"{self.id}:{page.number}",
+                "meta": {"job": self.id, "page": page.number, "device": self.source["device"],
+                         "depth": page.depth}},
+                blobs=[page.data], timeout=ADD_TIMEOUT, idempotent=True)
+        except Error as exc:
+            self.log.warning("page not stored", job=self.id, page=page.number, code=exc.code,
+                             error=exc.message)
+            self._fail(Error(exc.code, f"page {page.number} was not stored: {exc.message}"))
+            self.cancel_device()
+            return
+        self.images.append(info["id"])
+        self.percent = 100
+        self.on_page(self)
+        self.publish("scan.page", {"session": self.session, "job": self.id,
+                                   "page": page.number, "image": info,
+                                   "pages": len(self.images)})
+
+    def cancel_device(self) -> None:
+        try:
+            self.handle.cancel()
+        except Exception:
+            pass
+
+    def _end(self) -> None:
+        if self.failure is not None:
+            self.state = "failed"
+        elif self.cancelled.is_set():
+            self.state = "cancelled"
+        else:
+            self.state = "done"
+        self.finished.set()
+        self.on_end(self)
+        body = {"session": self.session, "job": self.id, "state": self.state,
+                "pages": len(self.images), "images": list(self.images)}
+        if self.failure is not None:
+            self.publish("scan.error", {**body, "error": self._error_dict(),
+                                        "code": self.failure.code,
+                                        "message": self.failure.message})
+        else:
+            self.publish("scan.done", body)

@@ -1,0 +1,228 @@
+"""The scanner actor: SANE devices as sources, their options, and scan jobs.
+
+Requests are answered on actor threads; a scan job runs on its own threads (see
+``scanjob``), so ``scan`` answers at once with the job and heartbeats never wait for a
+device. One job per device at a time: a second one gets ``device_busy``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from broker.actor import Actor, operation
+from broker.client import Client
+from broker.protocol import Error
+
+from . import devices as devicelib
+from .jobstore import JobStore
+from .options import SOURCE_PATTERNS, Settings
+from .scanjob import ScanJob
+
+PROGRAM = "scanner"  # our supervisord program: held by the monitor while a job runs
+STOP_WAIT = 6.0  # seconds a stopping scanner waits for its jobs to end (under DRAIN)
+
+
+class Scanner(Actor):
+    service = "scanner"
+    capacity = 4  # options and job queries stay answered while a device is slow to open
+    tick_interval = 3600.0
+
+    def on_start(self) -> None:
+        self.sane_dir, self.backends = devicelib.prepare_config(self.cfg)
+        self.devices = devicelib.Devices()
+        self.store = JobStore(self.home.cache / "scanner")
+        self.running: dict[str, ScanJob] = {}  # job id -> live job
+        self.busy: dict[str, ScanJob] = {}  # device name -> its live job
+        self.busy_lock = threading.Lock()
+        self.local = threading.local()
+        self.log.info("SANE ready", version=".".join(map(str, self.devices.version[1:])),
+                      backends=len(self.backends), config=str(self.sane_dir))
+        self._finish_orphans()
+        # Listing devices can take seconds (network backends): warm the cache now.
+        threading.Thread(target=self._warm, name="discover", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            found = self.devices.listing()
+            self.log.info("scanners found", sources=[s["id"] for s in found])
+        except Exception as exc:
+            self.log.warning("listing scanners failed", error=repr(exc))
+
+    def _finish_orphans(self) -> None:
+        """Jobs of a scanner process that died: failed with actor_died, holds released."""
+        for job in self.store.orphans():
+            error = Error("actor_died", "the scanner stopped during this job; pages "
+                          f"stored before that ({job['pages']}) are kept")
+            self.store.finish(job["job"], "failed", error.to_wire())
+            self.log.warning("job ended by a scanner restart", job=job["job"],
+                             pages=job["pages"])
+            self.publish("scan.error", {"session": job["session"], "job": job["job"],
+                                        "state": "failed", "pages": job["pages"],
+                                        "images": job["images"], "error": error.to_wire(),
+                                        "code": error.code, "message": error.message})
+            self._monitor("release", job["job"])
+
+    def on_stop(self) -> None:
+        for job in list(self.running.values()):
+            job.cancel()
+        end = time.monotonic() + STOP_WAIT
+        for job in list(self.running.values()):
+            job.finished.wait(max(0.0, end - time.monotonic()))
+        self.store.close()
+
+    def on_tick(self) -> None:
+        self.store.prune()
+
+    # --- helpers
+
+    def _client(self) -> Client:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = Client(self.home.broker_endpoint)
+        return client
+
+    def _monitor(self, op: str, job: str) -> None:
+        """Ask the monitor to keep us running while a job runs (on-demand life cycle)."""
+        if PROGRAM not in self.cfg.ondemand.programs:
+            return
+        try:
+            self._client().call("monitor", op, {"program": PROGRAM, "holder": f"job:{job}"},
+                                timeout=5)
+        except Error as exc:
+            self.log.warning(f"monitor {op} failed", job=job, error=exc.message)
+
+    def _check_session(self, session: Any) -> None:
+        if not isinstance(session, str) or not session:
+            raise Error("invalid_argument", "session must be a session id")
+        try:
+            self._client().call("buffer", "session", {"session": session}, timeout=10)
+        except Error as exc:
+            if exc.code == "not_found":
+                raise Error("not_found", f"no session {session}") from None
+            raise
+
+    def _job_done(self, job: ScanJob) -> None:
+        self.store.finish(job.id, job.state, job.describe()["error"])
+        with self.busy_lock:
+            self.busy.pop(job.source["device"], None)
+            self.running.pop(job.id, None)
+        self.devices.close(job.handle)
+        self.log.info("scan job ended", job=job.id, state=job.state, pages=len(job.images),
+                      code=job.failure.code if job.failure else None)
+        self._monitor("release", job.id)
+
+    # --- operations
+
+    @operation
+    def sources(self, refresh: bool = False) -> list:
+        """Scanners: [{id, type, device, vendor, model, kind, backend, busy}]."""
+        listing = self.devices.listing(bool(refresh))
+        return [{**entry, "busy": entry["device"] in self.busy} for entry in listing]
+
+    @operation
+    def options(self, source: str, values: dict | None = None) -> dict:
+        """Typed descriptors of every option, plus aliases; ``values`` are tried first."""
+        entry = self.devices.find(source)
+        job = self.busy.get(entry["device"])
+        if job is not None:  # the device is open for a job: show the options it uses
+            return {"source": entry["id"], "busy": True, "job": job.id,
+                    "options": list(job.settings.options.values()),
+                    "aliases": job.settings.aliases()}
+        handle = self.devices.open(entry)
+        try:
+            settings = Settings(handle)
+            defaults = {name: e["value"] for name, e in settings.options.items()}
+            settings.apply(values)
+            options = [{**e, "default": defaults.get(e["name"])}
+                       for e in settings.options.values()]
+            return {"source": entry["id"], "busy": False, "options": options,
+                    "aliases": settings.aliases()}
+        finally:
+            self.devices.close(handle)
+
+    @operation
+    def scan(self, session: str, source: str, options: dict | None = None,
+             pages: int | None = 1, batch: bool = False) -> dict:
+        """Start a scan job into the session's buffer: ``pages`` pages, or ``batch`` until
+        the feeder is empty. Answers at once with the job; events tell the rest."""
+        if batch is not True and batch is not False:
+            raise Error("invalid_argument", "batch must be true or false")
+        limit = None if batch else pages
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or not 1 <= limit <= self.cfg.scanner.max_pages):
+            raise Error("invalid_argument", f"pages must be 1..{self.cfg.scanner.max_pages}")
+        self._check_session(session)
+        entry = self.devices.find(source)
+        with self.busy_lock:
+            if entry["device"] in self.busy:
+                raise Error("device_busy", f"{entry['id']} is scanning for another job "
+                            f"({self.busy[entry['device']].id})")
+            self.busy[entry["device"]] = None  # reserved while we open and set it up
+        try:
+            handle = self.devices.open(entry)
+        except BaseException:
+            with self.busy_lock:
+                self.busy.pop(entry["device"], None)
+            raise
+        try:
+            settings = Settings(handle)
+            applied = settings.apply(options)
+            if batch:
+                self._check_feeder(settings)
+            job_id = os.urandom(8).hex()
+            job = ScanJob(job_id, session, entry, handle, settings,
+                          limit or self.cfg.scanner.max_pages, batch,
+                          self.home.broker_endpoint, self.publish,
+                          lambda j: self.store.page(j.id, j.images), self._job_done, self.log)
+            self.store.create(job_id, session, entry["id"],
+                              {"options": options or {}, "pages": limit, "batch": batch})
+        except BaseException:
+            self.devices.close(handle)
+            with self.busy_lock:
+                self.busy.pop(entry["device"], None)
+            raise
+        with self.busy_lock:
+            self.busy[entry["device"]] = job
+            self.running[job_id] = job
+        self._monitor("hold", job_id)
+        self.log.info("scan job started", job=job_id, session=session, source=entry["id"],
+                      pages=limit, batch=batch)
+        job.start()
+        return {**job.describe(), "settings": applied}
+
+    @staticmethod
+    def _check_feeder(settings: Settings) -> None:
+        source = settings.options.get("source")
+        if source is None or not source["active"]:
+            return  # no source choice: a sheet-fed device, its feeder says when it is empty
+        value = str(source["value"] or "")
+        if not (SOURCE_PATTERNS["adf"].search(value) or SOURCE_PATTERNS["duplex"].search(value)):
+            raise Error("invalid_option", f"batch scanning needs the document feeder; source "
+                        f"is {value!r} (set source to adf)", option="source",
+                        allowed={"values": source["constraint"]["values"]})
+
+    @operation
+    def job(self, job: str, session: str | None = None) -> dict:
+        """A job's state: running|done|failed|cancelled, pages stored, image ids, error."""
+        live = self.running.get(job) if isinstance(job, str) else None
+        if live is not None and (session is None or live.session == session):
+            return live.describe()
+        return self.store.get(job, session)
+
+    @operation
+    def jobs(self, session: str) -> list:
+        """The session's scan jobs, oldest first."""
+        return [self.job(j["job"]) for j in self.store.of_session(session)]
+
+    @operation
+    def cancel(self, job: str, session: str | None = None) -> dict:
+        """Cancel a running job at once; pages already stored stay in the buffer."""
+        live = self.running.get(job) if isinstance(job, str) else None
+        if live is None or (session is not None and live.session != session):
+            return self.store.get(job, session)  # finished already (or unknown: not_found)
+        live.cancel()
+        live.finished.wait(5)
+        return live.describe()
