@@ -8,6 +8,8 @@
     scanbridge call SERVICE OP [JSON]   one request through the broker; prints the result
     scanbridge allow ORIGIN             let a web origin use the service
     scanbridge doctor                   check the installation and say how to fix it
+    scanbridge sources | options SRC    the scanners and their options
+    scanbridge scan --source SRC -o OUT scan pages into a PDF, TIFF or image files
 
 Every failure is one line on stderr and a non-zero exit status: 1 for a failed operation,
 2 for bad usage or input, 3 when the service is not running, 78 for bad configuration.
@@ -106,9 +108,10 @@ def cmd_start(home: configlib.Home, opts: argparse.Namespace) -> int:
     while True:
         try:
             infos = supervision.processes(home)
+            wanted = supervision.always_running(home, cfg.ondemand.programs)
         except supervision.NotRunning:
-            infos = []
-        autostart = [p for p in infos if p["group"] not in cfg.ondemand.programs]
+            infos, wanted = [], set()
+        autostart = [p for p in infos if p["name"] in wanted]
         if autostart and all(p["statename"] == "RUNNING" for p in autostart):
             break
         failed = [p["name"] for p in autostart if p["statename"] in ("FATAL", "BACKOFF")]
@@ -136,6 +139,7 @@ def cmd_stop(home: configlib.Home, opts: argparse.Namespace) -> int:
 def cmd_status(home: configlib.Home, opts: argparse.Namespace) -> int:
     cfg = load_config(home)
     infos = rpc(home).getAllProcessInfo()
+    wanted = supervision.always_running(home, cfg.ondemand.programs)
     if opts.json:
         print(json.dumps(infos, indent=2))
     else:
@@ -145,11 +149,11 @@ def cmd_status(home: configlib.Home, opts: argparse.Namespace) -> int:
             up = ""
             if info["statename"] == "RUNNING":
                 up = time.strftime("%H:%M:%S", time.gmtime(now - info["start"]))
-            runs = "on demand" if info["group"] in cfg.ondemand.programs else "always"
+            runs = "on demand" if info["group"] in cfg.ondemand.programs else \
+                "always" if info["name"] in wanted else "manual"
             print(f"{supervision.full_name(info):<16}{info['statename']:<10}"
                   f"{info['pid'] or '':>8}  {up:>9}  {runs}")
-    down = [p for p in infos if p["statename"] != "RUNNING"
-            and p["group"] not in cfg.ondemand.programs]
+    down = [p for p in infos if p["statename"] != "RUNNING" and p["name"] in wanted]
     return EXIT_FAILED if down else 0
 
 
@@ -384,6 +388,8 @@ def parser() -> argparse.ArgumentParser:
     allow.add_argument("origin", help="e.g. https://app.example.com")
     allow.set_defaults(func=cmd_allow)
     sub.add_parser("doctor", help="check the installation").set_defaults(func=cmd_doctor)
+    from actors.scanner.command import add_commands as scanner_commands
+    scanner_commands(sub)
     return top
 
 

@@ -255,8 +255,6 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "max_pages": Key("5000", _int(1, 1000000),
                              "most pages one scan job may read (guards a feeder that "
                              "never reports empty)"),
-            "encoders": Key("2", _int(1, 64),
-                            "pages compressed at once while the scanner reads the next"),
         },
     },
     "service.ini": {

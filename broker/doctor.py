@@ -101,14 +101,16 @@ def check_service(home: configlib.Home, cfg: configlib.Config | None) -> Iterato
     try:
         infos = supervision.processes(home)
         running = True
+        wanted = supervision.always_running(home, cfg.ondemand.programs if cfg else [])
         bad = [f"{supervision.full_name(p)} {p['statename']}" for p in infos
-               if p["statename"] != "RUNNING"
-               and (cfg is None or p["group"] not in cfg.ondemand.programs)]
+               if p["statename"] != "RUNNING" and p["name"] in wanted]
         if bad:
             yield "FAIL", f"programs not running: {', '.join(bad)}", \
                 "scanbridge logs NAME; scanbridge dumps; scanbridge restart NAME"
         else:
-            yield "ok", f"service running ({len(infos)} programs)", ""
+            up = sum(p["statename"] == "RUNNING" for p in infos)
+            others = "; the others start on demand" if up < len(infos) else ""
+            yield "ok", f"service running ({up} of {len(infos)} programs{others})", ""
     except supervision.NotRunning:
         yield "warn", f"the service is not running for {home.root}", "scanbridge start"
     if cfg is None:

@@ -64,3 +64,10 @@ def processes(home: Home) -> list[dict]:
 def full_name(info: dict) -> str:
     """The name supervisorctl takes: ``group:name`` when a group has several processes."""
     return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
+def always_running(home: Home, ondemand: list[str]) -> set[str]:
+    """Programs that must be RUNNING: started by supervisord itself (``autostart``) and
+    not on demand. Others (e.g. the scanner) run only while wanted."""
+    return {info["name"] for info in rpc(home).getAllConfigInfo()
+            if info["autostart"] and info["group"] not in ondemand}

@@ -32,7 +32,7 @@ from broker.config import Home, load
 from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, env_for, free_port, poll_for, write_ini
 
-PROGRAMS = ("broker", "buffer", "gateway", "monitor")
+PROGRAMS = ("broker", "buffer", "gateway", "monitor")  # always running; scanner on demand
 BAD_PORTS = "[ports]\nhttp = 18622, abc\n"
 BAD_PORTS_REASON = "2: http: 'abc' is not a whole number"
 
@@ -250,7 +250,7 @@ def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     done = shared.cli("restart", "nosuch")
     assert done.returncode == 2
     assert one_line(done.stderr) == \
-        "scanbridge: no program 'nosuch' (programs: broker, buffer, gateway, monitor)"
+        "scanbridge: no program 'nosuch' (programs: broker, buffer, gateway, monitor, scanner)"
 
 
 # --- logs
@@ -381,8 +381,10 @@ def test_call_monitor_status_prints_the_programs_as_json(shared):
     done = shared.cli("call", "monitor", "status")
     assert done.returncode == 0, done.stderr
     programs = {p["name"]: p for p in json.loads(done.stdout)["programs"]}
-    assert set(programs) == set(PROGRAMS)
-    assert all(p["state"] == "RUNNING" and p["pid"] for p in programs.values())
+    assert set(programs) == {*PROGRAMS, "scanner"}
+    assert all(programs[name]["state"] == "RUNNING" and programs[name]["pid"]
+               and not programs[name]["ondemand"] for name in PROGRAMS)
+    assert programs["scanner"]["ondemand"] and programs["scanner"]["state"] == "STOPPED"
 
 
 def test_call_broker_services_lists_the_actors(shared):
@@ -516,7 +518,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (4 programs)" in oks
+    assert "ok    service running (4 of 5 programs; the others start on demand)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 
@@ -550,7 +552,9 @@ def test_doctor_prints_the_file_line_message_of_a_bad_ini(tmp_path):
 
 def test_supervisorctl_status_lists_the_programs_running(shared):
     done = shared.supervisorctl("status")
-    assert done.returncode == 0, done.stderr
+    # supervisorctl says 3 when a program is not running: the scanner waits for a session.
+    assert done.returncode == 3, done.stderr
+    assert re.search(r"^scanner\s+STOPPED", done.stdout, re.M), done.stdout
     for program in PROGRAMS:
         assert re.search(rf"^{program}\s+RUNNING\s+pid \d+", done.stdout, re.M), done.stdout
 

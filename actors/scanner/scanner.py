@@ -8,6 +8,7 @@ device. One job per device at a time: a second one gets ``device_busy``.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from typing import Any
@@ -38,6 +39,8 @@ class Scanner(Actor):
         self.busy: dict[str, ScanJob] = {}  # device name -> its live job
         self.busy_lock = threading.Lock()
         self.local = threading.local()
+        self.holds: queue.Queue = queue.Queue()
+        threading.Thread(target=self._send_holds, name="holds", daemon=True).start()
         self.log.info("SANE ready", version=".".join(map(str, self.devices.version[1:])),
                       backends=len(self.backends), config=str(self.sane_dir))
         self._finish_orphans()
@@ -85,14 +88,21 @@ class Scanner(Actor):
         return client
 
     def _monitor(self, op: str, job: str) -> None:
-        """Ask the monitor to keep us running while a job runs (on-demand life cycle)."""
-        if PROGRAM not in self.cfg.ondemand.programs:
-            return
-        try:
-            self._client().call("monitor", op, {"program": PROGRAM, "holder": f"job:{job}"},
-                                timeout=5)
-        except Error as exc:
-            self.log.warning(f"monitor {op} failed", job=job, error=exc.message)
+        """Ask the monitor to keep us running while a job runs (on-demand life cycle).
+
+        Sent from a thread of its own: a slow or restarting monitor never delays a scan."""
+        if PROGRAM in self.cfg.ondemand.programs:
+            self.holds.put((op, job))
+
+    def _send_holds(self) -> None:
+        client = Client(self.home.broker_endpoint)
+        while True:
+            op, job = self.holds.get()
+            try:
+                client.call("monitor", op, {"program": PROGRAM, "holder": f"job:{job}"},
+                            timeout=10)
+            except Error as exc:
+                self.log.warning(f"monitor {op} failed", job=job, error=exc.message)
 
     def _check_session(self, session: Any) -> None:
         if not isinstance(session, str) or not session:
