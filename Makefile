@@ -22,6 +22,7 @@ test: system-test venv-test
 bench: venv-test
 	$(VPY) bench/broker.py
 	$(VPY) bench/buffer.py
+	$(VPY) bench/scan.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:

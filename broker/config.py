@@ -244,7 +244,8 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                               "resolution at which imported PDF pages are rasterised"),
             "png_compression": Key("1", _int(0, 9),
                                    "zlib level of losslessly stored pages "
-                                   "(1 = fast, 9 = small)"),
+                                   "(1 = fast, 9 = small; 0 = uncompressed TIFF, the "
+                                   "fastest and largest)"),
             "threads": Key("3", _int(1, 64), "requests the buffer works on at once"),
         },
         "scanner": {
@@ -255,6 +256,9 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "max_pages": Key("5000", _int(1, 1000000),
                              "most pages one scan job may read (guards a feeder that "
                              "never reports empty)"),
+            "pages_in_flight": Key("2", _int(1, 16),
+                                   "pages of one job the buffer compresses and writes at "
+                                   "once (they are listed in scan order)"),
         },
     },
     "service.ini": {

@@ -129,13 +129,22 @@ def check_service(home: configlib.Home, cfg: configlib.Config | None) -> Iterato
                 f"stop that program, or set other ports in {home.ini}/DSConfiguration.ini"
 
 
-def check_sane(home: configlib.Home) -> Iterator[Check]:
+def check_sane(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
+    try:
+        import sane  # noqa: F401 - the scanner actor's binding to libsane
+    except ImportError as exc:
+        yield "FAIL", f"python-sane cannot be loaded: {exc}", "make run (installs it)"
     if not shutil.which("scanimage"):
         yield "FAIL", "scanimage not found (SANE tools)", "sudo apt-get install sane-utils"
         return
     env = dict(os.environ)
-    if (home.ini / "sane.d").is_dir():
-        env["SANE_CONFIG_DIR"] = str(home.ini / "sane.d")
+    if cfg is not None:  # the configuration the scanner actor uses (run/sane.d)
+        from actors.scanner import devices
+        try:
+            folder, _ = devices.write_config(cfg)
+            env["SANE_CONFIG_DIR"] = devices.config_path(folder)
+        except OSError as exc:
+            yield "warn", f"cannot write the SANE configuration: {exc}", f"check {home.run}"
     try:
         done = subprocess.run(["scanimage", "-L"], capture_output=True, text=True, env=env,
                               timeout=60)
@@ -170,7 +179,7 @@ def run_checks(home: configlib.Home) -> int:
     except configlib.ConfigError:
         cfg = None
     checks = [check_config(home), check_home(home), check_packages(),
-              check_service(home, cfg), check_sane(home), check_certificates(home, cfg)]
+              check_service(home, cfg), check_sane(home, cfg), check_certificates(home, cfg)]
     failed = 0
     for group in checks:
         for level, what, fix in group:

@@ -22,6 +22,7 @@ from .store import DISK_ERRORS, Store, describe, new_id
 
 THUMBNAIL_SIZE = 200
 OUTPUT_KEEP = 900.0  # seconds a saved document stays in cache/buffer/out/
+STAGED_KEEP = 600.0  # seconds a staged page waits for its commit before its file goes
 SESSION_ID = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 CHANGED = "buffer.changed"
 
@@ -99,6 +100,9 @@ class Buffer(Actor):
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_lock = threading.Lock()
         self.store: Store | None = None
+        # Staged pages: durable files not listed yet, token -> (session, page, when).
+        self.staged: dict[str, tuple[str, dict, float]] = {}
+        self.staged_lock = threading.Lock()
 
     def on_start(self) -> None:
         release_freed_memory()
@@ -115,6 +119,11 @@ class Buffer(Actor):
             self.store.close()
 
     def on_tick(self) -> None:
+        with self.staged_lock:
+            stale = [t for t, (_, _, when) in self.staged.items()
+                     if when < time.monotonic() - STAGED_KEEP]
+            pages = [self.staged.pop(t)[1] for t in stale]
+        self.store.remove_files([page["file"] for page in pages])
         for path in self.outputs.iterdir():
             try:
                 if path.stat().st_mtime < time.time() - OUTPUT_KEEP:
@@ -158,11 +167,15 @@ class Buffer(Actor):
         return image
 
     def _write_pixels(self, image: Image.Image, dpi: tuple[float, float]) -> dict:
-        """Store pixels losslessly (PNG; TIFF LZW for modes PNG cannot hold)."""
-        fmt = "PNG" if image.mode in imaging.KEEPS["PNG"] else "TIFF"
+        """Store pixels losslessly: PNG; TIFF LZW for modes PNG cannot hold; uncompressed
+        TIFF when ``png_compression = 0`` (the fastest: a page is written as it is)."""
+        raw = self.png_level == 0 and image.mode in imaging.KEEPS["TIFF"]
+        fmt = "PNG" if image.mode in imaging.KEEPS["PNG"] and not raw else "TIFF"
         name, size = self.store.write(
             imaging.EXTENSION[fmt],
-            lambda out: imaging.encode(image, fmt, out, dpi, png_level=self.png_level))
+            lambda out: imaging.encode(image, fmt, out, dpi, png_level=self.png_level,
+                                       shared=False,
+                                       tiff_compression="raw" if raw else None))
         self.decoded.put(name, image)
         return {"file": name, "format": fmt, "width": image.width, "height": image.height,
                 "mode": image.mode, "dpi": dpi, "bytes": size}
@@ -262,7 +275,55 @@ class Buffer(Actor):
             existing = self.store.by_key(session, str(key))
             if existing is not None:  # a retried add: the page is already here
                 return {**describe(existing), "duplicate": True}
-        data = _one_blob(blobs, "add", "the image")
+        stored = self._store_page(blobs, format, width, height, mode, dpi, "add")
+        return self._commit(session, [self._new_page(stored, source, tags, meta, key)], index)[0]
+
+    @operation
+    def stage(self, session: str, blobs=(), format: str | None = None,
+              width: int | None = None, height: int | None = None, mode: str | None = None,
+              dpi: Any = None) -> dict:
+        """First half of an add: store the page durably, unlisted; ``commit`` lists it.
+
+        A scanner stages several pages at once (compressing them in parallel) and commits
+        them one by one in scan order."""
+        self._touch(session)
+        stored = self._store_page(blobs, format, width, height, mode, dpi, "stage")
+        token = new_id(16)
+        with self.staged_lock:
+            self.staged[token] = (session, stored, time.monotonic())
+        return {"stage": token, **{k: stored[k] for k in ("width", "height", "mode", "bytes")}}
+
+    @operation
+    def commit(self, session: str, stage: str, source: str = "", tags: Any = None,
+               meta: dict | None = None, index: int | None = None,
+               key: str | None = None) -> dict:
+        """Second half of an add: list a staged page (``not_found`` once it expired or
+        the buffer restarted: stage it again)."""
+        self._touch(session)
+        with self.staged_lock:
+            entry = self.staged.get(stage) if isinstance(stage, str) else None
+            if entry is None or entry[0] != session:
+                raise Error("not_found", f"no staged page {stage!r} (it expired, or the "
+                            "buffer restarted): stage it again")
+            del self.staged[stage]
+        stored = entry[1]
+        if key is not None:
+            existing = self.store.by_key(session, str(key))
+            if existing is not None:
+                self.store.remove_files([stored["file"]])
+                return {**describe(existing), "duplicate": True}
+        return self._commit(session, [self._new_page(stored, source, tags, meta, key)], index)[0]
+
+    @staticmethod
+    def _new_page(stored: dict, source: Any, tags: Any, meta: Any, key: Any) -> dict:
+        return {**stored, "source": str(source)[:200], "tags": _tags(tags),
+                "meta": meta if isinstance(meta, dict) else {},
+                "key": None if key is None else str(key)}
+
+    def _store_page(self, blobs: Any, format: Any, width: Any, height: Any, mode: Any,
+                    dpi: Any, op: str) -> dict:
+        """Write one page's file durably: encoded bytes as they are, or raw pixels."""
+        data = _one_blob(blobs, op, "the image")
         page_dpi = self._dpi(dpi)
         if format == "raw":
             if not isinstance(width, int) or not isinstance(height, int):
@@ -279,10 +340,7 @@ class Buffer(Actor):
                                       page_dpi)
         else:
             raise Error("invalid_argument", "format is raw, or left out for an encoded file")
-        page = {**stored, "source": str(source)[:200], "tags": _tags(tags),
-                "meta": meta if isinstance(meta, dict) else {},
-                "key": None if key is None else str(key)}
-        return self._commit(session, [page], index)[0]
+        return stored
 
     @staticmethod
     def _dpi(value: Any) -> tuple[float, float] | None:

@@ -380,13 +380,16 @@ KEEPS = {"JPEG": ("L", "RGB", "CMYK"), "PNG": ("1", "L", "LA", "I;16", "P", "RGB
 
 
 def encode(image: Image.Image, fmt: str, out: Any, dpi: tuple[float, float],
-           quality: int = 85, png_level: int = 6) -> None:
-    """Write ``image`` as ``fmt`` (a Pillow format name) into the file object ``out``."""
+           quality: int = 85, png_level: int = 6, shared: bool = True,
+           tiff_compression: str | None = None) -> None:
+    """Write ``image`` as ``fmt`` (a Pillow format name) into the file object ``out``.
+
+    ``shared=False`` says no other thread can see ``image`` yet (a page being stored)."""
     source = image
     if fmt == "GIF" and image.mode not in KEEPS["GIF"]:
         image = flatten(image, ("RGB",)).convert("P", palette=Image.Palette.ADAPTIVE)
     image = flatten(image, KEEPS[fmt])
-    if image is source:
+    if image is source and shared:
         # Image.save() keeps its options on the image object: a page shared between
         # threads (the decoded cache) must not be saved by two of them at once.
         image = image.copy()
@@ -397,7 +400,8 @@ def encode(image: Image.Image, fmt: str, out: Any, dpi: tuple[float, float],
     elif fmt == "PNG":
         options.update(compress_level=png_level)
     elif fmt == "TIFF":
-        options.update(compression="group4" if image.mode == "1" else "tiff_lzw")
+        options.update(compression=tiff_compression or (
+            "group4" if image.mode == "1" else "tiff_lzw"))
     image.save(out, fmt, **options)
 
 

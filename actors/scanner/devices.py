@@ -68,9 +68,22 @@ def embedded_config(cfg: Config) -> Path:
 
 def prepare_config(cfg: Config) -> tuple[Path, list[str]]:
     """Write ``run/sane.d/`` and point ``SANE_CONFIG_DIR`` at it; returns it and backends."""
+    target, backends = write_config(cfg)
+    os.environ["SANE_CONFIG_DIR"] = config_path(target)
+    return target, backends
+
+
+def config_path(folder: Path) -> str:
+    """``SANE_CONFIG_DIR`` for our folder: the trailing colon appends SANE's own folders,
+    where the system's backends find their .conf files."""
+    return f"{folder}:"
+
+
+def write_config(cfg: Config) -> tuple[Path, list[str]]:
+    """Write ``run/sane.d/`` (see module docstring); returns it and the backends."""
     embedded = embedded_config(cfg)
     target = cfg.home.run / "sane.d"
-    target.mkdir(mode=0o700, exist_ok=True)
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
     backends = []
     for backend in _backends(embedded / "dll.conf"):
         if backend != TEST_BACKEND or cfg.scanner.test_scanners:
@@ -87,8 +100,6 @@ def prepare_config(cfg: Config) -> tuple[Path, list[str]]:
         backends += [b for b in system if b != TEST_BACKEND]
     backends = list(dict.fromkeys(backends))
     atomic_write(target / "dll.conf", "".join(f"{b}\n" for b in backends).encode(), 0o600)
-    # Our folder first; the trailing colon appends SANE's own folders for other backends.
-    os.environ["SANE_CONFIG_DIR"] = f"{target}:"
     return target, backends
 
 

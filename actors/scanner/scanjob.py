@@ -1,13 +1,14 @@
 """One scan job: read pages from an open device, hand each to the buffer, report events.
 
-Two threads per job. The reader drives SANE (start, read line by line with progress,
-next page) and queues each finished page; the storer sends queued pages to the buffer in
-order and publishes ``scan.page`` only after the buffer acknowledged the page (it is
-durable then). So the device reads page N+1 while page N is being stored, and a slow disk
-slows the scanner only when ``QUEUED_PAGES`` pages wait.
+The reader thread drives SANE (start, read line by line with progress, next page). Each
+page read is *staged* in the buffer at once by a pool of ``Stagers`` (the buffer
+compresses and writes it durably, unlisted), so several pages are compressed in
+parallel while the device reads on. The storer thread then *commits* staged pages in scan
+order and publishes ``scan.page`` only after the buffer acknowledged the commit. At most
+``pages_in_flight + 1`` pages wait in memory; then the reader waits.
 
-Each add carries ``key = JOB:PAGE``: if the buffer restarts during an add, the broker
-re-sends it and the buffer answers the first copy instead of storing the page twice.
+Each commit carries ``key = JOB:PAGE``: if the buffer restarts meanwhile, the page is
+staged again and the key makes sure it is listed once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,7 +27,6 @@ from broker.protocol import Error
 
 from .devices import error_of
 
-QUEUED_PAGES = 3  # pages read but not yet stored (memory: 3 raw pages)
 PROGRESS_EVERY = 0.2  # seconds between two scan.progress events of one page
 ADD_TIMEOUT = 120.0  # seconds the buffer may take to store one page (it may be restarting)
 
@@ -35,6 +36,32 @@ def _device_error(exc: BaseException, doing: str) -> Error:
     if error.code == "cancelled":  # nobody asked: the device gave up by itself
         return Error("io_error", f"{doing}: the device cancelled the scan")
     return error
+
+
+class Stagers:
+    """Threads that stage pages in the buffer, each with its own broker connection."""
+
+    def __init__(self, endpoint: str, count: int):
+        self.endpoint = endpoint
+        self.local = threading.local()
+        self.pool = ThreadPoolExecutor(count, thread_name_prefix="stage")
+
+    def stage(self, session: str, page: "Page") -> Future:
+        return self.pool.submit(self._stage, session, page)
+
+    def _stage(self, session: str, page: "Page") -> str:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = Client(self.endpoint)
+        return stage(client, session, page)
+
+
+def stage(client: Client, session: str, page: "Page") -> str:
+    """Store one page durably (unlisted) in the buffer; returns its stage token."""
+    return client.call("buffer", "stage", {
+        "session": session, "format": "raw", "width": page.width, "height": page.height,
+        "mode": page.mode, "dpi": list(page.dpi)},
+        blobs=[page.data], timeout=ADD_TIMEOUT, idempotent=True)["stage"]
 
 
 class Stop(Exception):
@@ -54,7 +81,7 @@ class Page:
 
 class ScanJob:
     def __init__(self, job: str, session: str, source: dict, handle: Any, settings: Any,
-                 pages: int, batch: bool, endpoint: str,
+                 pages: int, batch: bool, endpoint: str, stagers: Stagers, in_flight: int,
                  publish: Callable[[str, dict], None],
                  on_page: Callable[["ScanJob"], None],
                  on_end: Callable[["ScanJob"], None], log: Any):
@@ -62,7 +89,7 @@ class ScanJob:
         self.handle, self.settings = handle, settings
         self.limit = pages  # a batch stops earlier, when the feeder is empty
         self.batch = batch
-        self.endpoint = endpoint
+        self.endpoint, self.stagers = endpoint, stagers
         self.publish, self.on_page, self.on_end, self.log = publish, on_page, on_end, log
         self.cancelled = threading.Event()
         self.failure: Error | None = None  # the first error; ends the job
@@ -70,7 +97,7 @@ class ScanJob:
         self.read = 0  # pages read from the device
         self.percent: int | None = 0
         self.state = "running"
-        self.queue: queue.Queue = queue.Queue(maxsize=QUEUED_PAGES)
+        self.queue: queue.Queue = queue.Queue(maxsize=in_flight)
         self.finished = threading.Event()
 
     # --- control
@@ -130,7 +157,8 @@ class ScanJob:
             if page is None:
                 return
             self.read += 1
-            self.queue.put(page)  # blocks while QUEUED_PAGES wait: memory stays bounded
+            # Blocks while in_flight pages wait: the memory used stays bounded.
+            self.queue.put((page, self.stagers.stage(self.session, page)))
 
     def _start_failed(self, error: Error) -> None:
         if self.cancelled.is_set():
@@ -192,25 +220,23 @@ class ScanJob:
         client = Client(self.endpoint)
         try:
             while True:
-                page = self.queue.get()
-                if page is None:
+                item = self.queue.get()
+                if item is None:
                     break
                 if self.failure is None:
-                    self._store(client, page)
+                    self._store(client, *item)
         finally:
             client.close()
             self._end()
 
-    def _store(self, client: Client, page: Page) -> None:
+    def _store(self, client: Client, page: Page, staged: Future) -> None:
         try:
-            info = client.call("buffer", "add", {
-                "session": self.session, "format": "raw", "width": page.width,
-                "height": page.height, "mode": page.mode, "dpi": list(page.dpi),
-                "source": self.source["id"], "key": f"{self.id}:{page.number}",
-                "meta": {"job": self.id, "page": page.number, "device": self.source["device"],
-                         "depth": page.depth}},
-                blobs=[page.data], timeout=ADD_TIMEOUT, idempotent=True)
-        except Error as exc:
+            token = staged.result()
+            info = self._commit(client, page, token)
+        except Exception as exc:
+            if not isinstance(exc, Error):
+                self.log.error("storing a page failed", job=self.id, error=repr(exc))
+                exc = Error("internal", repr(exc))
             self.log.warning("page not stored", job=self.id, page=page.number, code=exc.code,
                              error=exc.message)
             self._fail(Error(exc.code, f"page {page.number} was not stored: {exc.message}"))
@@ -222,6 +248,23 @@ class ScanJob:
         self.publish("scan.page", {"session": self.session, "job": self.id,
                                    "page": page.number, "image": info,
                                    "pages": len(self.images)})
+
+    def _commit(self, client: Client, page: Page, token: str) -> dict:
+        args = {"session": self.session, "source": self.source["id"],
+                "key": f"{self.id}:{page.number}",
+                "meta": {"job": self.id, "page": page.number, "device": self.source["device"],
+                         "depth": page.depth}}
+        try:
+            return client.call("buffer", "commit", {**args, "stage": token},
+                               timeout=ADD_TIMEOUT, idempotent=True)
+        except Error as exc:
+            if exc.code != "not_found" or "staged" not in exc.message:
+                raise
+        # The buffer restarted since the page was staged: stage it again (the key keeps
+        # a commit that did happen from listing the page twice).
+        token = stage(client, self.session, page)
+        return client.call("buffer", "commit", {**args, "stage": token},
+                           timeout=ADD_TIMEOUT, idempotent=True)
 
     def cancel_device(self) -> None:
         try:

@@ -20,7 +20,7 @@ from broker.protocol import Error
 from . import devices as devicelib
 from .jobstore import JobStore
 from .options import SOURCE_PATTERNS, Settings
-from .scanjob import ScanJob
+from .scanjob import ScanJob, Stagers
 
 PROGRAM = "scanner"  # our supervisord program: held by the monitor while a job runs
 STOP_WAIT = 6.0  # seconds a stopping scanner waits for its jobs to end (under DRAIN)
@@ -39,6 +39,8 @@ class Scanner(Actor):
         self.busy: dict[str, ScanJob] = {}  # device name -> its live job
         self.busy_lock = threading.Lock()
         self.local = threading.local()
+        in_flight = self.cfg.scanner.pages_in_flight
+        self.stagers = Stagers(self.home.broker_endpoint, in_flight)
         self.holds: queue.Queue = queue.Queue()
         threading.Thread(target=self._send_holds, name="holds", daemon=True).start()
         self.log.info("SANE ready", version=".".join(map(str, self.devices.version[1:])),
@@ -185,7 +187,8 @@ class Scanner(Actor):
             job_id = os.urandom(8).hex()
             job = ScanJob(job_id, session, entry, handle, settings,
                           limit or self.cfg.scanner.max_pages, batch,
-                          self.home.broker_endpoint, self.publish,
+                          self.home.broker_endpoint, self.stagers,
+                          self.cfg.scanner.pages_in_flight, self.publish,
                           lambda j: self.store.page(j.id, j.images), self._job_done, self.log)
             self.store.create(job_id, session, entry["id"],
                               {"options": options or {}, "pages": limit, "batch": batch})

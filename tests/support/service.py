@@ -21,6 +21,8 @@ class Service:
     def __init__(self, home: Path, heartbeat: float = 0.5, extra_ini: str = ""):
         self.home = home
         self.ports = [free_port(), free_port()]
+        if "[scanner]" not in extra_ini:  # probing the system's SANE backends takes seconds
+            extra_ini += "[scanner]\nsystem_scanners = false\n"
         write_ini(home, "DSConfiguration.ini",
                   f"[ports]\nhttp = {self.ports[0]}, {self.ports[1]}\n"
                   f"[heartbeat]\ninterval = {heartbeat}\nliveness = 3\n{extra_ini}")
