@@ -15,6 +15,9 @@ sessions       -                                           [session]
 status         -                                           {memory, disk, sessions}
 add            blob; format? (raw: width, height, mode),   image info; ``key`` makes a
                dpi?, source?, tags?, meta?, index?, key?   retried add return the first
+stage          blob; format? (raw: width, height, mode),   {stage, width, height, mode,
+               dpi? — stored durably, not listed yet       bytes}; listed by commit
+commit         stage, source?, tags?, meta?, index?, key?  image info (in commit order)
 import         blob; password?, dpi?, index?, source?,     {images: [info]}
                tags?
 list           tags?, match? (any|all)                     [info] in page order
