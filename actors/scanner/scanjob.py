@@ -93,6 +93,7 @@ class ScanJob:
         self.publish, self.on_page, self.on_end, self.log = publish, on_page, on_end, log
         self.cancelled = threading.Event()
         self.failure: Error | None = None  # the first error; ends the job
+        self.store_failed = False
         self.images: list[str] = []
         self.read = 0  # pages read from the device
         self.percent: int | None = 0
@@ -125,7 +126,7 @@ class ScanJob:
     def _error_dict(self) -> dict | None:
         return self.failure.to_wire() if self.failure else None
 
-    def _fail(self, error: Error) -> None:
+    def fail(self, error: Error) -> None:
         if self.failure is None:
             self.failure = error
 
@@ -136,7 +137,7 @@ class ScanJob:
             self._read_loop()
         except Exception as exc:  # a bug must still end the job, with the pages kept
             self.log.error("scan reader failed", job=self.id, error=repr(exc))
-            self._fail(Error("internal", f"the scan stopped: {exc!r}"))
+            self.fail(Error("internal", f"the scan stopped: {exc!r}"))
         finally:
             try:
                 self.handle.cancel()  # SANE: cancel ends the batch after the last page
@@ -171,7 +172,7 @@ class ScanJob:
                               f"{self.read} of {self.limit} pages")
             else:
                 error = Error("feeder_empty", "the document feeder has no paper")
-        self._fail(error)
+        self.fail(error)
 
     def _read_page(self, number: int) -> Page | None:
         try:
@@ -183,7 +184,7 @@ class ScanJob:
             return None
         except Exception as exc:
             if not self.cancelled.is_set():
-                self._fail(_device_error(exc, f"reading page {number}"))
+                self.fail(_device_error(exc, f"reading page {number}"))
             return None
         mode = "I;16" if size == 2 else ("RGB" if samples == 3 else "L")
         if depth == 1 and mode == "L":  # python-sane spreads line-art to 0/255 bytes
@@ -223,7 +224,9 @@ class ScanJob:
                 item = self.queue.get()
                 if item is None:
                     break
-                if self.failure is None:
+                # Pages read before a device error are real sheets: keep storing them;
+                # only a storing error makes the rest pointless.
+                if not self.store_failed:
                     self._store(client, *item)
         finally:
             client.close()
@@ -239,7 +242,8 @@ class ScanJob:
                 exc = Error("internal", repr(exc))
             self.log.warning("page not stored", job=self.id, page=page.number, code=exc.code,
                              error=exc.message)
-            self._fail(Error(exc.code, f"page {page.number} was not stored: {exc.message}"))
+            self.store_failed = True
+            self.fail(Error(exc.code, f"page {page.number} was not stored: {exc.message}"))
             self.cancel_device()
             return
         self.images.append(info["id"])

@@ -72,7 +72,9 @@ class Scanner(Actor):
 
     def on_stop(self) -> None:
         for job in list(self.running.values()):
-            job.cancel()
+            job.fail(Error("shutting_down", "the scanner was stopped during this job; pages "
+                           "stored before are kept"))
+            job.cancel_device()
         end = time.monotonic() + STOP_WAIT
         for job in list(self.running.values()):
             job.finished.wait(max(0.0, end - time.monotonic()))
