@@ -45,6 +45,7 @@ from PIL import Image, ImageChops, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import note, out  # noqa: E402
 from broker import config as configlib  # noqa: E402
 from broker.client import Client  # noqa: E402
 from broker.procutil import atomic_write_with  # noqa: E402
@@ -57,17 +58,6 @@ MB = 1 << 20
 LONG = 300.0  # request timeout (s): a slow machine must not turn a figure into an error
 
 
-STARTED = time.perf_counter()
-
-
-def note(text: str) -> None:
-    """Progress on stderr: stdout holds only the figures."""
-    print(f"[bench {time.perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr,
-          flush=True)
-
-
-def out(text: str) -> None:
-    print(text, flush=True)
 
 
 # --- test pages

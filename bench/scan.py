@@ -46,6 +46,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import note, out  # noqa: E402
 from broker import config as configlib  # noqa: E402
 from broker.client import Client, Subscription  # noqa: E402
 from broker.procutil import atomic_write_with  # noqa: E402
@@ -71,17 +72,6 @@ SCANIMAGE = ["--mode", "Color", "--resolution", str(DPI), "-l", "0", "-t", "0", 
 DELAY_OPTIONS = {"read-delay": True, "read-delay-duration": DELAY_US}
 DELAY_SCANIMAGE = ["--read-delay=yes", f"--read-delay-duration={DELAY_US}"]
 
-STARTED = time.perf_counter()
-
-
-def note(text: str) -> None:
-    """Progress on stderr: stdout holds only the figures."""
-    print(f"[bench {time.perf_counter() - STARTED:5.1f} s] {text}", file=sys.stderr,
-          flush=True)
-
-
-def out(text: str) -> None:
-    print(text, flush=True)
 
 
 class Stack:
