@@ -9,17 +9,17 @@ empty after 10 pages, and can be told to be slow (``read-delay``) or to fail a r
 (``read-return-value``). Results are checked in the buffer: pixel size and mode of the
 stored page, decoded with Pillow.
 
-``[ondemand] programs =`` (empty): no monitor runs in these stacks, and the scanner asks
-the monitor to hold/release it around each job when it is an on-demand program; each of
-those calls would wait 5 s for a monitor that never answers.
+No monitor runs in these stacks: the scanner's hold/release requests to it (the scanner is
+an on-demand program) go unanswered, which must delay neither a scan nor its events.
 
-The test device keeps option values between jobs of one scanner process, so every test
-has its own stack, and a test that scans twice sets what the second scan needs.
+The test device keeps option values between opens; the scanner sets them back to the
+device's defaults before every request, which one test checks.
 """
 
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 
 import pytest
@@ -32,8 +32,6 @@ from tests.support.stack import wait_service, write_ini
 
 pytestmark = pytest.mark.timeout(60)
 
-FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"  # as conftest's home
-NO_MONITOR = "[ondemand]\nprograms =\n"
 AREA = {"left": 10, "top": 0, "width": 100, "height": 50}  # mm
 SMALL = {"resolution": 75, "area": AREA}  # 295 x 147 pixels
 FEEDER_PAGES = 10  # the test device's feeder is empty after 10 pages
@@ -52,8 +50,9 @@ def pixels(width_mm: float, height_mm: float, dpi: int) -> tuple[int, int]:
 def start_scanning(stack, scanner_ini: str = "") -> tuple[Client, str]:
     """Broker, buffer and scanner running; returns a client and an open buffer session.
     ``scanner_ini``: more lines for the ``[scanner]`` section."""
-    write_ini(stack.home, "DSConfiguration.ini", FAST_HEARTBEAT + NO_MONITOR
-              + "[scanner]\nsystem_scanners = false\n" + scanner_ini)
+    ini = (stack.home / "ini" / "DSConfiguration.ini").read_text()  # fast heartbeats
+    write_ini(stack.home, "DSConfiguration.ini",
+              ini + "[scanner]\nsystem_scanners = false\n" + scanner_ini)
     stack.broker()
     client = stack.client()
     stack.actor("buffer")
@@ -61,6 +60,10 @@ def start_scanning(stack, scanner_ini: str = "") -> tuple[Client, str]:
     wait_service(client, "buffer")
     wait_service(client, "scanner")
     return client, client.call("buffer", "open_session", {}, timeout=10)["session"]
+
+
+def scanner_process(stack) -> subprocess.Popen:
+    return next(proc for proc in stack.procs if "actors.scanner" in proc.args)
 
 
 def scan(client: Client, session: str, options: dict | None = None, source: str = "test:0",
@@ -203,6 +206,26 @@ def test_options_are_typed_descriptors_with_aliases_and_checked_values(stack):
 
 
 # --- what a page looks like
+
+
+def test_every_request_starts_from_the_device_defaults_not_the_last_settings(stack):
+    client, session = start_scanning(stack)
+    tried = client.call("scanner", "options", {"source": "test:0", "values": {
+        "mode": "gray", "resolution": 30}}, timeout=10)
+    assert option(tried, "mode")["value"] == "Gray"
+    # A scan refused for its second option must not leave the first one set either.
+    assert error_of(scan, client, session, {"mode": "lineart", "resolution": 5000}).code \
+        == "invalid_option"
+
+    again = client.call("scanner", "options", {"source": "test:0"}, timeout=10)
+    topic, body = scan_to_end(client, stack, session, {"area": AREA})
+
+    assert option(again, "mode")["value"] == option(again, "mode")["default"] == "Color"
+    assert option(again, "depth")["value"] == 8
+    assert option(again, "resolution")["value"] == 150.0  # ini/sane.d/test.conf
+    assert topic == "scan.done"
+    page = png(client, session, body["images"][0])
+    assert page.mode == "RGB" and page.size == pixels(100, 50, 150)
 
 
 @pytest.mark.parametrize("dpi", [75, 150, 300])
@@ -404,6 +427,26 @@ def test_a_second_job_on_a_busy_device_is_refused_while_the_other_device_scans(s
         client.call("scanner", "cancel", {"job": slow}, timeout=10)
     assert [j["state"] for j in client.call("scanner", "jobs", {"session": session},
                                             timeout=10)] == ["cancelled", "done"]
+
+
+def test_a_scanner_stopped_during_a_job_fails_it_with_shutting_down_and_exits_cleanly(stack):
+    client, session = start_scanning(stack)
+    events = Events(stack, b"scan.")
+    job = scan(client, session, SLOW)["job"]
+    events.next(of_job(job, "scan.progress"), timeout=10)
+    proc = scanner_process(stack)
+
+    proc.terminate()  # as supervisord or the monitor's idle stop do
+    proc.wait(15)
+    try:
+        topic, end = events.next(of_job(job, "scan.done", "scan.error"), timeout=2)
+    except AssertionError:
+        topic, end = None, {}
+
+    assert proc.returncode == 0, (
+        f"the scanner did not stop cleanly on SIGTERM (exit status {proc.returncode})")
+    assert topic == "scan.error", f"no end event for the job ({topic}, {end})"
+    assert end["code"] == "shutting_down" and end["state"] == "failed", end
 
 
 # --- job queries

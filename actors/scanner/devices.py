@@ -9,10 +9,12 @@ makes SANE look in the system folder too, so every backend still finds its own `
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
 import shutil
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,35 @@ def source_id(name: str, vendor: str, model: str) -> str:
     return f"{backend}:{hashlib.sha1(name.encode()).hexdigest()[:12]}"
 
 
+class _SigAction(ctypes.Structure):  # glibc's struct sigaction (x86-64 and arm64)
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16),
+                ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+
+
+class Signals:
+    """Signal dispositions as they were at start, put back after each ``sane_start``.
+
+    The test backend (and others that start a reader the same way) resets SIGTERM and
+    SIGPIPE to their default actions for the whole process: a SIGTERM from supervisord
+    would then kill the scanner outright, without its clean stop. Python can set handlers
+    only from the main thread, so the saved C-level actions are restored with
+    sigaction(2) from the thread that called sane_start."""
+
+    KEPT = (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE)
+
+    def __init__(self) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.saved = {}
+        for number in self.KEPT:
+            action = _SigAction()
+            if self.libc.sigaction(int(number), None, ctypes.byref(action)) == 0:
+                self.saved[int(number)] = action
+
+    def restore(self) -> None:
+        for number, action in self.saved.items():
+            self.libc.sigaction(number, ctypes.byref(action), None)
+
+
 class Devices:
     """The SANE library of this process: discovery, open, and the source list cache.
 
@@ -125,10 +156,12 @@ class Devices:
         import sane  # here, after SANE_CONFIG_DIR is set
         self.sane = sane
         self.lock = threading.Lock()
+        self.signals = Signals()  # before sane_init, which may change them already
         with self.lock:
             self.version = sane.init()
         self.discovering = threading.Lock()  # one discovery at a time; others wait for it
         self.sources: dict[str, dict] | None = None  # id -> source
+        self.defaults: dict[str, dict] = {}  # device -> option values at its first open
         self.seen: set[str] = set()  # ids listed once: a missing one is "gone", not unknown
 
     def discover(self) -> dict[str, dict]:
@@ -181,6 +214,13 @@ class Devices:
                 raise Error("device_gone", f"scanner {entry['id']} is no longer "
                             "connected") from None
             raise error from None
+
+    def start(self, handle: Any) -> None:
+        """sane_start (the next page), keeping our signal handlers."""
+        try:
+            handle.start()
+        finally:
+            self.signals.restore()
 
     def close(self, handle: Any) -> None:
         with self.lock:

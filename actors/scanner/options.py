@@ -205,6 +205,28 @@ class Settings:
             raise error from None
         self.reload()  # cheap, and always right whatever SANE's info bits said
 
+    def snapshot(self) -> dict:
+        """The values of the settable options now (a device's defaults at first open)."""
+        return {name: entry["value"] for name, entry in self.options.items()
+                if entry["settable"] and entry["value"] is not None}
+
+    def restore(self, values: dict) -> None:
+        """Set options back to ``values``. Backends keep values between opens (the test
+        backend does), so every request starts from the defaults, not from the last
+        job's settings. Two passes: a value may be settable only once another is back."""
+        for _ in range(2):
+            changed = False
+            for name, value in values.items():
+                entry = self.options.get(name)
+                if entry and entry["settable"] and entry["value"] != value:
+                    try:
+                        self.set(name, value)
+                        changed = True
+                    except Error:
+                        pass
+            if not changed:
+                return
+
     def apply(self, values: Any) -> dict:
         """Apply ``{name: value}``: aliases first (in a working order), then raw options."""
         if values is None:

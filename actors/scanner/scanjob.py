@@ -79,18 +79,28 @@ class Page:
     depth: int
 
 
+@dataclass
+class Context:
+    """What every job of the scanner shares."""
+    endpoint: str  # the broker
+    devices: Any  # devices.Devices
+    stagers: Stagers
+    in_flight: int  # pages queued for storing before the reader waits
+    publish: Callable[[str, dict], None]
+    on_page: Callable[["ScanJob"], None]  # after each stored page
+    on_end: Callable[["ScanJob"], None]  # once, before the final event
+    log: Any
+
+
 class ScanJob:
     def __init__(self, job: str, session: str, source: dict, handle: Any, settings: Any,
-                 pages: int, batch: bool, endpoint: str, stagers: Stagers, in_flight: int,
-                 publish: Callable[[str, dict], None],
-                 on_page: Callable[["ScanJob"], None],
-                 on_end: Callable[["ScanJob"], None], log: Any):
+                 pages: int, batch: bool, context: Context):
         self.id, self.session, self.source = job, session, source
         self.handle, self.settings = handle, settings
         self.limit = pages  # a batch stops earlier, when the feeder is empty
         self.batch = batch
-        self.endpoint, self.stagers = endpoint, stagers
-        self.publish, self.on_page, self.on_end, self.log = publish, on_page, on_end, log
+        self.context = context
+        self.publish, self.log = context.publish, context.log
         self.cancelled = threading.Event()
         self.failure: Error | None = None  # the first error; ends the job
         self.store_failed = False
@@ -98,7 +108,7 @@ class ScanJob:
         self.read = 0  # pages read from the device
         self.percent: int | None = 0
         self.state = "running"
-        self.queue: queue.Queue = queue.Queue(maxsize=in_flight)
+        self.queue: queue.Queue = queue.Queue(maxsize=context.in_flight)
         self.finished = threading.Event()
 
     # --- control
@@ -150,7 +160,7 @@ class ScanJob:
             if self.cancelled.is_set() or self.failure is not None:
                 return
             try:
-                self.handle.start()
+                self.context.devices.start(self.handle)
             except Exception as exc:
                 self._start_failed(_device_error(exc, "starting the scan"))
                 return
@@ -159,7 +169,7 @@ class ScanJob:
                 return
             self.read += 1
             # Blocks while in_flight pages wait: the memory used stays bounded.
-            self.queue.put((page, self.stagers.stage(self.session, page)))
+            self.queue.put((page, self.context.stagers.stage(self.session, page)))
 
     def _start_failed(self, error: Error) -> None:
         if self.cancelled.is_set():
@@ -186,6 +196,8 @@ class ScanJob:
             if not self.cancelled.is_set():
                 self.fail(_device_error(exc, f"reading page {number}"))
             return None
+        if self.cancelled.is_set() or self.failure is not None:
+            return None  # a cancel during the read can end it early: a page cut short
         mode = "I;16" if size == 2 else ("RGB" if samples == 3 else "L")
         if depth == 1 and mode == "L":  # python-sane spreads line-art to 0/255 bytes
             data = Image.frombuffer("L", (width, height), bytes(data), "raw", "L", 0, 1) \
@@ -218,7 +230,7 @@ class ScanJob:
     # --- storer
 
     def _store_pages(self) -> None:
-        client = Client(self.endpoint)
+        client = Client(self.context.endpoint)
         try:
             while True:
                 item = self.queue.get()
@@ -248,7 +260,7 @@ class ScanJob:
             return
         self.images.append(info["id"])
         self.percent = 100
-        self.on_page(self)
+        self.context.on_page(self)
         self.publish("scan.page", {"session": self.session, "job": self.id,
                                    "page": page.number, "image": info,
                                    "pages": len(self.images)})
@@ -284,7 +296,7 @@ class ScanJob:
         else:
             self.state = "done"
         self.finished.set()
-        self.on_end(self)
+        self.context.on_end(self)
         body = {"session": self.session, "job": self.id, "state": self.state,
                 "pages": len(self.images), "images": list(self.images)}
         if self.failure is not None:

@@ -20,7 +20,7 @@ from broker.protocol import Error
 from . import devices as devicelib
 from .jobstore import JobStore
 from .options import SOURCE_PATTERNS, Settings
-from .scanjob import ScanJob, Stagers
+from .scanjob import Context, ScanJob, Stagers
 
 PROGRAM = "scanner"  # our supervisord program: held by the monitor while a job runs
 STOP_WAIT = 6.0  # seconds a stopping scanner waits for its jobs to end (under DRAIN)
@@ -40,7 +40,10 @@ class Scanner(Actor):
         self.busy_lock = threading.Lock()
         self.local = threading.local()
         in_flight = self.cfg.scanner.pages_in_flight
-        self.stagers = Stagers(self.home.broker_endpoint, in_flight)
+        self.context = Context(self.home.broker_endpoint, self.devices,
+                               Stagers(self.home.broker_endpoint, in_flight), in_flight,
+                               self.publish, lambda job: self.store.page(job.id, job.images),
+                               self._job_done, self.log)
         self.holds: queue.Queue = queue.Queue()
         threading.Thread(target=self._send_holds, name="holds", daemon=True).start()
         self.log.info("SANE ready", version=".".join(map(str, self.devices.version[1:])),
@@ -128,6 +131,13 @@ class Scanner(Actor):
                       code=job.failure.code if job.failure else None)
         self._monitor("release", job.id)
 
+    def _settings(self, entry: dict, handle: Any) -> Settings:
+        """The options of a just opened device, set back to its defaults."""
+        settings = Settings(handle)
+        defaults = self.devices.defaults.setdefault(entry["device"], settings.snapshot())
+        settings.restore(defaults)
+        return settings
+
     # --- operations
 
     @operation
@@ -147,8 +157,8 @@ class Scanner(Actor):
                     "aliases": job.settings.aliases()}
         handle = self.devices.open(entry)
         try:
-            settings = Settings(handle)
-            defaults = {name: e["value"] for name, e in settings.options.items()}
+            settings = self._settings(entry, handle)
+            defaults = self.devices.defaults[entry["device"]]
             settings.apply(values)
             options = [{**e, "default": defaults.get(e["name"])}
                        for e in settings.options.values()]
@@ -182,16 +192,13 @@ class Scanner(Actor):
                 self.busy.pop(entry["device"], None)
             raise
         try:
-            settings = Settings(handle)
+            settings = self._settings(entry, handle)
             applied = settings.apply(options)
             if batch:
                 self._check_feeder(settings)
             job_id = os.urandom(8).hex()
             job = ScanJob(job_id, session, entry, handle, settings,
-                          limit or self.cfg.scanner.max_pages, batch,
-                          self.home.broker_endpoint, self.stagers,
-                          self.cfg.scanner.pages_in_flight, self.publish,
-                          lambda j: self.store.page(j.id, j.images), self._job_done, self.log)
+                          limit or self.cfg.scanner.max_pages, batch, self.context)
             self.store.create(job_id, session, entry["id"],
                               {"options": options or {}, "pages": limit, "batch": batch})
         except BaseException:
