@@ -409,4 +409,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # As ``python -m broker.cli`` this file runs as __main__, a second copy of the module:
+    # commands importing ``broker.cli`` raise *its* CliError, which only its main() catches.
+    from broker.cli import main as installed_main
+    installed_main()

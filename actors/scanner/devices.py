@@ -122,13 +122,14 @@ class _SigAction(ctypes.Structure):  # glibc's struct sigaction (x86-64 and arm6
 
 
 class Signals:
-    """Signal dispositions as they were at start, put back after each ``sane_start``.
+    """Signal dispositions as they were at start, put back while SANE scans.
 
     The test backend (and others that start a reader the same way) resets SIGTERM and
-    SIGPIPE to their default actions for the whole process: a SIGTERM from supervisord
-    would then kill the scanner outright, without its clean stop. Python can set handlers
-    only from the main thread, so the saved C-level actions are restored with
-    sigaction(2) from the thread that called sane_start."""
+    SIGPIPE to their default actions for the whole process, in sane_start and in the
+    reader thread it starts: a SIGTERM from supervisord would then kill the scanner
+    outright, without its clean stop. Python can set handlers only from the main thread,
+    so the saved C-level actions are restored with sigaction(2) from the scanning thread:
+    after each sane_start, every ``SIGNALS_EVERY`` during a read, and after it."""
 
     KEPT = (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE)
 

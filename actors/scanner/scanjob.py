@@ -14,6 +14,7 @@ staged again and the key makes sure it is listed once.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,7 @@ from broker.protocol import Error
 from .devices import error_of
 
 PROGRESS_EVERY = 0.2  # seconds between two scan.progress events of one page
+SIGNALS_EVERY = 0.02  # seconds between two restores of our signal handlers while reading
 ADD_TIMEOUT = 120.0  # seconds the buffer may take to store one page (it may be restarting)
 
 
@@ -63,9 +65,6 @@ def stage(client: Client, session: str, page: "Page") -> str:
         "mode": page.mode, "dpi": list(page.dpi)},
         blobs=[page.data], timeout=ADD_TIMEOUT, idempotent=True)["stage"]
 
-
-class Stop(Exception):
-    """Raised from the progress callback to end a page read (cancel or storer failure)."""
 
 
 @dataclass
@@ -110,6 +109,8 @@ class ScanJob:
         self.state = "running"
         self.queue: queue.Queue = queue.Queue(maxsize=context.in_flight)
         self.finished = threading.Event()
+        self.phase = threading.Lock()  # guards reading: is the reader inside a page read?
+        self.reading = False
 
     # --- control
 
@@ -119,14 +120,23 @@ class ScanJob:
                          daemon=True).start()
 
     def cancel(self) -> None:
-        """Stop now: SANE's cancel may be called from any thread while a read blocks."""
+        """Stop now; the pages read so far are still stored."""
         if self.cancelled.is_set() or self.finished.is_set():
             return
         self.cancelled.set()
-        try:
-            self.handle.cancel()
-        except Exception:
-            pass
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Make the device stop what it does. During a read, the progress callback calls
+        sane_cancel at the next line, on the reading thread (see ``_progress``);
+        otherwise the reader may be waiting in sane_start (lamp warm-up, paper), which
+        sane_cancel from here ends."""
+        with self.phase:
+            if not self.reading:
+                try:
+                    self.handle.cancel()
+                except Exception:
+                    pass
 
     def describe(self) -> dict:
         return {"job": self.id, "session": self.session, "source": self.source["id"],
@@ -143,6 +153,10 @@ class ScanJob:
     # --- reader
 
     def _read_pages(self) -> None:
+        # SANE backends read in threads they start from this one (which inherit this
+        # mask) and may reset SIGPIPE to its default: a write to the pipe a cancel just
+        # closed would then kill the whole process. Blocked, it only fails that write.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
         try:
             self._read_loop()
         except Exception as exc:  # a bug must still end the job, with the pages kept
@@ -185,17 +199,23 @@ class ScanJob:
         self.fail(error)
 
     def _read_page(self, number: int) -> Page | None:
+        with self.phase:
+            if self.cancelled.is_set() or self.failure is not None:
+                return None
+            self.reading = True
         try:
             kind, _last, (_ppl, lines), depth, _bpl = self.handle.get_parameters()
             wide = depth == 16 and kind == "gray"  # keep 16-bit gray; colour goes to 8 bits
             data, width, height, samples, size = self.handle.snap(
                 True, wide, self._progress(number, lines))
-        except Stop:
-            return None
         except Exception as exc:
             if not self.cancelled.is_set():
                 self.fail(_device_error(exc, f"reading page {number}"))
             return None
+        finally:
+            self.context.devices.signals.restore()  # the backend's reader may reset them
+            with self.phase:
+                self.reading = False
         if self.cancelled.is_set() or self.failure is not None:
             return None  # a cancel during the read can end it early: a page cut short
         mode = "I;16" if size == 2 else ("RGB" if samples == 3 else "L")
@@ -212,13 +232,27 @@ class ScanJob:
         return (float(x or 200), float(y or x or 200))
 
     def _progress(self, number: int, lines: int) -> Callable[[int, int], None]:
-        last = [0.0, -1]
+        """Called by python-sane after each line read. It must not raise: python-sane
+        then dereferences a NULL result and the process dies (SIGSEGV). To stop a read
+        it calls sane_cancel here, between two reads on the reading thread; the next
+        read fails with "cancelled" and snap raises that."""
+        last = [0.0, -1, 0.0]  # last event time, last percent, last signal restore
+        stopped = [False]
 
         def report(line: int, _total: int) -> None:
-            if self.cancelled.is_set() or self.failure is not None:
-                raise Stop()
-            percent = min(99, line * 100 // lines) if lines > 0 else None
             now = time.monotonic()
+            if now - last[2] >= SIGNALS_EVERY:  # the backend's reader thread, once
+                last[2] = now  # started, may reset them (see devices.Signals)
+                self.context.devices.signals.restore()
+            if self.cancelled.is_set() or self.failure is not None:
+                if not stopped[0]:
+                    stopped[0] = True
+                    try:
+                        self.handle.cancel()
+                    except Exception:
+                        pass
+                return
+            percent = min(99, line * 100 // lines) if lines > 0 else None
             if percent != last[1] and now - last[0] >= PROGRESS_EVERY:
                 last[0], last[1] = now, percent
                 self.percent = percent
@@ -256,7 +290,7 @@ class ScanJob:
                              error=exc.message)
             self.store_failed = True
             self.fail(Error(exc.code, f"page {page.number} was not stored: {exc.message}"))
-            self.cancel_device()
+            self.interrupt()
             return
         self.images.append(info["id"])
         self.percent = 100
@@ -282,11 +316,6 @@ class ScanJob:
         return client.call("buffer", "commit", {**args, "stage": token},
                            timeout=ADD_TIMEOUT, idempotent=True)
 
-    def cancel_device(self) -> None:
-        try:
-            self.handle.cancel()
-        except Exception:
-            pass
 
     def _end(self) -> None:
         if self.failure is not None:

@@ -77,7 +77,7 @@ class Scanner(Actor):
         for job in list(self.running.values()):
             job.fail(Error("shutting_down", "the scanner was stopped during this job; pages "
                            "stored before are kept"))
-            job.cancel_device()
+            job.interrupt()
         end = time.monotonic() + STOP_WAIT
         for job in list(self.running.values()):
             job.finished.wait(max(0.0, end - time.monotonic()))
