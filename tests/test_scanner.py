@@ -19,6 +19,7 @@ device's defaults before every request, which one test checks.
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import time
 
@@ -26,6 +27,7 @@ import pytest
 from PIL import Image
 
 from broker.client import Client
+from broker.config import CHECKOUT
 from broker.protocol import Error
 from tests.support.events import Events
 from tests.support.stack import wait_service, write_ini
@@ -142,6 +144,27 @@ def test_test_scanners_false_hides_the_test_devices(stack):
 
     assert client.call("scanner", "sources", {"refresh": True}, timeout=10) == []
     assert error_of(scan, client, session, SMALL).code == "not_found"
+
+
+def test_a_device_gone_after_a_refresh_answers_device_gone(stack):
+    client, session = start_scanning(stack)
+    assert scan_to_end(client, stack, session, SMALL, source="test:1")[0] == "scan.done"
+    # The operator's own ini/sane.d now configures one test device: a refresh restarts
+    # SANE with it, as when a scanner is unplugged.
+    own = stack.home / "ini" / "sane.d"
+    shutil.copytree(CHECKOUT / "ini" / "sane.d", own)
+    conf = own / "test.conf"
+    conf.write_text(conf.read_text().replace("number_of_devices 2", "number_of_devices 1"))
+
+    refreshed = client.call("scanner", "sources", {"refresh": True}, timeout=10)
+
+    assert [s["id"] for s in refreshed] == ["test:0"]
+    for call in (lambda: scan(client, session, SMALL, source="test:1"),
+                 lambda: client.call("scanner", "options", {"source": "test:1"}, timeout=10)):
+        error = error_of(call)
+        assert error.code == "device_gone" and "test:1" in error.message
+    assert error_of(scan, client, session, SMALL, source="test:9").code == "not_found"
+    assert scan_to_end(client, stack, session, SMALL)[0] == "scan.done"  # test:0 still works
 
 
 def test_options_are_typed_descriptors_with_aliases_and_checked_values(stack):

@@ -17,7 +17,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from broker.config import CHECKOUT, Config
 from broker.procutil import atomic_write
@@ -151,11 +151,16 @@ class Devices:
 
     sane_init/get_devices/open/close touch the dll backend's global state, so they run
     under one lock; reading and cancelling on different open handles does not need it.
+    A refresh while no device is open also restarts SANE (``prepare`` rewrites its
+    configuration first): backends read their configuration, and some find new devices,
+    only in sane_init.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prepare: Callable[[], Any] | None = None) -> None:
         import sane  # here, after SANE_CONFIG_DIR is set
         self.sane = sane
+        self.prepare = prepare
+        self.opened = 0  # handles open now
         self.lock = threading.Lock()
         self.signals = Signals()  # before sane_init, which may change them already
         with self.lock:
@@ -165,8 +170,14 @@ class Devices:
         self.defaults: dict[str, dict] = {}  # device -> option values at its first open
         self.seen: set[str] = set()  # ids listed once: a missing one is "gone", not unknown
 
-    def discover(self) -> dict[str, dict]:
+    def discover(self, restart: bool = False) -> dict[str, dict]:
         with self.lock:
+            if restart and self.opened == 0:
+                if self.prepare is not None:
+                    self.prepare()
+                self.sane.exit()
+                self.version = self.sane.init()
+                self.defaults.clear()  # the configuration may give other defaults now
             found = self.sane.get_devices()
         return self._index(found)
 
@@ -188,7 +199,7 @@ class Devices:
         with self.discovering:
             # Someone else's discovery finished while we waited: that one is fresh enough.
             if self.sources is None or (refresh and self.sources is known):
-                self.discover()
+                self.discover(restart=refresh)
         return list(self.sources.values())
 
     def find(self, source: Any) -> dict:
@@ -208,7 +219,9 @@ class Devices:
         """An open handle (python-sane's raw device object)."""
         try:
             with self.lock:
-                return self.sane.open(entry["device"]).dev
+                handle = self.sane.open(entry["device"]).dev
+                self.opened += 1
+                return handle
         except Exception as exc:
             error = error_of(exc, f"cannot open {entry['id']}")
             if error.code == "invalid_option":  # "Invalid argument": the name is not there
@@ -225,6 +238,7 @@ class Devices:
 
     def close(self, handle: Any) -> None:
         with self.lock:
+            self.opened -= 1
             try:
                 handle.close()
             except Exception:

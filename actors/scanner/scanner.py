@@ -33,7 +33,7 @@ class Scanner(Actor):
 
     def on_start(self) -> None:
         self.sane_dir, self.backends = devicelib.prepare_config(self.cfg)
-        self.devices = devicelib.Devices()
+        self.devices = devicelib.Devices(lambda: devicelib.write_config(self.cfg))
         self.store = JobStore(self.home.cache / "scanner")
         self.running: dict[str, ScanJob] = {}  # job id -> live job
         self.busy: dict[str, ScanJob] = {}  # device name -> its live job
