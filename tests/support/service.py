@@ -44,7 +44,11 @@ class Service:
                               timeout=timeout)
 
     def start(self) -> None:
-        self.cli("start", check=True)
+        done = self.cli("start")
+        if done.returncode != 0:
+            self.cli("stop")  # supervisord may run with some programs: never leave it behind
+            raise AssertionError(f"scanbridge start failed ({done.returncode}): "
+                                 f"{done.stderr}{done.stdout}")
 
     def stop(self) -> None:
         done = self.cli("stop")
