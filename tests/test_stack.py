@@ -245,9 +245,13 @@ def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
         os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         output, _ = runner.communicate(timeout=30)
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait()
+        if runner.poll() is None:  # a failed test: let supervisord stop its programs first
+            os.killpg(runner.pid, signal.SIGTERM)
+            try:
+                runner.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(runner.pid, signal.SIGKILL)
+                runner.wait()
     assert runner.returncode == 0, output
     assert "welcome page: http://127.0.0.1:" in output
     assert not [pid for pid in pids if pid_alive(pid)], "programs left running"
