@@ -541,3 +541,50 @@ def test_add_with_the_same_key_returns_the_first_page(buffer):
     assert (again["id"], again["duplicate"], again["width"]) == (first["id"], True, W)
     assert order(buffer) == [first["id"]]
     assert page_files(buffer) == files
+
+
+# --- staged adds (a scanner's pipeline: stage in parallel, commit in scan order)
+
+def raw_page(width: int, height: int, shade: int) -> dict:
+    return {"blobs": [bytes([shade]) * (width * height)], "format": "raw", "width": width,
+            "height": height, "mode": "L", "dpi": [150, 150]}
+
+
+def test_staged_pages_are_listed_in_commit_order_not_stage_order(buffer):
+    tokens = [buffer.b.stage(buffer.session, **raw_page(W, H, shade))["stage"]
+              for shade in (10, 20, 30)]
+    assert buffer.b.list_images(buffer.session) == []  # durable, but not listed yet
+    assert len(page_files(buffer)) == 3
+
+    ids = [buffer.b.commit(buffer.session, token, key=f"job:{number}")["id"]
+           for number, token in ((1, tokens[2]), (2, tokens[0]), (3, tokens[1]))]
+
+    assert order(buffer) == ids
+    assert [pixels(buffer, image).getpixel((0, 0)) for image in ids] == [30, 10, 20]
+
+
+def test_a_commit_of_a_lost_stage_says_so_and_a_known_key_drops_the_new_file(buffer):
+    first = buffer.b.commit(buffer.session, buffer.b.stage(
+        buffer.session, **raw_page(W, H, 50))["stage"], key="job:1")
+    token = buffer.b.stage(buffer.session, **raw_page(W, H, 60))["stage"]
+    files = page_files(buffer)
+
+    again = buffer.b.commit(buffer.session, token, key="job:1")  # a retried commit
+
+    assert (again["id"], again["duplicate"]) == (first["id"], True)
+    assert len(page_files(buffer)) == len(files) - 1
+    with pytest.raises(Error) as caught:
+        buffer.b.commit(buffer.session, token)
+    assert caught.value.code == "not_found" and caught.value.details["stage_lost"]
+
+
+def test_pages_staged_before_a_restart_are_removed_and_their_commit_fails(buffer):
+    token = buffer.b.stage(buffer.session, **raw_page(W, H, 70))["stage"]
+    assert len(page_files(buffer)) == 1
+
+    buffer.restart()
+
+    assert page_files(buffer) == set()  # recover() removed the unlisted file
+    with pytest.raises(Error) as caught:
+        buffer.b.commit(buffer.session, token)
+    assert caught.value.details["stage_lost"]

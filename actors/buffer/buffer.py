@@ -304,7 +304,7 @@ class Buffer(Actor):
             entry = self.staged.get(stage) if isinstance(stage, str) else None
             if entry is None or entry[0] != session:
                 raise Error("not_found", f"no staged page {stage!r} (it expired, or the "
-                            "buffer restarted): stage it again")
+                            "buffer restarted): stage it again", stage_lost=True)
             del self.staged[stage]
         stored = entry[1]
         if key is not None:

@@ -66,7 +66,6 @@ def stage(client: Client, session: str, page: "Page") -> str:
         blobs=[page.data], timeout=ADD_TIMEOUT, idempotent=True)["stage"]
 
 
-
 @dataclass
 class Page:
     number: int
@@ -308,7 +307,7 @@ class ScanJob:
             return client.call("buffer", "commit", {**args, "stage": token},
                                timeout=ADD_TIMEOUT, idempotent=True)
         except Error as exc:
-            if exc.code != "not_found" or "staged" not in exc.message:
+            if not exc.details.get("stage_lost"):
                 raise
         # The buffer restarted since the page was staged: stage it again (the key keeps
         # a commit that did happen from listing the page twice).

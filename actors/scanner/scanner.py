@@ -174,7 +174,7 @@ class Scanner(Actor):
         the feeder is empty. Answers at once with the job; events tell the rest."""
         if batch is not True and batch is not False:
             raise Error("invalid_argument", "batch must be true or false")
-        limit = None if batch else pages
+        limit = None if batch else (1 if pages is None else pages)
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                                   or not 1 <= limit <= self.cfg.scanner.max_pages):
             raise Error("invalid_argument", f"pages must be 1..{self.cfg.scanner.max_pages}")
@@ -224,7 +224,7 @@ class Scanner(Actor):
         if not (SOURCE_PATTERNS["adf"].search(value) or SOURCE_PATTERNS["duplex"].search(value)):
             raise Error("invalid_option", f"batch scanning needs the document feeder; source "
                         f"is {value!r} (set source to adf)", option="source",
-                        allowed={"values": source["constraint"]["values"]})
+                        allowed=source["constraint"] or {})
 
     @operation
     def job(self, job: str, session: str | None = None) -> dict:
