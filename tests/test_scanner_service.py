@@ -427,6 +427,34 @@ def test_a_scanner_killed_mid_batch_fails_the_job_keeps_its_pages_and_scans_agai
         svc.stop()
 
 
+def test_a_buffer_killed_mid_batch_loses_no_page_and_lists_none_twice(tmp_path):
+    svc = Service(tmp_path, extra_ini=INI)
+    svc.start()
+    try:
+        with svc.client() as client:
+            session = client.call("buffer", "open_session", {}, timeout=10)["session"]
+            svc.wait_running("scanner")
+            old = svc.pid("buffer")
+            with subscribe(svc) as events:
+                job = client.call("scanner", "scan", {
+                    "session": session, "source": "test:0", "options": SLOW_BATCH,
+                    "batch": True}, timeout=30)["job"]
+                assert next_of(events, job, 20)[0] == "scan.page"
+                os.kill(old, signal.SIGKILL)  # pages staged or being staged are lost
+                rest = until_end(events, job, timeout=60)
+            svc.wait_running("buffer", other_than=old)
+            topic, end = rest[-1]
+            in_buffer = listed(client, session)
+
+        # Staged pages the dead buffer lost were staged again (the page stays in the
+        # scanner until its commit is answered); the commit keys kept each page once.
+        assert topic == "scan.done" and end["pages"] == FEEDER_PAGES, end
+        assert in_buffer == end["images"]
+        assert len(set(in_buffer)) == FEEDER_PAGES
+    finally:
+        svc.stop()
+
+
 def test_stop_leaves_no_scanner_process_even_mid_scan(tmp_path):
     svc = Service(tmp_path, extra_ini=INI)
     svc.start()
