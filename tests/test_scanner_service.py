@@ -364,112 +364,111 @@ def test_scanner_commands_exit_3_when_the_service_is_not_running(tmp_path, runne
 # --- crashes and stop
 
 
-def test_a_scanner_killed_mid_batch_fails_the_job_keeps_its_pages_and_scans_again(tmp_path):
+@pytest.fixture
+def own_service(tmp_path):
+    """A service of this test alone (for tests that kill or stop its programs)."""
     svc = Service(tmp_path, extra_ini=INI)
     svc.start()
-    try:
-        with svc.client() as client:
-            session = client.call("buffer", "open_session", {}, timeout=10)["session"]
-            old = svc.wait_running("scanner")
-            with subscribe(svc) as events:
-                job = client.call("scanner", "scan", {
-                    "session": session, "source": "test:0", "options": SLOW_BATCH,
-                    "batch": True}, timeout=30)["job"]
-                poll_for(lambda: f"job:{job}" in holders(client), 5,
-                         "the job holding the scanner")
-                acked = []
-                while len(acked) < 2:
-                    topic, body = next_of(events, job, 20)
-                    assert topic == "scan.page", (topic, body)
-                    acked.append(body["image"]["id"])
-                os.kill(old, signal.SIGKILL)
-                rest = until_end(events, job, timeout=30)
-            # A page stored just before the kill may still have been announced.
-            acked += [body["image"]["id"] for topic, body in rest if topic == "scan.page"]
-            topic, end = rest[-1]
-            assert topic == "scan.error", end
-            assert end["code"] == "actor_died" and end["state"] == "failed", end
-            assert end["session"] == session
-
-            new = svc.wait_running("scanner", other_than=old)
-            assert new != old
-            in_buffer = listed(client, session)
-            assert in_buffer[:len(acked)] == acked, "an announced page is missing"
-            assert len(in_buffer) < FEEDER_PAGES, "the batch was not interrupted"
-            assert end["images"][:len(acked)] == acked
-            assert in_buffer[:len(end["images"])] == end["images"]
-            assert end["pages"] == len(end["images"])
-
-            record = client.call("scanner", "job", {"job": job}, timeout=15)
-            assert record["state"] == "failed"
-            assert record["error"]["code"] == "actor_died"
-            assert record["images"] == end["images"]
-            text = poll_for(lambda: next((p.read_text() for p in svc.dumps()
-                                          if p.name.startswith("scanner-")), None),
-                            10, "a crash dump of the scanner")
-            assert "terminated by SIGKILL" in text
-            # The dead job's hold was released: only the session holds the scanner.
-            poll_for(lambda: holders(client) == [f"session:{session}"], 10,
-                     "the dead job's hold released")
-
-            with subscribe(svc) as events:
-                again = client.call("scanner", "scan", {
-                    "session": session, "source": "test:0", "pages": 1,
-                    "options": {"source": "flatbed", "mode": "gray", "resolution": 50}},
-                    timeout=30)["job"]
-                topic, done = until_end(events, again)[-1]
-            assert topic == "scan.done" and done["state"] == "done", done
-            assert listed(client, session) == in_buffer + done["images"]
-
-            client.call("buffer", "close_session", {"session": session}, timeout=10)
-            wait_stopped(svc)  # no hold left behind keeps it running
-    finally:
-        svc.stop()
+    yield svc
+    svc.stop()
 
 
-def test_a_buffer_killed_mid_batch_loses_no_page_and_lists_none_twice(tmp_path):
-    svc = Service(tmp_path, extra_ini=INI)
-    svc.start()
-    try:
-        with svc.client() as client:
-            session = client.call("buffer", "open_session", {}, timeout=10)["session"]
-            svc.wait_running("scanner")
-            old = svc.pid("buffer")
-            with subscribe(svc) as events:
-                job = client.call("scanner", "scan", {
-                    "session": session, "source": "test:0", "options": SLOW_BATCH,
-                    "batch": True}, timeout=30)["job"]
-                assert next_of(events, job, 20)[0] == "scan.page"
-                os.kill(old, signal.SIGKILL)  # pages staged or being staged are lost
-                rest = until_end(events, job, timeout=60)
-            svc.wait_running("buffer", other_than=old)
-            topic, end = rest[-1]
-            in_buffer = listed(client, session)
-
-        # Staged pages the dead buffer lost were staged again (the page stays in the
-        # scanner until its commit is answered); the commit keys kept each page once.
-        assert topic == "scan.done" and end["pages"] == FEEDER_PAGES, end
-        assert in_buffer == end["images"]
-        assert len(set(in_buffer)) == FEEDER_PAGES
-    finally:
-        svc.stop()
+def slow_batch(client: Client, session: str) -> str:
+    """Start a 10-page batch of about 0.6 s a page on test:0; returns the job id."""
+    return client.call("scanner", "scan", {"session": session, "source": "test:0",
+                                           "options": SLOW_BATCH, "batch": True},
+                       timeout=30)["job"]
 
 
-def test_stop_leaves_no_scanner_process_even_mid_scan(tmp_path):
-    svc = Service(tmp_path, extra_ini=INI)
-    svc.start()
-    try:
-        with svc.client() as client:
-            session = client.call("buffer", "open_session", {}, timeout=10)["session"]
-            pid = svc.wait_running("scanner")
-            with subscribe(svc) as events:
-                job = client.call("scanner", "scan", {
-                    "session": session, "source": "test:0", "options": SLOW_BATCH,
-                    "batch": True}, timeout=30)["job"]
-                assert next_of(events, job, 20)[0] == "scan.page"
-        assert scanner_processes(svc.home) == [pid]
-    finally:
-        svc.stop()
+def test_a_scanner_killed_mid_batch_fails_the_job_keeps_its_pages_and_scans_again(own_service):
+    svc = own_service
+    with svc.client() as client:
+        session = client.call("buffer", "open_session", {}, timeout=10)["session"]
+        old = svc.wait_running("scanner")
+        with subscribe(svc) as events:
+            job = slow_batch(client, session)
+            poll_for(lambda: f"job:{job}" in holders(client), 5,
+                     "the job holding the scanner")
+            acked = []
+            while len(acked) < 2:
+                topic, body = next_of(events, job, 20)
+                assert topic == "scan.page", (topic, body)
+                acked.append(body["image"]["id"])
+            os.kill(old, signal.SIGKILL)
+            rest = until_end(events, job, timeout=30)
+        # A page stored just before the kill may still have been announced.
+        acked += [body["image"]["id"] for topic, body in rest if topic == "scan.page"]
+        topic, end = rest[-1]
+        assert topic == "scan.error", end
+        assert end["code"] == "actor_died" and end["state"] == "failed", end
+        assert end["session"] == session
+
+        new = svc.wait_running("scanner", other_than=old)
+        assert new != old
+        in_buffer = listed(client, session)
+        assert in_buffer[:len(acked)] == acked, "an announced page is missing"
+        assert len(in_buffer) < FEEDER_PAGES, "the batch was not interrupted"
+        assert end["images"][:len(acked)] == acked
+        assert in_buffer[:len(end["images"])] == end["images"]
+        assert end["pages"] == len(end["images"])
+
+        record = client.call("scanner", "job", {"job": job}, timeout=15)
+        assert record["state"] == "failed"
+        assert record["error"]["code"] == "actor_died"
+        assert record["images"] == end["images"]
+        text = poll_for(lambda: next((p.read_text() for p in svc.dumps()
+                                      if p.name.startswith("scanner-")), None),
+                        10, "a crash dump of the scanner")
+        assert "terminated by SIGKILL" in text
+        # The dead job's hold was released: only the session holds the scanner.
+        poll_for(lambda: holders(client) == [f"session:{session}"], 10,
+                 "the dead job's hold released")
+
+        with subscribe(svc) as events:
+            again = client.call("scanner", "scan", {
+                "session": session, "source": "test:0", "pages": 1,
+                "options": {"source": "flatbed", "mode": "gray", "resolution": 50}},
+                timeout=30)["job"]
+            topic, done = until_end(events, again)[-1]
+        assert topic == "scan.done" and done["state"] == "done", done
+        assert listed(client, session) == in_buffer + done["images"]
+
+        client.call("buffer", "close_session", {"session": session}, timeout=10)
+        wait_stopped(svc)  # no hold left behind keeps it running
+
+
+def test_a_buffer_killed_mid_batch_loses_no_page_and_lists_none_twice(own_service):
+    svc = own_service
+    with svc.client() as client:
+        session = client.call("buffer", "open_session", {}, timeout=10)["session"]
+        svc.wait_running("scanner")
+        old = svc.pid("buffer")
+        with subscribe(svc) as events:
+            job = slow_batch(client, session)
+            assert next_of(events, job, 20)[0] == "scan.page"
+            os.kill(old, signal.SIGKILL)  # pages staged or being staged are lost
+            rest = until_end(events, job, timeout=60)
+        svc.wait_running("buffer", other_than=old)
+        topic, end = rest[-1]
+        in_buffer = listed(client, session)
+
+    # Staged pages the dead buffer lost were staged again (the page stays in the
+    # scanner until its commit is answered); the commit keys kept each page once.
+    assert topic == "scan.done" and end["pages"] == FEEDER_PAGES, end
+    assert in_buffer == end["images"]
+    assert len(set(in_buffer)) == FEEDER_PAGES
+
+
+def test_stop_leaves_no_scanner_process_even_mid_scan(own_service):
+    svc = own_service
+    with svc.client() as client:
+        session = client.call("buffer", "open_session", {}, timeout=10)["session"]
+        pid = svc.wait_running("scanner")
+        with subscribe(svc) as events:
+            job = slow_batch(client, session)
+            assert next_of(events, job, 20)[0] == "scan.page"
+    assert scanner_processes(svc.home) == [pid]
+    svc.stop()
     assert not pid_alive(pid)
     assert scanner_processes(svc.home) == []
     assert svc.cli("status").returncode == 3

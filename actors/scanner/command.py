@@ -83,12 +83,19 @@ def _call(client: Client, service: str, op: str, args: dict, **kwargs: Any) -> A
         fail(f"{exc.code}: {exc.message}")
 
 
-def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
+def _ask(home: Any, op: str, args: dict, as_json: bool) -> Any:
+    """The scanner's answer to ``op``; printed as JSON (and None returned) with --json."""
     with _client(home) as client:
-        found = _call(client, "scanner", "sources", {"refresh": opts.refresh},
-                      timeout=START_TIMEOUT)
-    if opts.json:
+        found = _call(client, "scanner", op, args, timeout=START_TIMEOUT)
+    if as_json:
         print(json.dumps(found, indent=2))
+        return None
+    return found
+
+
+def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
+    found = _ask(home, "sources", {"refresh": opts.refresh}, opts.json)
+    if found is None:
         return 0
     if not found:
         print("no scanners found (see: scanbridge doctor)")
@@ -99,11 +106,8 @@ def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
 
 
 def cmd_options(home: Any, opts: argparse.Namespace) -> int:
-    with _client(home) as client:
-        found = _call(client, "scanner", "options", {"source": opts.source},
-                      timeout=START_TIMEOUT)
-    if opts.json:
-        print(json.dumps(found, indent=2))
+    found = _ask(home, "options", {"source": opts.source}, opts.json)
+    if found is None:
         return 0
     from .options import allowed_text
     for entry in found["options"]:
