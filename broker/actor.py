@@ -250,6 +250,11 @@ class Runtime:
         self.pushers: list[zmq.Socket] = []
         self.pushers_lock = threading.Lock()
         self.local = threading.local()
+        # Events from threads the actor starts itself (e.g. a scan job's): a queue and a
+        # byte on the wake pipe, not a socket per thread (a socket per short-lived thread
+        # would leak one eventfd each).
+        self.queued_events: queue.SimpleQueue = queue.SimpleQueue()
+        self.wake_w: int | None = None
         self.threads: list[threading.Thread] = []
         self.main_thread = threading.get_ident()
         self.methods = operations(type(actor))
@@ -291,8 +296,21 @@ class Runtime:
         frames = [topic.encode(), pack(body)]
         if threading.get_ident() == self.main_thread:
             self._send_event(frames)
-        else:
+        elif getattr(self.local, "actor_thread", False):
             self._pusher().send_multipart([b"E", *frames])
+        else:
+            self.queued_events.put(frames)
+            try:
+                os.write(self.wake_w, b"e")
+            except (OSError, TypeError):
+                pass  # the pipe is full (the loop wakes anyway), or not running yet
+
+    def _from_queued_events(self) -> None:
+        while True:
+            try:
+                self._send_event(self.queued_events.get_nowait())
+            except queue.Empty:
+                return
 
     # --- running handlers
 
@@ -310,6 +328,7 @@ class Runtime:
             self.in_handler = False
 
     def _actor_thread(self) -> None:
+        self.local.actor_thread = True
         while True:
             item = self.work.get()
             if item is None:
@@ -389,6 +408,7 @@ class Runtime:
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(wake_r, False)
+        self.wake_w = wake_w
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -439,6 +459,7 @@ class Runtime:
             self.io_lock.release()
         self._shutdown()
         signal.set_wakeup_fd(-1)
+        self.wake_w = None
         os.close(wake_r)
         os.close(wake_w)
         return 0
@@ -477,6 +498,7 @@ class Runtime:
                     os.read(wake_r, 512)
                 except BlockingIOError:
                     pass
+                self._from_queued_events()
             if self.events in ready:
                 self._subscriptions()
             if self.broker in ready:
@@ -621,6 +643,7 @@ class Runtime:
         except Exception:
             self.log.exception("on_stop failed")
         self._from_actor_threads()  # events published by actor threads before they left
+        self._from_queued_events()
         self.log.info("actor stopped", service=self.actor.service)
         with self.pushers_lock:
             for sock in self.pushers:

@@ -22,6 +22,7 @@ import io
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -470,6 +471,21 @@ def test_a_scanner_stopped_during_a_job_fails_it_with_shutting_down_and_exits_cl
         f"the scanner did not stop cleanly on SIGTERM (exit status {proc.returncode})")
     assert topic == "scan.error", f"no end event for the job ({topic}, {end})"
     assert end["code"] == "shutting_down" and end["state"] == "failed", end
+
+
+def test_many_jobs_leave_no_open_files_or_threads_behind(stack):
+    client, session = start_scanning(stack)
+    task = Path(f"/proc/{scanner_process(stack).pid}")
+
+    def used() -> tuple[int, int]:
+        return len(list((task / "fd").iterdir())), len(list((task / "task").iterdir()))
+
+    for number in range(30):
+        assert scan_to_end(client, stack, session, {"resolution": 20})[0] == "scan.done"
+        if number == 4:
+            after_five = used()
+    # Each job runs two threads of its own that publish events: nothing of them may stay.
+    assert used() == after_five
 
 
 # --- job queries
