@@ -121,19 +121,30 @@ class _SigAction(ctypes.Structure):  # glibc's struct sigaction (x86-64 and arm6
                 ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
 
 
+def _write_failed(_signum: int, _frame: Any) -> None:
+    """SIGPIPE: the write that raised it fails with EPIPE, which its caller handles."""
+
+
 class Signals:
     """Signal dispositions as they were at start, put back while SANE scans.
 
-    The test backend (and others that start a reader the same way) resets SIGTERM and
-    SIGPIPE to their default actions for the whole process, in sane_start and in the
-    reader thread it starts: a SIGTERM from supervisord would then kill the scanner
-    outright, without its clean stop. Python can set handlers only from the main thread,
-    so the saved C-level actions are restored with sigaction(2) from the scanning thread:
-    after each sane_start, every ``SIGNALS_EVERY`` during a read, and after it."""
+    SANE's reader threads (sanei_thread) set SIGPIPE to "ignore" when it is "default" and
+    back to "default" when they end, for the whole process: with two devices, one
+    device's thread ending makes the other's write into a just-cancelled pipe kill the
+    process. With a handler of our own (not "ignore") they leave SIGPIPE alone; blocking
+    it in the scanning threads instead makes the test backend hang.
+
+    The test backend also resets SIGTERM to its default in sane_start: a SIGTERM from
+    supervisord would then kill the scanner outright, without its clean stop. Python sets
+    handlers only from the main thread, so the saved C-level actions are restored with
+    sigaction(2) from the scanning thread: after each sane_start, every
+    ``SIGNALS_EVERY`` during a read, and after it."""
 
     KEPT = (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE)
 
     def __init__(self) -> None:
+        # Here, on the main thread (Devices is made in on_start), before sane_init.
+        signal.signal(signal.SIGPIPE, _write_failed)
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.saved = {}
         for number in self.KEPT:

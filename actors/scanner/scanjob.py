@@ -14,7 +14,6 @@ staged again and the key makes sure it is listed once.
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -152,10 +151,6 @@ class ScanJob:
     # --- reader
 
     def _read_pages(self) -> None:
-        # SANE backends read in threads they start from this one (which inherit this
-        # mask) and may reset SIGPIPE to its default: a write to the pipe a cancel just
-        # closed would then kill the whole process. Blocked, it only fails that write.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
         try:
             self._read_loop()
         except Exception as exc:  # a bug must still end the job, with the pages kept
