@@ -107,8 +107,9 @@ class ScanJob:
         self.state = "running"
         self.queue: queue.Queue = queue.Queue(maxsize=context.in_flight)
         self.finished = threading.Event()
-        self.phase = threading.Lock()  # guards reading: is the reader inside a page read?
-        self.reading = False
+        self.phase = threading.Lock()  # guards reading and reader_done
+        self.reading = False  # the reader is inside a page read
+        self.reader_done = False  # the reader has ended (and cancels the device itself)
 
     # --- control
 
@@ -130,7 +131,7 @@ class ScanJob:
         otherwise the reader may be waiting in sane_start (lamp warm-up, paper), which
         sane_cancel from here ends."""
         with self.phase:
-            if not self.reading:
+            if not self.reading and not self.reader_done:
                 try:
                     self.handle.cancel()
                 except Exception:
@@ -157,6 +158,8 @@ class ScanJob:
             self.log.error("scan reader failed", job=self.id, error=repr(exc))
             self.fail(Error("internal", f"the scan stopped: {exc!r}"))
         finally:
+            with self.phase:  # from now on only this thread cancels (never two at once)
+                self.reader_done = True
             try:
                 self.handle.cancel()  # SANE: cancel ends the batch after the last page
             except Exception:
