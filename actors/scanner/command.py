@@ -225,7 +225,7 @@ def cmd_scan(home: Any, opts: argparse.Namespace) -> int:
 
 def _follow(client: Client, events: Subscription, job: dict, progress: Progress) -> dict:
     """Show the job's progress until it ends; Ctrl-C cancels it (pages read are kept)."""
-    job_id, session = job["job"], job["session"]
+    job_id = job["job"]
     stored = 0
     interrupted = False
 
@@ -265,7 +265,7 @@ def _follow(client: Client, events: Subscription, job: dict, progress: Progress)
                               f"{image['mode']} {image['dpi'][0]:g} dpi")
             elif topic in ("scan.done", "scan.error"):
                 progress.close()
-                return {**body, "session": session}
+                return body
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -35,8 +35,8 @@ class Scanner(Actor):
         self.sane_dir, self.backends = devicelib.prepare_config(self.cfg)
         self.devices = devicelib.Devices(lambda: devicelib.write_config(self.cfg))
         self.store = JobStore(self.home.cache / "scanner")
-        self.running: dict[str, ScanJob] = {}  # job id -> live job
-        self.busy: dict[str, ScanJob] = {}  # device name -> its live job
+        # device name -> its live job (None while a scan request opens the device)
+        self.busy: dict[str, ScanJob | None] = {}
         self.busy_lock = threading.Lock()
         self.local = threading.local()
         in_flight = self.cfg.scanner.pages_in_flight
@@ -74,12 +74,12 @@ class Scanner(Actor):
             self._monitor("release", job["job"])
 
     def on_stop(self) -> None:
-        for job in list(self.running.values()):
+        for job in self._live_jobs():
             job.fail(Error("shutting_down", "the scanner was stopped during this job; pages "
                            "stored before are kept"))
             job.interrupt()
         end = time.monotonic() + STOP_WAIT
-        for job in list(self.running.values()):
+        for job in self._live_jobs():
             job.finished.wait(max(0.0, end - time.monotonic()))
         self.store.close()
 
@@ -125,11 +125,19 @@ class Scanner(Actor):
         self.store.finish(job.id, job.state, job.describe()["error"])
         with self.busy_lock:
             self.busy.pop(job.source["device"], None)
-            self.running.pop(job.id, None)
         self.devices.close(job.handle)
         self.log.info("scan job ended", job=job.id, state=job.state, pages=len(job.images),
                       code=job.failure.code if job.failure else None)
         self._monitor("release", job.id)
+
+    def _live_jobs(self) -> list[ScanJob]:
+        with self.busy_lock:
+            return [job for job in self.busy.values() if job is not None]
+
+    def _live(self, job: Any, session: Any = None) -> ScanJob | None:
+        """The running job with this id (of this session, when given)."""
+        return next((live for live in self._live_jobs() if live.id == job
+                     and (session is None or live.session == session)), None)
 
     def _settings(self, entry: dict, handle: Any) -> Settings:
         """The options of a just opened device, set back to its defaults."""
@@ -182,8 +190,9 @@ class Scanner(Actor):
         entry = self.devices.find(source)
         with self.busy_lock:
             if entry["device"] in self.busy:
-                raise Error("device_busy", f"{entry['id']} is scanning for another job "
-                            f"({self.busy[entry['device']].id})")
+                other = self.busy[entry["device"]]
+                raise Error("device_busy", f"{entry['id']} is scanning for another job"
+                            + (f" ({other.id})" if other else ""))
             self.busy[entry["device"]] = None  # reserved while we open and set it up
         try:
             handle = self.devices.open(entry)
@@ -208,7 +217,6 @@ class Scanner(Actor):
             raise
         with self.busy_lock:
             self.busy[entry["device"]] = job
-            self.running[job_id] = job
         self._monitor("hold", job_id)
         self.log.info("scan job started", job=job_id, session=session, source=entry["id"],
                       pages=limit, batch=batch)
@@ -229,21 +237,20 @@ class Scanner(Actor):
     @operation
     def job(self, job: str, session: str | None = None) -> dict:
         """A job's state: running|done|failed|cancelled, pages stored, image ids, error."""
-        live = self.running.get(job) if isinstance(job, str) else None
-        if live is not None and (session is None or live.session == session):
-            return live.describe()
-        return self.store.get(job, session)
+        live = self._live(job, session)
+        return live.describe() if live else self.store.get(job, session)
 
     @operation
     def jobs(self, session: str) -> list:
         """The session's scan jobs, oldest first."""
-        return [self.job(j["job"]) for j in self.store.of_session(session)]
+        return [live.describe() if (live := self._live(j["job"])) else j
+                for j in self.store.of_session(session)]
 
     @operation
     def cancel(self, job: str, session: str | None = None) -> dict:
         """Cancel a running job at once; pages already stored stay in the buffer."""
-        live = self.running.get(job) if isinstance(job, str) else None
-        if live is None or (session is not None and live.session != session):
+        live = self._live(job, session)
+        if live is None:
             return self.store.get(job, session)  # finished already (or unknown: not_found)
         live.cancel()
         live.finished.wait(5)

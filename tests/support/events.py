@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from broker.client import Subscription
 
 
@@ -14,7 +16,6 @@ class Events(Subscription):
 
     def next(self, match=lambda topic, body: True, timeout: float = 5.0) -> tuple[str, dict]:
         """The first event (topic, body) for which ``match`` is true."""
-        import time
         end = time.monotonic() + timeout
         while True:
             event = super().next(max(0.0, end - time.monotonic()))
