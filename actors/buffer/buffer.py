@@ -133,13 +133,16 @@ class Buffer(Actor):
         for session in self.store.expired(self.cfg.buffer.session_expiry):
             ids = self.store.close_session(session)
             self.log.info("session expired", session=session, images=len(ids))
-            self._changed(session, "remove", ids, closed=True)
-            self.publish(SESSION_CLOSED, {"session": session, "reason": "expired"})
+            self._closed(session, ids, "expired")
 
     # --- helpers
 
     def _changed(self, session: str, action: str, ids: list[str], **extra: Any) -> None:
         self.publish(CHANGED, {"session": session, "action": action, "ids": ids, **extra})
+
+    def _closed(self, session: str, ids: list[str], reason: str) -> None:
+        self._changed(session, "remove", ids, closed=True)
+        self.publish(SESSION_CLOSED, {"session": session, "reason": reason})
 
     def _lock(self, image: str) -> threading.Lock:
         with self._locks_lock:
@@ -242,8 +245,7 @@ class Buffer(Actor):
     def close_session(self, session: str) -> dict:
         """Close a session: its images and files are removed."""
         ids = self.store.close_session(session)
-        self._changed(session, "remove", ids, closed=True)
-        self.publish(SESSION_CLOSED, {"session": session, "reason": "closed"})
+        self._closed(session, ids, "closed")
         return {"session": session, "removed": len(ids)}
 
     @operation
@@ -271,10 +273,9 @@ class Buffer(Actor):
             index: int | None = None, key: str | None = None) -> dict:
         """Add one page: an encoded image kept as it is, or raw pixels (format=raw)."""
         self._touch(session)
-        if key is not None:
-            existing = self.store.by_key(session, str(key))
-            if existing is not None:  # a retried add: the page is already here
-                return {**describe(existing), "duplicate": True}
+        existing = self._keyed(session, key)
+        if existing is not None:  # a retried add: the page is already here
+            return existing
         stored = self._store_page(blobs, format, width, height, mode, dpi, "add")
         return self._commit(session, [self._new_page(stored, source, tags, meta, key)], index)[0]
 
@@ -307,12 +308,16 @@ class Buffer(Actor):
                             "buffer restarted): stage it again", stage_lost=True)
             del self.staged[stage]
         stored = entry[1]
-        if key is not None:
-            existing = self.store.by_key(session, str(key))
-            if existing is not None:
-                self.store.remove_files([stored["file"]])
-                return {**describe(existing), "duplicate": True}
+        existing = self._keyed(session, key)
+        if existing is not None:  # a retried commit: this copy of the page is not needed
+            self.store.remove_files([stored["file"]])
+            return existing
         return self._commit(session, [self._new_page(stored, source, tags, meta, key)], index)[0]
+
+    def _keyed(self, session: str, key: Any) -> dict | None:
+        """The page added earlier with this key, answered as a duplicate; else None."""
+        existing = None if key is None else self.store.by_key(session, str(key))
+        return None if existing is None else {**describe(existing), "duplicate": True}
 
     @staticmethod
     def _new_page(stored: dict, source: Any, tags: Any, meta: Any, key: Any) -> dict:
