@@ -230,16 +230,8 @@ class Monitor(Actor):
                                          error=str(exc))
 
     def _session(self, session: str, opened: bool) -> None:
-        holder = SESSION_HOLDER + session
         for program in self.cfg.ondemand.programs:
-            if opened:
-                self.holds.setdefault(program, set()).add(holder)
-            else:
-                self._drop_hold(program, holder)
-        self._save_holds()
-        if opened:
-            for program in self.cfg.ondemand.programs:
-                self._start(self._programs_of(program), f"session {session} opened")
+            (self.hold if opened else self.release)(program, SESSION_HOLDER + session)
 
     def _sync_sessions(self) -> None:
         try:
