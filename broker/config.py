@@ -104,6 +104,9 @@ def _address(raw: str) -> str:
 
 def parse_origin(raw: str) -> str:
     """An exact web origin ``scheme://host[:port]``, lower-cased, without a path."""
+    if raw.strip() == "*":
+        raise ValueError("'*' would let every web site use this computer's devices; "
+                         "list the origins instead")
     try:
         parts = urlsplit(raw.strip())
         parts.hostname  # noqa: B018 - raises for a malformed [IPv6] host
@@ -166,11 +169,36 @@ class Key:
 # file -> section -> key -> Key. A key named "*_suffix" matches any "<program>_suffix".
 SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
     "DSConfiguration.ini": {
+        # Keys above the first [section], as the commercial service writes them; read into
+        # the [access] namespace (config.access).
+        "": {
+            "Access-Control-Allow-Origin": Key(
+                "", _list_of(parse_origin),
+                "web origins allowed to use the service, as the commercial service's "
+                "DSConfiguration.ini lists them (user_config.ini allowed_origins adds more)"),
+        },
         "ports": {
             "http": Key("18622,18625", _list_of(_port, allow_empty=False),
                         "HTTP ports the gateway listens on"),
             "https": Key("18623,18626", _list_of(_port),
                          "HTTPS ports (reserved: served once the certificate helper lands)"),
+        },
+        "gateway": {
+            "session_close_delay": Key("30", _float(0, 86400),
+                                       "seconds a session lives on after its last event "
+                                       "socket closed (a reload reconnects in time); 0 = "
+                                       "until session_expiry"),
+            "event_backlog": Key("1000", _int(10, 1000000),
+                                 "events kept per session for a socket that reconnects "
+                                 "with ?since="),
+            "idle_timeout": Key("15", _float(1, 3600),
+                                "seconds a connection may idle, or take to send its "
+                                "request headers, before it is closed"),
+            "body_timeout": Key("120", _float(1, 86400),
+                                "seconds a request body may take to arrive"),
+            "max_json_kb": Key("1024", _int(1, 65536), "largest JSON request body"),
+            "max_sockets_per_session": Key("16", _int(1, 1000),
+                                           "event sockets one session may hold open"),
         },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
@@ -315,9 +343,7 @@ def read_ini(path: Path) -> list[Line | tuple[str, int]]:
         match = re.match(r"([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*)$", stripped)
         if not match:
             raise ConfigError(f"{path}:{number}: {stripped[:40]}: not 'key = value'")
-        if section is None:
-            raise ConfigError(f"{path}:{number}: {match.group(1)}: key before any [section]")
-        last = Line(section, match.group(1), match.group(2).strip(), number)
+        last = Line(section or "", match.group(1), match.group(2).strip(), number)
         items.append(last)
     return items
 
@@ -351,6 +377,8 @@ def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path}:{number}: [{section}]: section written twice")
             seen_sections.add(section)
             continue
+        if item.section not in schema:  # only "" (keys above any section) gets here
+            raise ConfigError(f"{path}:{item.number}: {item.key}: key before any [section]")
         spec = _schema_key(schema[item.section], item.key)
         if spec is None:
             known = ", ".join(schema[item.section])
@@ -420,7 +448,8 @@ def load(home: Home | None = None) -> Config:
     sections: dict[str, SimpleNamespace] = {}
     for name in INI_FILES:
         for section, values in load_file(home.ini / name, name).items():
-            sections[section] = SimpleNamespace(**values)
+            # Sections of the same name in two files share one namespace.
+            sections.setdefault(section or "access", SimpleNamespace()).__dict__.update(values)
     return Config(home=home, **sections)
 
 
@@ -437,7 +466,8 @@ def render_defaults(name: str) -> str:
     """The text of a shipped ini file: every key with its default and meaning."""
     out = []
     for section, keys in SCHEMA[name].items():
-        out.append(f"[{section}]")
+        if section:
+            out.append(f"[{section}]")
         for key, spec in keys.items():
             if "*" in key:
                 out.append(f"; {key.replace('*', '<program>')} = {spec.default}  ({spec.doc})")

@@ -151,6 +151,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "a session token is missing or wrong"),
     "forbidden": (403, "the origin or host is not allowed"),
     "not_found": (404, "no such resource"),
+    "method_not_allowed": (405, "the resource does not take this HTTP method"),
+    "request_timeout": (408, "the request body did not arrive in time"),
     "unknown_op": (404, "the service has no such operation"),
     "conflict": (409, "the resource is in a state that does not allow this"),
     "busy": (409, "the device or resource is busy"),

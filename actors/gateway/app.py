@@ -1,127 +1,155 @@
-"""The aiohttp application: middlewares (Host check, JSON errors) and routes."""
+"""The aiohttp application: the guard middleware, static pages and the v1 routes."""
 
 from __future__ import annotations
 
 import html
-import ipaddress
-import time
+import json
 from pathlib import Path
 
 from aiohttp import web
 
-from broker import __version__
 from broker.client import AsyncClient
 from broker.config import Config
-from broker.protocol import Error, http_status
+from broker.protocol import Error
+
+from . import api, images, openapi
+from .events import EventHub
+from .security import Allowlist, cors_headers, loopback_host, refusal
+from .sessions import Sessions
+from .shared import STATE, State, error_response, state
 
 STATIC = Path(__file__).parent / "static"
-CONFIG = web.AppKey("config", Config)
-BROKER = web.AppKey("broker", AsyncClient)
-STATUS_TIMEOUT = 2.0  # seconds the status page waits for the monitor
-
-
-def error_response(code: str, message: str, status: int | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}},
-                             status=status or http_status(code))
-
-
-def loopback_host(host: str) -> bool:
-    """True for ``localhost``, ``127.x.y.z`` and ``[::1]``, with or without a port."""
-    if host.startswith("["):
-        name = host[1:host.find("]")] if "]" in host else ""
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               408: "request_timeout", 413: "too_large", 415: "unsupported_media"}
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+               "connect-src 'self'; frame-ancestors 'none'")
 
 
 @web.middleware
 async def guard(request: web.Request, handler) -> web.StreamResponse:
+    st = state(request)
     # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
     host = request.headers.get("Host", "")
     if not loopback_host(host):
-        return error_response("forbidden", f"Host {host!r} is not a loopback name; this "
+        st.log.warning("refused host", host=host[:200], path=request.path[:200])
+        return error_response("forbidden", f"Host {host[:200]!r} is not a loopback name; this "
                               "service only answers to localhost, 127.0.0.1 and [::1]")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if not st.allowlist.allows(origin):
+            st.log.warning("refused origin", origin=origin[:200], method=request.method,
+                           path=request.path[:200], status=403)
+            return error_response("forbidden", refusal(origin[:200]), origin=origin[:200])
+        if not st.allowlist.same_service(origin):
+            request["cors"] = origin
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return web.Response(status=204, headers=cors_headers(origin, request.headers))
     try:
-        response = await handler(request)
+        return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status,
-                                                                           "bad_request")
-        return error_response(code, exc.reason, exc.status)
+        return error_response(HTTP_ERRORS.get(exc.status, "bad_request"),
+                              exc.reason or exc.text or "bad request", exc.status)
     except Error as exc:
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.message, **exc.details)
+    except ConnectionResetError:
+        raise
+    except Exception:
+        st.log.exception("request failed", method=request.method, path=request.path[:200])
+        return error_response("internal", "the gateway failed on this request; see "
+                              "logs/gateway.log")
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    origin = request.get("cors")
+    if origin is not None:
+        for name, value in cors_headers(origin).items():
+            response.headers.setdefault(name, value)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
-
-
-async def gather_status(app: web.Application) -> dict:
-    """Programs and their states from the monitor, services from the broker."""
-    cfg = app[CONFIG]
-    broker = app[BROKER]
-    result = {"name": cfg.service.name, "display_name": cfg.service.display_name,
-              "version": __version__, "time": time.time(), "actors": {}, "services": {}}
-    try:
-        services = (await broker.call("broker", "services", timeout=STATUS_TIMEOUT))["services"]
-        result["services"] = {name: {"workers": len(svc["workers"]), "queued": svc["queued"]}
-                              for name, svc in services.items()}
-        result["broker"] = "RUNNING"
-    except Error as exc:
-        result["broker"] = f"unavailable: {exc.message}"
-    try:
-        programs = (await broker.call("monitor", "status", timeout=STATUS_TIMEOUT))["programs"]
-        for program in programs:
-            result["actors"][program["name"]] = {
-                key: program[key] for key in ("state", "pid", "uptime", "ondemand")}
-    except Error as exc:
-        result["monitor"] = f"unavailable: {exc.message}"
-        for name, svc in result["services"].items():  # second best: who the broker knows
-            result["actors"][name] = {"state": "RUNNING" if svc["workers"] else "UNKNOWN"}
-    return result
-
-
-async def api_status(request: web.Request) -> web.Response:
-    return web.json_response(await gather_status(request.app))
+    response.headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
 
 
 async def welcome(request: web.Request) -> web.Response:
-    status = await gather_status(request.app)
+    status = await api.gather_status(request)
     rows = "\n".join(
         f'<tr><td>{html.escape(name)}</td><td class="state {html.escape(info["state"])}">'
         f'{html.escape(info["state"])}</td><td>{info.get("pid") or ""}</td>'
         f'<td>{"on demand" if info.get("ondemand") else "always"}</td></tr>'
         for name, info in sorted(status["actors"].items()))
+    origins = "\n".join(f"<li><code>{html.escape(o)}</code></li>" for o in status["origins"])
     page = (STATIC / "welcome.htm").read_text(encoding="utf-8")
     for key, value in {"display_name": status["display_name"], "version": status["version"],
                        "name": status["name"]}.items():
         page = page.replace("{{%s}}" % key, html.escape(value))
     page = page.replace("{{actor_rows}}", rows or '<tr><td colspan="4">no actor reported '
                         'yet (is the monitor running?)</td></tr>')
+    page = page.replace("{{origin_items}}", origins or "<li>none yet: only this service's "
+                        "own pages may use it</li>")
     return web.Response(text=page, content_type="text/html", headers={
-        "Cache-Control": "no-store",
-        "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'"})
+        "Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY})
 
 
-async def broker_client(app: web.Application):
-    client = AsyncClient(app[CONFIG].home.broker_endpoint)
-    app[BROKER] = client
+def static_file(name: str, content_type: str):
+    path = STATIC / name
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path, headers={
+            "Content-Type": content_type, "Cache-Control": "no-cache",
+            "Content-Security-Policy": PAGE_POLICY})
+    return handler
+
+
+async def demo_page(request: web.Request) -> web.StreamResponse:
+    if request.path == "/demo":
+        raise web.HTTPMovedPermanently("/demo/")
+    name = request.match_info.get("name") or "index.html"
+    path = (STATIC / "demo" / name).resolve()
+    if (STATIC / "demo").resolve() not in path.parents or not path.is_file():
+        raise Error("not_found", f"no demo file {name!r}")
+    kind = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
+            ".svg": "image/svg+xml", ".png": "image/png"}.get(path.suffix)
+    if kind is None:
+        raise Error("not_found", f"no demo file {name!r}")
+    return web.FileResponse(path, headers={
+        "Content-Type": kind, "Cache-Control": "no-cache",
+        "Content-Security-Policy": PAGE_POLICY})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(text=json.dumps(openapi.SPEC, indent=1),
+                        content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def start_services(app: web.Application):
+    st = app[STATE]
+    st.broker = AsyncClient(st.cfg.home.broker_endpoint)
+    st.sessions = Sessions(st.broker, st.cfg.gateway.session_close_delay, st.log)
+    st.hub = EventHub(st.cfg.home.events_out, st.cfg.gateway.event_backlog, st.log)
+    st.hub.on_session_closed = st.sessions.forget
+    st.hub.start()
     yield
-    await client.close()
+    await st.hub.stop()
+    await st.broker.close()
 
 
-def make_app(cfg: Config) -> web.Application:
+def make_app(cfg: Config, log) -> web.Application:
     app = web.Application(middlewares=[guard],
                           client_max_size=cfg.limits.max_body_mb * 1024 * 1024)
-    app[CONFIG] = cfg
-    app.cleanup_ctx.append(broker_client)
+    app[STATE] = State(cfg=cfg, log=log, allowlist=Allowlist(cfg, log))
+    app.cleanup_ctx.append(start_services)
+    app.on_response_prepare.append(add_headers)
     app.router.add_get("/", welcome)
     app.router.add_get("/welcome.htm", welcome)
-    app.router.add_get("/api/v1/status", api_status)
+    app.router.add_get("/welcome.js", static_file("welcome.js", "text/javascript"))
+    app.router.add_get("/welcome.css", static_file("welcome.css", "text/css"))
+    app.router.add_get("/scanbridge.js", static_file("scanbridge.js", "text/javascript"))
+    app.router.add_get("/demo", demo_page)
+    app.router.add_get("/demo/", demo_page)
+    app.router.add_get("/demo/{name}", demo_page)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
+    api.add_routes(app.router)
+    images.add_routes(app.router)
     return app

@@ -41,8 +41,11 @@ class Gateway(Actor):
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.runner = web.AppRunner(make_app(self.cfg), handle_signals=False,
-                                        access_log=None)
+            # keepalive_timeout also bounds a connection that never completes a request.
+            self.runner = web.AppRunner(make_app(self.cfg, self.log), handle_signals=False,
+                                        access_log=None,
+                                        keepalive_timeout=self.cfg.gateway.idle_timeout,
+                                        shutdown_timeout=5.0)
             self.loop.run_until_complete(self.runner.setup())
             self.loop.run_until_complete(self._listen())
         except BaseException as exc:  # reported by on_start on the main thread

@@ -1,0 +1,162 @@
+"""v1 handlers: status, sessions, sources, scans, the event socket, and the endpoints whose
+actors do not exist yet."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from broker import __version__
+from broker.protocol import Error
+
+from .shared import call, json_body, query_bool, query_int, session_of, state
+
+STATUS_TIMEOUT = 2.0  # seconds the status waits for the broker and the monitor
+DEVICE_TIMEOUT = 30.0  # the scanner may have to start (on demand) and probe its devices
+
+SCAN_FIELDS = {"source", "options", "pages", "batch"}
+PLANNED = {  # endpoint -> the actor that will answer it
+    "uploads": "uploader", "ocr": "ocr", "barcodes": "barcode", "stream": "camera"}
+
+
+async def gather_status(request: web.Request) -> dict:
+    """Programs and their states from the monitor, services from the broker."""
+    st = state(request)
+    result = {"name": st.cfg.service.name, "display_name": st.cfg.service.display_name,
+              "version": __version__, "time": time.time(), "actors": {}, "services": {},
+              "origins": st.allowlist.origins()}
+    try:
+        services = (await call(request, "broker", "services",
+                               timeout=STATUS_TIMEOUT))["services"]
+        result["services"] = {name: {"workers": len(svc["workers"]), "queued": svc["queued"]}
+                              for name, svc in services.items()}
+        result["broker"] = "RUNNING"
+    except Error as exc:
+        result["broker"] = f"unavailable: {exc.message}"
+    try:
+        programs = (await call(request, "monitor", "status",
+                               timeout=STATUS_TIMEOUT))["programs"]
+        for program in programs:
+            result["actors"][program["name"]] = {
+                key: program[key] for key in ("state", "pid", "uptime", "ondemand")}
+    except Error as exc:
+        result["monitor"] = f"unavailable: {exc.message}"
+        for name, svc in result["services"].items():  # second best: who the broker knows
+            result["actors"][name] = {"state": "RUNNING" if svc["workers"] else "UNKNOWN"}
+    return result
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await gather_status(request))
+
+
+# --- sessions
+
+async def open_session(request: web.Request) -> web.Response:
+    body = await json_body(request, {"meta"}, default={})
+    meta = body.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise Error("invalid_argument", "meta must be an object")
+    opened = await state(request).sessions.create(request.headers.get("Origin", ""), meta)
+    state(request).hub.channel(opened["id"])
+    return web.json_response(opened, status=201, headers={
+        "Location": f"/api/v1/sessions/{opened['id']}", "Cache-Control": "no-store"})
+
+
+async def session_info(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    return web.json_response(await state(request).sessions.info(holder))
+
+
+async def close_session(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    return web.json_response(await state(request).sessions.close(holder.id, "asked by client"))
+
+
+async def events(request: web.Request) -> web.WebSocketResponse:
+    holder = await session_of(request)
+    st = state(request)
+    since = query_int(request, "since", 0, 2**53)
+    epoch = request.query.get("epoch") or None
+    if st.sessions.sockets.get(holder.id, 0) >= st.cfg.gateway.max_sockets_per_session:
+        raise Error("conflict", f"session {holder.id} has "
+                    f"{st.cfg.gateway.max_sockets_per_session} event sockets open already")
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise Error("bad_request", "this is a WebSocket endpoint (Upgrade: websocket)")
+    st.sessions.socket_opened(holder.id)
+    try:
+        return await st.hub.serve(request, holder.id, since, epoch)
+    finally:
+        st.sessions.socket_closed(holder.id)
+
+
+# --- sources
+
+async def sources(request: web.Request) -> web.Response:
+    listing = await call(request, "scanner", "sources",
+                         {"refresh": query_bool(request, "refresh")}, timeout=DEVICE_TIMEOUT)
+    return web.json_response(listing)
+
+
+async def options(request: web.Request) -> web.Response:
+    described = await call(request, "scanner", "options", {"source": request.match_info["src"]},
+                           timeout=DEVICE_TIMEOUT)
+    return web.json_response(described)
+
+
+# --- scans
+
+async def start_scan(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    body = await json_body(request, SCAN_FIELDS, ("source",))
+    if "options" in body and body["options"] is not None and not isinstance(
+            body["options"], dict):
+        raise Error("invalid_argument", "options must be an object of option: value")
+    job = await call(request, "scanner", "scan", {"session": holder.id, **body},
+                     timeout=DEVICE_TIMEOUT)
+    return web.json_response(job, status=202, headers={
+        "Location": f"/api/v1/sessions/{holder.id}/scans/{job['job']}"})
+
+
+async def scans(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    return web.json_response(await call(request, "scanner", "jobs", {"session": holder.id}))
+
+
+async def scan_job(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    op = "cancel" if request.method == "DELETE" else "job"
+    return web.json_response(await call(request, "scanner", op, {
+        "job": request.match_info["job"], "session": holder.id}))
+
+
+# --- not there yet
+
+def planned(what: str):
+    async def handler(request: web.Request) -> web.Response:
+        if "sid" in request.match_info:
+            await session_of(request)
+        raise Error("not_available", f"{what} needs the {PLANNED[what]} actor, which this "
+                    f"version of Scanbridge does not have yet", actor=PLANNED[what])
+    return handler
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    v1 = "/api/v1"
+    router.add_get(f"{v1}/status", status)
+    router.add_post(f"{v1}/sessions", open_session)
+    router.add_get(f"{v1}/sessions/{{sid}}", session_info)
+    router.add_delete(f"{v1}/sessions/{{sid}}", close_session)
+    router.add_get(f"{v1}/sessions/{{sid}}/events", events)
+    router.add_get(f"{v1}/sources", sources)
+    router.add_get(f"{v1}/sources/{{src:.+}}/options", options)
+    router.add_get(f"{v1}/sources/{{src:.+}}/stream", planned("stream"))
+    router.add_post(f"{v1}/sessions/{{sid}}/scans", start_scan)
+    router.add_get(f"{v1}/sessions/{{sid}}/scans", scans)
+    router.add_get(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
+    router.add_delete(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
+    for what in ("uploads", "ocr", "barcodes"):
+        router.add_post(f"{v1}/sessions/{{sid}}/{what}", planned(what))
+    router.add_get(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"))
+    router.add_delete(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"))

@@ -1,0 +1,246 @@
+"""v1 handlers for a session's images: list, import, read, edit, order, delete, documents.
+
+An image asked for as it is stored goes from its file to the socket (sendfile) without
+passing through the buffer actor; other formats and sizes come from the buffer, which
+caches them. Either way the ETag follows the image's edits, and a URL that carries the
+current ETag as ``v=`` may be cached for good (thumbnails in a grid do not reload).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+from aiohttp import web
+
+from broker.protocol import Error
+
+from . import bodies
+from .shared import call, json_body, query_int, session_of, state
+
+FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "tiff": "tiff", "tif": "tiff",
+           "bmp": "bmp", "gif": "gif"}
+IMPORT_TYPES = {"image/jpeg", "image/png", "image/tiff", "image/bmp", "image/x-ms-bmp",
+                "image/gif", "application/pdf", "application/octet-stream"}
+DOCUMENT_FIELDS = {"images", "format", "filename", "title", "author", "subject", "keywords",
+                   "pdfa", "compression", "quality", "tiff_compression", "order"}
+REVALIDATE = "private, no-cache"
+FOREVER = "private, max-age=31536000, immutable"
+IMPORT_TIMEOUT = 600.0  # a 2000-page PDF takes a while to rasterise
+
+
+def _cache_headers(request: web.Request, etag: str) -> dict:
+    wanted = request.query.get("v")
+    fresh = wanted is not None and f'"{wanted.strip(chr(34))}"' == etag
+    return {"ETag": etag, "Cache-Control": FOREVER if fresh else REVALIDATE}
+
+
+def _not_modified(request: web.Request, etag: str) -> bool:
+    sent = request.headers.get("If-None-Match", "")
+    return etag in [tag.strip() for tag in sent.split(",")] or sent.strip() == "*"
+
+
+def _ids(value, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Error("invalid_argument", f"{name} must be a list of image ids")
+    return value
+
+
+async def list_images(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    tags = [t for t in request.query.get("tags", "").split(",") if t]
+    return web.json_response(await call(request, "buffer", "list", {
+        "session": holder.id, "tags": tags, "match": request.query.get("match", "any")}))
+
+
+async def import_file(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    cfg = state(request).cfg
+    if request.content_type not in IMPORT_TYPES:
+        raise Error("unsupported_media", f"cannot import {request.content_type}; send the file "
+                    "as image/jpeg, image/png, image/tiff, image/bmp, image/gif or "
+                    "application/pdf")
+    args = {"session": holder.id}
+    for name, lo, hi in (("dpi", 10, 1200), ("index", 0, 10**9)):
+        value = query_int(request, name, lo, hi)
+        if value is not None:
+            args[name] = value
+    password = request.headers.get("X-Scanbridge-Password") or request.query.get("password")
+    if password:
+        args["password"] = password
+    data = await bodies.read_bytes(request, cfg.limits.max_import_mb * 1024 * 1024,
+                                   cfg.gateway.body_timeout, "the file")
+    if not data:
+        raise Error("invalid_image", "the body is empty: send the file's bytes")
+    imported = await call(request, "buffer", "import", args, blobs=[data],
+                          timeout=IMPORT_TIMEOUT)
+    return web.json_response(imported, status=201)
+
+
+async def delete_images(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    body = await json_body(request, {"images"}, default={})
+    if "images" in body:
+        ids = _ids(body["images"], "images")
+    else:
+        ids = [info["id"] for info in await call(request, "buffer", "list",
+                                                 {"session": holder.id})]
+    if not ids:
+        return web.json_response({"deleted": []})
+    return web.json_response(await call(request, "buffer", "delete",
+                                        {"session": holder.id, "images": ids}))
+
+
+async def image(request: web.Request) -> web.StreamResponse:
+    holder = await session_of(request)
+    iid = request.match_info["iid"]
+    query = request.query
+    raw_format = query.get("format", "").lower()
+    if raw_format and raw_format not in FORMATS:
+        raise Error("invalid_argument", f"format {raw_format!r} is not one of jpeg, png, "
+                    "tiff, bmp, gif")
+    wanted = FORMATS.get(raw_format)
+    width = query_int(request, "width", 1, 100000)
+    height = query_int(request, "height", 1, 100000)
+    quality = query_int(request, "quality", 1, 100)
+    if width is None and height is None and quality is None:
+        stored = await call(request, "buffer", "locate", {"session": holder.id, "image": iid})
+        if wanted is None or wanted == stored["format"]:
+            return _stored_file(request, stored)
+    args = {"session": holder.id, "image": iid, "format": wanted, "width": width,
+            "height": height}
+    if quality is not None:
+        args["quality"] = quality
+    reply = await state(request).broker.request("buffer", "get", args)
+    info = reply.result
+    etag = f'"{info["etag"].strip(chr(34))}-{info["format"]}-{width or 0}x{height or 0}' \
+           f'-q{quality or 0}"'
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers=_cache_headers(request, etag))
+    return web.Response(body=reply.blobs[0].bytes, content_type=info["media_type"],
+                        headers=_cache_headers(request, etag))
+
+
+def _stored_file(request: web.Request, stored: dict) -> web.StreamResponse:
+    # A stored file never changes (an edit writes a new one), so FileResponse's own ETag
+    # (mtime, size) and its If-None-Match and Range handling are right as they are.
+    cache = _cache_headers(request, stored["etag"])["Cache-Control"]
+    return web.FileResponse(stored["path"], headers={
+        "Cache-Control": cache, "Content-Type": stored["media_type"]})
+
+
+async def thumbnail(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    size = query_int(request, "size", 16, 1024) or 200
+    reply = await state(request).broker.request("buffer", "thumbnail", {
+        "session": holder.id, "image": request.match_info["iid"], "size": size})
+    etag = f'"{reply.result["etag"].strip(chr(34))}-t{size}"'
+    if _not_modified(request, etag):
+        return web.Response(status=304, headers=_cache_headers(request, etag))
+    return web.Response(body=reply.blobs[0].bytes, content_type="image/jpeg",
+                        headers=_cache_headers(request, etag))
+
+
+async def image_info(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    return web.json_response(await call(request, "buffer", "info", {
+        "session": holder.id, "image": request.match_info["iid"]}))
+
+
+async def edit(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    cfg = state(request).cfg
+    ops = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
+                                 cfg.gateway.body_timeout)
+    if isinstance(ops, dict):
+        ops = [ops] if "op" in ops else bodies.json_object(ops, {"ops"}, ("ops",))["ops"]
+    edited = await call(request, "buffer", "edit", {
+        "session": holder.id, "image": request.match_info["iid"], "ops": ops})
+    return web.json_response(edited[0])
+
+
+async def undo(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    return web.json_response(await call(request, "buffer", "undo", {
+        "session": holder.id, "image": request.match_info["iid"]}))
+
+
+async def delete_image(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    iid = request.match_info["iid"]
+    await call(request, "buffer", "locate", {"session": holder.id, "image": iid})  # 404 first
+    return web.json_response(await call(request, "buffer", "delete", {
+        "session": holder.id, "images": [iid]}))
+
+
+async def order(request: web.Request) -> web.Response:
+    holder = await session_of(request)
+    cfg = state(request).cfg
+    body = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
+                                  cfg.gateway.body_timeout)
+    if isinstance(body, dict):
+        body = bodies.json_object(body, {"order"}, ("order",))["order"]
+    new_order = await call(request, "buffer", "reorder", {
+        "session": holder.id, "order": _ids(body, "order")})
+    return web.json_response({"order": new_order})
+
+
+async def document(request: web.Request) -> web.StreamResponse:
+    holder = await session_of(request)
+    body = await json_body(request, DOCUMENT_FIELDS, default={})
+    filename = body.pop("filename", None)
+    kind = FORMATS.get(str(body.get("format", "pdf")).lower(), str(body.get("format", "pdf")))
+    if "images" in body:
+        _ids(body["images"], "images")
+    args = {"session": holder.id, **body, "format": kind}
+    if kind in ("pdf", "tiff"):
+        saved = await call(request, "buffer", "save", {**args, "output": "file"},
+                           timeout=IMPORT_TIMEOUT)
+        name = _filename(filename, "scan", "pdf" if kind == "pdf" else "tif")
+        return web.FileResponse(saved["path"], headers={
+            "Content-Type": saved["media_type"], "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Scanbridge-Pages": str(saved["pages"])})
+    reply = await state(request).broker.request("buffer", "save", args, timeout=IMPORT_TIMEOUT)
+    saved = reply.result
+    extension = {"jpeg": "jpg", "tiff": "tif"}.get(saved["format"], saved["format"])
+    if len(reply.blobs) == 1:
+        name = _filename(filename, "scan", extension)
+        return web.Response(body=reply.blobs[0].bytes, content_type=saved["media_type"],
+                            headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                     "Cache-Control": "no-store", "X-Scanbridge-Pages": "1"})
+    out = io.BytesIO()
+    stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for number, blob in enumerate(reply.blobs, 1):
+            archive.writestr(f"{stem}-{number:03d}.{extension}", blob.bytes)
+    return web.Response(body=out.getvalue(), content_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{stem}.zip"',
+        "Cache-Control": "no-store", "X-Scanbridge-Pages": str(len(reply.blobs))})
+
+
+def _filename(given, stem: str, extension: str) -> str:
+    """A safe download name: letters, digits, ``-_. ``; the right extension."""
+    if given is not None and not isinstance(given, str):
+        raise Error("invalid_argument", "filename must be text")
+    cleaned = "".join(c for c in (given or "") if c.isalnum() or c in "-_. ")[:100].strip(". ")
+    if not cleaned:
+        cleaned = stem
+    if "." in cleaned:
+        cleaned = cleaned.rsplit(".", 1)[0] or stem
+    return f"{cleaned}.{extension}"
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    base = "/api/v1/sessions/{sid}"
+    router.add_get(f"{base}/images", list_images)
+    router.add_post(f"{base}/images", import_file)
+    router.add_delete(f"{base}/images", delete_images)
+    router.add_get(f"{base}/images/{{iid}}", image)
+    router.add_delete(f"{base}/images/{{iid}}", delete_image)
+    router.add_get(f"{base}/images/{{iid}}/info", image_info)
+    router.add_get(f"{base}/images/{{iid}}/thumbnail", thumbnail)
+    router.add_post(f"{base}/images/{{iid}}/ops", edit)
+    router.add_post(f"{base}/images/{{iid}}/undo", undo)
+    router.add_put(f"{base}/order", order)
+    router.add_post(f"{base}/documents", document)

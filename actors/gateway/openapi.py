@@ -1,0 +1,234 @@
+"""The OpenAPI 3.1 description of the v1 API, served at ``/api/v1/openapi.json``.
+
+Tests check the gateway's real answers against these schemas, so keep them in step with
+the handlers in ``api.py`` and ``images.py``.
+"""
+
+from __future__ import annotations
+
+from broker import __version__
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str], **properties) -> dict:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+STRING, INTEGER, NUMBER, BOOLEAN = ({"type": t} for t in ("string", "integer", "number",
+                                                           "boolean"))
+NULLABLE_STRING = {"type": ["string", "null"]}
+ANY_OBJECT = {"type": "object"}
+
+
+def json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def ok(schema: dict, description: str = "OK", status: str = "200") -> dict:
+    return {status: {"description": description, "content": json_content(schema)}}
+
+
+def binary(*media_types: str, description: str = "the file") -> dict:
+    return {"200": {"description": description, "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}} for kind in media_types}}}
+
+
+ERROR_RESPONSES = {"default": {"description": "an error: see error.code",
+                               "content": json_content(ref("Error"))}}
+SID = {"name": "sid", "in": "path", "required": True, "schema": STRING,
+       "description": "session id"}
+IID = {"name": "iid", "in": "path", "required": True, "schema": STRING,
+       "description": "image id"}
+JOB = {"name": "job", "in": "path", "required": True, "schema": STRING}
+SRC = {"name": "src", "in": "path", "required": True, "schema": STRING,
+       "description": "source id (URL-encoded, e.g. test%3A0)"}
+TOKEN_QUERY = {"name": "token", "in": "query", "schema": STRING,
+               "description": "the session token, for URLs that cannot send headers"}
+SECURED = [{"bearer": []}, {"token": []}]
+
+
+def query(name: str, schema: dict, description: str = "") -> dict:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def op(summary: str, responses: dict, *, params: tuple = (), body: dict | None = None,
+       session: bool = True, tag: str = "sessions") -> dict:
+    spec = {"summary": summary, "tags": [tag],
+            "responses": {**responses, **ERROR_RESPONSES},
+            "parameters": [*([SID] if session else []), *params,
+                           *([TOKEN_QUERY] if session else [])]}
+    if session:
+        spec["security"] = SECURED
+    if body is not None:
+        spec["requestBody"] = body
+    return spec
+
+
+def json_body(schema: dict, required: bool = True) -> dict:
+    return {"required": required, "content": json_content(schema)}
+
+
+SCHEMAS = {
+    "Error": obj(["error"], error=obj(["code", "message"], code=STRING, message=STRING)),
+    "Status": obj(["name", "display_name", "version", "actors", "services", "origins"],
+                  name=STRING, display_name=STRING, version=STRING, time=NUMBER,
+                  actors={"type": "object", "additionalProperties": obj(
+                      ["state"], state=STRING, pid={"type": ["integer", "null"]},
+                      uptime={"type": ["number", "null"]}, ondemand=BOOLEAN)},
+                  services={"type": "object", "additionalProperties": obj(
+                      ["workers", "queued"], workers=INTEGER, queued=INTEGER)},
+                  origins=array(STRING), broker=STRING),
+    "NewSession": obj(["id", "token", "created", "expires_after", "close_delay"],
+                      id=STRING, token={"type": "string", "minLength": 22}, created=NUMBER,
+                      expires_after=NUMBER, close_delay=NUMBER),
+    "Session": obj(["id", "created", "used", "images", "origin"], id=STRING, created=NUMBER,
+                   used=NUMBER, images=INTEGER, origin=NULLABLE_STRING, sockets=INTEGER,
+                   close_delay=NUMBER),
+    "Closed": obj(["id", "removed"], id=STRING, removed=INTEGER),
+    "Source": obj(["id", "type", "busy"], id=STRING, type={"enum": ["scanner", "camera"]},
+                  device=STRING, vendor=STRING, model=STRING, kind=STRING, backend=STRING,
+                  busy=BOOLEAN),
+    "Option": obj(["name", "type", "value"], name=STRING, title=STRING, description=STRING,
+                  group=NULLABLE_STRING, type=STRING, unit=NULLABLE_STRING, value={},
+                  default={}, active=BOOLEAN, settable=BOOLEAN, constraint={}),
+    "Options": obj(["source", "busy", "options", "aliases"], source=STRING, busy=BOOLEAN,
+                   options=array(ref("Option")), aliases=ANY_OBJECT),
+    "ScanRequest": {**obj(["source"], source=STRING, options=ANY_OBJECT,
+                          pages={"type": "integer", "minimum": 1}, batch=BOOLEAN),
+                    "additionalProperties": False},
+    "Job": obj(["job", "state"], job=STRING,
+               state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
+               pages=INTEGER, images=array(STRING), progress={}, error={},
+               source=STRING, settings=ANY_OBJECT),
+    "Image": obj(["id", "index", "width", "height", "dpi", "mode", "format", "bytes", "tags",
+                  "etag"],
+                 id=STRING, index=INTEGER, width=INTEGER, height=INTEGER, dpi=array(NUMBER),
+                 mode={"enum": ["bw", "gray", "color"]}, bit_depth=INTEGER,
+                 pixel_mode=STRING, format=STRING, bytes=INTEGER, source=STRING,
+                 created=NUMBER, tags=array(STRING), edits=INTEGER, meta=ANY_OBJECT,
+                 etag=STRING),
+    "Imported": obj(["images"], images=array(ref("Image"))),
+    "Deleted": obj(["deleted"], deleted=array(STRING)),
+    "Order": obj(["order"], order=array(STRING)),
+    "Op": {**obj(["op"], op={"enum": ["rotate", "flip", "mirror", "crop", "resize",
+                                       "bitdepth", "brightness", "contrast", "invert",
+                                       "dpi"]}),
+           "description": "rotate(angle, fill), flip, mirror, crop(left, top, right, "
+                          "bottom in pixels), resize(width, height, resample), bitdepth(mode "
+                          "bw|gray|color, threshold, dither), brightness(value), "
+                          "contrast(value), invert, dpi(x, y)"},
+    "DocumentRequest": {**obj([], images=array(STRING),
+                              format={"enum": ["pdf", "tiff", "tif", "jpeg", "jpg", "png",
+                                               "bmp", "gif"]},
+                              filename=STRING, title=STRING, author=STRING, subject=STRING,
+                              keywords=array(STRING), pdfa=BOOLEAN,
+                              compression={"enum": ["auto", "jpeg", "lossless"]},
+                              quality={"type": "integer", "minimum": 1, "maximum": 100},
+                              tiff_compression=STRING, order={"enum": ["given", "buffer"]}),
+                        "additionalProperties": False},
+}
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "image/gif")
+NOT_YET = {"503": {"description": "not_available: the actor for this arrives in a later "
+                                  "version", "content": json_content(ref("Error"))}}
+
+PATHS = {
+    "/api/v1/status": {"get": op("Version, actors and their states", ok(ref("Status")),
+                                 session=False, tag="service")},
+    "/api/v1/sessions": {"post": op(
+        "Open a session (its token is shown once)", ok(ref("NewSession"), "created", "201"),
+        body=json_body(obj([], meta=ANY_OBJECT), required=False), session=False)},
+    "/api/v1/sessions/{sid}": {
+        "get": op("The session", ok(ref("Session"))),
+        "delete": op("Close the session; its images are removed", ok(ref("Closed")))},
+    "/api/v1/sessions/{sid}/events": {"get": op(
+        "WebSocket of the session's events: {seq, topic, data, time}; first a hello",
+        {"101": {"description": "switching to the WebSocket protocol"}},
+        params=(query("since", {"type": "integer", "minimum": 0}, "last seq seen"),
+                query("epoch", STRING, "the hello's epoch")))},
+    "/api/v1/sources": {"get": op("Scanners and cameras", ok(array(ref("Source"))),
+                                  params=(query("refresh", BOOLEAN),), session=False,
+                                  tag="sources")},
+    "/api/v1/sources/{src}/options": {"get": op(
+        "A source's options with their constraints and defaults", ok(ref("Options")),
+        params=(SRC,), session=False, tag="sources")},
+    "/api/v1/sources/{src}/stream": {"get": op(
+        "Camera live view (MJPEG)", NOT_YET, params=(SRC,), session=False, tag="sources")},
+    "/api/v1/sessions/{sid}/scans": {
+        "post": op("Start a scan job into the session", ok(ref("Job"), "started", "202"),
+                   body=json_body(ref("ScanRequest"))),
+        "get": op("The session's scan jobs", ok(array(ref("Job"))))},
+    "/api/v1/sessions/{sid}/scans/{job}": {
+        "get": op("A scan job's state", ok(ref("Job")), params=(JOB,)),
+        "delete": op("Cancel a scan job", ok(ref("Job")), params=(JOB,))},
+    "/api/v1/sessions/{sid}/images": {
+        "get": op("The session's images in page order", ok(array(ref("Image"))),
+                  params=(query("tags", STRING, "comma-separated"),
+                          query("match", {"enum": ["any", "all"]}))),
+        "post": op("Import a file (JPEG, PNG, TIFF, BMP, GIF, PDF): the body is the file",
+                   ok(ref("Imported"), "imported", "201"),
+                   params=(query("dpi", {"type": "integer", "minimum": 10, "maximum": 1200}),
+                           query("index", {"type": "integer", "minimum": 0}),
+                           query("password", STRING)),
+                   body={"required": True, "content": {
+                       kind: {"schema": {"type": "string", "format": "binary"}}
+                       for kind in (*IMAGE_TYPES, "application/pdf")}}),
+        "delete": op("Delete images (all without a body)", ok(ref("Deleted")),
+                     body=json_body(obj(["images"], images=array(STRING)), required=False))},
+    "/api/v1/sessions/{sid}/images/{iid}": {
+        "get": op("The image, as stored or converted", binary(*IMAGE_TYPES), params=(
+            IID, query("format", {"enum": ["jpeg", "jpg", "png", "tiff", "tif", "bmp", "gif"]}),
+            query("quality", {"type": "integer", "minimum": 1, "maximum": 100}),
+            query("width", {"type": "integer", "minimum": 1}),
+            query("height", {"type": "integer", "minimum": 1}),
+            query("v", STRING, "the image's etag: makes the answer cacheable for good"))),
+        "delete": op("Delete the image", ok(ref("Deleted")), params=(IID,))},
+    "/api/v1/sessions/{sid}/images/{iid}/info": {"get": op(
+        "The image's facts and edit history", ok(ref("Image")), params=(IID,))},
+    "/api/v1/sessions/{sid}/images/{iid}/thumbnail": {"get": op(
+        "A JPEG that fits in size x size", binary("image/jpeg"), params=(
+            IID, query("size", {"type": "integer", "minimum": 16, "maximum": 1024}),
+            query("v", STRING)))},
+    "/api/v1/sessions/{sid}/images/{iid}/ops": {"post": op(
+        "Edit the image (one undoable step)", ok(ref("Image")), params=(IID,),
+        body=json_body({"oneOf": [array(ref("Op")), ref("Op"),
+                                  obj(["ops"], ops=array(ref("Op")))]}))},
+    "/api/v1/sessions/{sid}/images/{iid}/undo": {"post": op(
+        "Undo the image's last edit", ok(ref("Image")), params=(IID,))},
+    "/api/v1/sessions/{sid}/order": {"put": op(
+        "Set the page order (every id once)", ok(ref("Order")),
+        body=json_body({"oneOf": [array(STRING), ref("Order")]}))},
+    "/api/v1/sessions/{sid}/documents": {"post": op(
+        "Save images as one PDF or TIFF, or each as JPEG/PNG/BMP/GIF (a zip for several)",
+        binary("application/pdf", "image/tiff", "application/zip", *IMAGE_TYPES),
+        body=json_body(ref("DocumentRequest"), required=False))},
+    "/api/v1/sessions/{sid}/uploads": {"post": op("Upload images to a server", NOT_YET,
+                                                  body=json_body(ANY_OBJECT))},
+    "/api/v1/sessions/{sid}/uploads/{job}": {
+        "get": op("An upload job", NOT_YET, params=(JOB,)),
+        "delete": op("Cancel an upload job", NOT_YET, params=(JOB,))},
+    "/api/v1/sessions/{sid}/ocr": {"post": op("OCR images", NOT_YET,
+                                              body=json_body(ANY_OBJECT))},
+    "/api/v1/sessions/{sid}/barcodes": {"post": op("Read barcodes", NOT_YET,
+                                                   body=json_body(ANY_OBJECT))},
+}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "Scanbridge", "version": __version__,
+             "description": "Scanners and cameras of this computer for allowed web pages. "
+                            "Errors are {error: {code, message}}; session endpoints need "
+                            "the session token (Authorization: Bearer, or ?token=)."},
+    "servers": [{"url": "/"}],
+    "paths": PATHS,
+    "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "token": {"type": "apiKey", "in": "query", "name": "token"}}},
+}

@@ -1,0 +1,147 @@
+"""Sessions as web pages hold them: a token per session, and a close timer that starts
+when the page's last event socket closes.
+
+The buffer owns sessions (their pages, expiry); the gateway adds a token. Only the
+token's SHA-256 is kept, in the buffer's session ``meta``, so tokens outlive a gateway
+restart and a leaked database does not hand out working tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broker.client import AsyncClient
+from broker.protocol import Error
+
+TOKEN_BYTES = 32  # 256 bits
+
+
+@dataclass
+class Holder:
+    """What the gateway knows of one session."""
+    id: str
+    token_hash: str
+    origin: str
+
+
+def token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.query.get("token") or None
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+class Sessions:
+    def __init__(self, broker: AsyncClient, close_delay: float, log):
+        self.broker = broker
+        self.close_delay = close_delay
+        self.log = log
+        self.known: dict[str, Holder] = {}
+        self.sockets: dict[str, int] = {}
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def create(self, origin: str, meta: dict | None = None) -> dict:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        gateway_meta = {"token_sha256": digest(token), "origin": origin}
+        opened = await self.broker.call("buffer", "open_session", {
+            "meta": {**(meta or {}), "gateway": gateway_meta}})
+        holder = Holder(opened["session"], gateway_meta["token_sha256"], origin)
+        self.known[holder.id] = holder
+        self.log.info("session opened", session=holder.id, origin=origin or None)
+        return {"id": holder.id, "token": token, "created": opened["created"],
+                "expires_after": opened["expires_after"], "close_delay": self.close_delay}
+
+    async def check(self, request: web.Request, sid: str) -> Holder:
+        """The session ``sid`` if the request holds its token (and comes from its origin).
+
+        Raises:
+            Error: ``unauthorized`` (no token), ``forbidden`` (a wrong token, another
+            origin), ``not_found`` (no such session: closed or expired).
+        """
+        token = token_of(request)
+        if token is None:
+            raise Error("unauthorized", "this needs the session's token: send "
+                        "'Authorization: Bearer TOKEN' (or ?token=TOKEN in a URL)")
+        holder = self.known.get(sid) or await self._learn(sid)
+        if not hmac.compare_digest(holder.token_hash, digest(token)):
+            raise Error("forbidden", f"the token is not the one of session {sid}")
+        origin = request.headers.get("Origin")
+        if origin is not None and holder.origin and origin != holder.origin:
+            raise Error("forbidden", f"session {sid} belongs to another web origin")
+        return holder
+
+    async def _learn(self, sid: str) -> Holder:
+        """A session opened before this gateway started: its token hash from the buffer."""
+        if not 1 <= len(sid) <= 64:
+            raise Error("not_found", f"no session {sid!r}")
+        info = await self.broker.call("buffer", "session", {"session": sid})
+        gateway_meta = (info.get("meta") or {}).get("gateway")
+        if not isinstance(gateway_meta, dict) or not gateway_meta.get("token_sha256"):
+            raise Error("forbidden", f"session {sid} was not opened through the web gateway")
+        holder = Holder(sid, str(gateway_meta["token_sha256"]),
+                        str(gateway_meta.get("origin") or ""))
+        self.known[sid] = holder
+        return holder
+
+    async def info(self, holder: Holder) -> dict:
+        info = await self.broker.call("buffer", "session", {"session": holder.id})
+        return {"id": holder.id, "created": info["created"], "used": info["used"],
+                "images": info["images"], "origin": holder.origin or None,
+                "sockets": self.sockets.get(holder.id, 0), "close_delay": self.close_delay}
+
+    async def close(self, sid: str, why: str) -> dict:
+        self._stop_timer(sid)
+        closed = await self.broker.call("buffer", "close_session", {"session": sid})
+        self.forget(sid)
+        self.log.info("session closed", session=sid, why=why, removed=closed["removed"])
+        return {"id": sid, "removed": closed["removed"]}
+
+    def forget(self, sid: str) -> None:
+        """The session is gone (closed here, or the buffer closed or expired it)."""
+        self.known.pop(sid, None)
+        self.sockets.pop(sid, None)
+        self._stop_timer(sid)
+
+    # --- event sockets keep a session alive
+
+    def socket_opened(self, sid: str) -> None:
+        self.sockets[sid] = self.sockets.get(sid, 0) + 1
+        self._stop_timer(sid)
+
+    def socket_closed(self, sid: str) -> None:
+        left = self.sockets.get(sid, 0) - 1
+        if left > 0:
+            self.sockets[sid] = left
+            return
+        self.sockets.pop(sid, None)
+        if self.close_delay > 0 and sid in self.known:
+            loop = asyncio.get_running_loop()
+            self.timers[sid] = loop.call_later(self.close_delay, self._expire, sid)
+
+    def _expire(self, sid: str) -> None:
+        self.timers.pop(sid, None)
+        if self.sockets.get(sid):
+            return
+        asyncio.get_running_loop().create_task(self._close_quietly(sid))
+
+    async def _close_quietly(self, sid: str) -> None:
+        try:
+            await self.close(sid, f"no event socket for {self.close_delay:g} s")
+        except Error as exc:
+            if exc.code != "not_found":
+                self.log.warning("session not closed", session=sid, error=exc.message)
+
+    def _stop_timer(self, sid: str) -> None:
+        timer = self.timers.pop(sid, None)
+        if timer is not None:
+            timer.cancel()

@@ -1,0 +1,83 @@
+"""What every handler uses: the gateway's state and a few request helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from broker.client import AsyncClient
+from broker.config import Config
+from broker.protocol import Error, http_status
+
+from . import bodies
+from .events import EventHub
+from .security import Allowlist
+from .sessions import Holder, Sessions
+
+
+@dataclass
+class State:
+    cfg: Config
+    log: Any
+    allowlist: Allowlist
+    broker: AsyncClient | None = None
+    sessions: Sessions | None = None
+    hub: EventHub | None = None
+
+
+STATE = web.AppKey("state", State)
+
+
+def state(request: web.Request) -> State:
+    return request.app[STATE]
+
+
+def error_response(code: str, message: str, status: int | None = None,
+                   **details: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **details}},
+                             status=status or http_status(code))
+
+
+async def session_of(request: web.Request) -> Holder:
+    """The session named in the path, checked against the request's token."""
+    return await state(request).sessions.check(request, request.match_info["sid"])
+
+
+async def json_body(request: web.Request, allowed: set[str], required: tuple[str, ...] = (),
+                    default: Any = None) -> dict:
+    cfg = state(request).cfg
+    body = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
+                                  cfg.gateway.body_timeout, default)
+    return bodies.json_object(body, allowed, required)
+
+
+async def call(request: web.Request, service: str, op: str, args: dict | None = None,
+               timeout: float | None = None, **kwargs: Any) -> Any:
+    broker = state(request).broker
+    return await broker.call(service, op, args,
+                             timeout=timeout or state(request).cfg.broker.request_timeout,
+                             **kwargs)
+
+
+def query_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise Error("invalid_argument", f"{name} must be a whole number {lo}..{hi}")
+    return value
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "").lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise Error("invalid_argument", f"{name} must be true or false")

@@ -1,0 +1,87 @@
+"""Raw HTTP against a running gateway: any method, any header (Host and Origin included)."""
+
+from __future__ import annotations
+
+import http.client
+import json as jsonlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .service import Service
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    elapsed: float = field(default=0.0)
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.body)
+
+    @property
+    def error(self) -> dict:
+        """The ``{code, message}`` of an error answer."""
+        return self.json()["error"]
+
+
+class Api:
+    """Requests to one gateway port; ``origin`` is sent as ``Origin`` when given."""
+
+    def __init__(self, service: Service, origin: str | None = None, port: int | None = None):
+        self.service = service
+        self.port = port or service.ports[1]
+        self.origin = origin
+
+    def request(self, method: str, path: str, json: Any = None, data: bytes | None = None,
+                headers: dict | None = None, token: str | None = None,
+                timeout: float = 60) -> Answer:
+        sent = {"Host": f"127.0.0.1:{self.port}"}
+        if self.origin is not None:
+            sent["Origin"] = self.origin
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        if json is not None:
+            data = jsonlib.dumps(json).encode()
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        start = time.monotonic()
+        try:
+            connection.request(method, path, body=data, headers=sent)
+            response = connection.getresponse()
+            body = response.read()
+            return Answer(response.status, response.headers, body, time.monotonic() - start)
+        finally:
+            connection.close()
+
+    def get(self, path: str, **kwargs) -> Answer:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> Answer:
+        return self.request("POST", path, **kwargs)
+
+    def open_session(self) -> tuple[str, str]:
+        """A new session: (id, token)."""
+        answer = self.post("/api/v1/sessions", json={})
+        assert answer.status == 201, answer.body
+        opened = answer.json()
+        return opened["id"], opened["token"]
+
+    def scan(self, sid: str, token: str, pages: int = 1, source: str = "test:0",
+             options: dict | None = None, timeout: float = 60) -> dict:
+        """Run a scan job to its end; returns the finished job."""
+        answer = self.post(f"/api/v1/sessions/{sid}/scans", token=token,
+                           json={"source": source, "pages": pages,
+                                 "options": options or {"resolution": 75}})
+        assert answer.status == 202, answer.body
+        job = answer.json()["job"]
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            state = self.get(f"/api/v1/sessions/{sid}/scans/{job}", token=token).json()
+            if state["state"] != "running":
+                return state
+            time.sleep(0.1)
+        raise AssertionError(f"scan job {job} still running after {timeout} s")
