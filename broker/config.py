@@ -370,16 +370,16 @@ def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
         if isinstance(item, tuple):
             section, number = item
             if section not in schema:
-                known = ", ".join(f"[{s}]" for s in schema)
+                known = ", ".join(f"[{s}]" for s in schema if s)
                 raise ConfigError(f"{path}:{number}: [{section}]: unknown section "
                                   f"(this file has {known})")
             if section in seen_sections:
                 raise ConfigError(f"{path}:{number}: [{section}]: section written twice")
             seen_sections.add(section)
             continue
-        if item.section not in schema:  # only "" (keys above any section) gets here
+        spec = _schema_key(schema.get(item.section, {}), item.key)
+        if spec is None and not item.section:
             raise ConfigError(f"{path}:{item.number}: {item.key}: key before any [section]")
-        spec = _schema_key(schema[item.section], item.key)
         if spec is None:
             known = ", ".join(schema[item.section])
             raise ConfigError(f"{path}:{item.number}: {item.key}: unknown key in "

@@ -13,7 +13,7 @@ from broker import config as configlib
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
-DS_SECTIONS = ("[ports], [network], [log], [heartbeat], [broker], [monitor], [ondemand], "
+DS_SECTIONS = ("[ports], [gateway], [network], [log], [heartbeat], [broker], [monitor], [ondemand], "
                "[limits], [buffer], [scanner]")
 
 
@@ -301,3 +301,32 @@ def test_parse_origin_rejects_port_zero():
 def test_parse_origin_rejects_a_host_with_characters_a_host_cannot_have(raw):
     with pytest.raises(ValueError):
         configlib.parse_origin(raw)
+
+
+# --- the commercial service's Access-Control-Allow-Origin line
+
+def test_an_access_control_allow_origin_line_above_the_sections_adds_origins(tmp_path):
+    write(tmp_path, "DSConfiguration.ini",
+          "Access-Control-Allow-Origin = https://Old.Example, http://intranet:8080\n"
+          "[ports]\nhttp = 18622\n")
+    write(tmp_path, "user_config.ini", "[access]\nallowed_origins = https://new.example\n")
+    cfg = load(Home(tmp_path))
+    assert cfg.access.allowed_origins == ["https://new.example"]
+    assert getattr(cfg.access, "Access-Control-Allow-Origin") == [
+        "https://old.example", "http://intranet:8080"]
+    assert cfg.ports.http == [18622]
+
+
+def test_a_wildcard_origin_is_refused_with_the_reason(tmp_path):
+    path = write(tmp_path, "DSConfiguration.ini", "Access-Control-Allow-Origin = *\n")
+    with pytest.raises(ConfigError) as caught:
+        load_file(path, "DSConfiguration.ini")
+    assert str(caught.value).startswith(f"{path}:1: Access-Control-Allow-Origin: '*' would "
+                                        "let every web site use")
+
+
+def test_other_keys_above_the_sections_are_refused(tmp_path):
+    path = write(tmp_path, "service.ini", "name = x\n[service]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_file(path, "service.ini")
+    assert str(caught.value) == f"{path}:1: name: key before any [section]"
