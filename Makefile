@@ -23,6 +23,7 @@ bench: venv-test
 	$(VPY) bench/broker.py
 	$(VPY) bench/buffer.py
 	$(VPY) bench/scan.py
+	$(VPY) bench/gateway.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:
