@@ -1,0 +1,764 @@
+// The Scanbridge demo: scan, see pages arrive, edit, reorder, import and save, through
+// /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
+import { connect } from "/scanbridge.js";
+
+/** @typedef {import("/scanbridge.js").ImageInfo} ImageInfo */
+/** @typedef {import("/scanbridge.js").Session} Session */
+/** @typedef {import("/scanbridge.js").ScanJob} ScanJob */
+
+const THUMB_SIZE = 200;   // px, the thumbnails' longer side
+const COMMON_DPI = [75, 100, 150, 200, 240, 300, 400, 600, 1200];
+const LABELS = {
+  mode: {color: "Colour", gray: "Grayscale", lineart: "Black & white"},
+  source: {flatbed: "Flatbed", adf: "Document feeder", duplex: "Feeder, both sides"},
+  page_size: {max: "Full area"},
+};
+
+/** @param {string} id @returns {any} */
+const $ = (id) => document.getElementById(id);
+const ui = {
+  connection: $("connection"), source: $("source"), refreshSources: $("refresh-sources"),
+  form: $("scan-form"), resolution: $("resolution"), mode: $("mode"),
+  scanSource: $("scan-source"), pageSize: $("page-size"), pages: $("pages"),
+  batch: $("batch"), scan: $("scan"), cancel: $("cancel"), progress: $("progress"),
+  progressText: $("progress-text"), dropzone: $("dropzone"), importFile: $("import-file"),
+  grid: $("thumbnails"), empty: $("empty"), count: $("page-count"),
+  rotateLeft: $("rotate-left"), rotateRight: $("rotate-right"), crop: $("crop"),
+  cropMargin: $("crop-margin"), moveLeft: $("move-left"), moveRight: $("move-right"),
+  undo: $("undo"), delete: $("delete"), savePdf: $("save-pdf"), saveTiff: $("save-tiff"),
+  status: $("status"), sessionId: $("session-id"), download: $("download"),
+};
+const fields = {
+  resolution: $("field-resolution"), mode: $("field-mode"),
+  scanSource: $("field-scan-source"), pageSize: $("field-page-size"),
+};
+
+const state = {
+  /** @type {Session|null} */ session: null,
+  /** @type {ImageInfo[]} pages in order, as last known */ images: [],
+  /** @type {string|null} */ selected: null,
+  /** @type {ScanJob|null} */ job: null,
+  /** @type {Map<string, {el: HTMLElement, img: HTMLImageElement, caption: HTMLElement,
+   *  etag: string}>} */ thumbs: new Map(),
+  /** @type {Record<string, any>} the current source's aliases */ aliases: {},
+  optionsLoad: 0,    // numbers getOptions calls: only the latest one fills the form
+};
+
+// --- status line --------------------------------------------------------------------------
+
+/** @param {string} text @param {"info"|"busy"|"ok"|"error"} [kind] */
+function say(text, kind = "info") {
+  ui.status.replaceChildren(text);
+  ui.status.className = kind;
+  delete ui.status.dataset.code;
+}
+
+/** Show an error with its code. @param {unknown} error @param {string} doing */
+function fail(error, doing) {
+  const code = /** @type {any} */ (error)?.code ?? "error";
+  const message = /** @type {any} */ (error)?.message ?? String(error);
+  const badge = document.createElement("span");
+  badge.className = "code";
+  badge.textContent = code;
+  ui.status.replaceChildren(badge, ` ${doing} failed: ${message}`);
+  ui.status.className = "error";
+  ui.status.dataset.code = code;
+  console.warn(`${doing} failed`, error);
+}
+
+/**
+ * Run one user action with status messages; errors are shown, not thrown.
+ * @template T
+ * @param {string} doing        e.g. "Rotating page 2"
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T|undefined>}
+ */
+async function act(doing, work) {
+  say(`${doing}…`, "busy");
+  try {
+    return await work();
+  } catch (error) {
+    fail(error, doing);
+    return undefined;
+  }
+}
+
+// --- sources and options ------------------------------------------------------------------
+
+/** @param {HTMLSelectElement} select @param {Array<string|number>} values
+ *  @param {(v: string|number) => string} label @param {string|number|undefined} preferred */
+function fillSelect(select, values, label, preferred) {
+  const previous = select.value;
+  select.replaceChildren(...values.map((value) => new Option(label(value), String(value))));
+  const keep = [previous, preferred].map((v) => (v === undefined ? undefined : String(v)))
+    .find((v) => v !== undefined && values.map(String).includes(v));
+  if (keep !== undefined) select.value = keep;
+}
+
+/** @param {{force?: boolean}} [options] */
+async function loadSources({force = false} = {}) {
+  const session = state.session;
+  if (!session) return;
+  ui.refreshSources.disabled = true;
+  say(force ? "Looking for scanners again…" : "Looking for scanners…", "busy");
+  try {
+    const sources = await session.listSources({refresh: force});
+    const previous = ui.source.value;
+    if (sources.length === 0) {
+      ui.source.replaceChildren(new Option("No scanner found", ""));
+      ui.source.disabled = true;
+      say("No scanner found. Connect one and press Refresh, or import files.", "info");
+    } else {
+      ui.source.replaceChildren(...sources.map((s) => new Option(
+        `${[s.vendor, s.model].filter(Boolean).join(" ") || s.id} (${s.id})${s.busy ? " – busy" : ""}`,
+        s.id)));
+      ui.source.disabled = false;
+      if (sources.some((s) => s.id === previous)) ui.source.value = previous;
+      say(`${sources.length} scanner${sources.length === 1 ? "" : "s"} found.`, "ok");
+    }
+    await loadOptions();
+    // Ready for use (and for automated tests): connected, sources listed, form built.
+    document.body.dataset.ready = "1";
+  } catch (error) {
+    fail(error, "Listing the scanners");
+  } finally {
+    ui.refreshSources.disabled = false;
+    updateButtons();
+  }
+}
+
+/** Build the settings form from the source's aliases. */
+async function loadOptions() {
+  const session = state.session;
+  const source = ui.source.value;
+  const load = ++state.optionsLoad;
+  if (!session || !source) {
+    state.aliases = {};
+    showFields();
+    return;
+  }
+  try {
+    const described = await session.getOptions(source);
+    if (load !== state.optionsLoad) return;  // another source was picked meanwhile
+    state.aliases = described.aliases ?? {};
+    const a = state.aliases;
+    if (a.resolution) {
+      const values = resolutionChoices(a.resolution);
+      const preferred = values.includes(150) ? 150 : values[Math.floor(values.length / 2)];
+      fillSelect(ui.resolution, values, (v) => `${v} dpi`, preferred);
+    }
+    if (a.mode?.values?.length) {
+      fillSelect(ui.mode, a.mode.values, (v) => LABELS.mode[v] ?? String(v), "color");
+    }
+    if (a.source?.values?.length) {
+      fillSelect(ui.scanSource, a.source.values, (v) => LABELS.source[v] ?? String(v),
+        ui.batch.checked && a.source.values.includes("adf") ? "adf" : "flatbed");
+    }
+    if (a.page_size?.values?.length) {
+      fillSelect(ui.pageSize, a.page_size.values, (v) => LABELS.page_size[v] ?? String(v),
+        a.page_size.values.includes("A4") ? "A4" : "max");
+    }
+    showFields();
+    if (described.busy) say(`${source} is busy with another scan; its settings are shown.`, "info");
+  } catch (error) {
+    if (load !== state.optionsLoad) return;
+    state.aliases = {};
+    showFields();
+    fail(error, `Reading the settings of ${source}`);
+  }
+}
+
+/** Resolutions to offer: the device's list, or common values within its range. */
+function resolutionChoices(alias) {
+  const constraint = alias.constraint ?? {};
+  if (Array.isArray(constraint.values) && constraint.values.length) return constraint.values;
+  if (constraint.range) {
+    const {min, max, step} = constraint.range;
+    const onStep = (v) => !step || Math.abs((v - min) / step - Math.round((v - min) / step)) < 1e-6;
+    const values = COMMON_DPI.filter((v) => v >= min && v <= max && onStep(v));
+    return values.length ? values : [min, max].filter((v, i, all) => all.indexOf(v) === i);
+  }
+  return COMMON_DPI;
+}
+
+function showFields() {
+  const a = state.aliases;
+  fields.resolution.hidden = !a.resolution;
+  fields.mode.hidden = !a.mode?.values?.length;
+  fields.scanSource.hidden = !a.source?.values?.length;
+  fields.pageSize.hidden = !a.page_size?.values?.length;
+}
+
+/** The form's values as scan options (aliases only). */
+function scanOptions() {
+  /** @type {Record<string, unknown>} */
+  const options = {};
+  if (!fields.resolution.hidden && ui.resolution.value) options.resolution = Number(ui.resolution.value);
+  if (!fields.mode.hidden && ui.mode.value) options.mode = ui.mode.value;
+  if (!fields.scanSource.hidden && ui.scanSource.value) options.source = ui.scanSource.value;
+  if (!fields.pageSize.hidden && ui.pageSize.value) options.page_size = ui.pageSize.value;
+  return options;
+}
+
+// --- scanning -----------------------------------------------------------------------------
+
+/** @param {boolean} on */
+function setScanning(on) {
+  document.body.dataset.scanning = on ? "1" : "0";
+  updateButtons();
+}
+
+async function startScan() {
+  const session = state.session;
+  const source = ui.source.value;
+  if (!session || !source || state.job) return;
+  const batch = ui.batch.checked;
+  const pages = Math.max(1, Math.floor(Number(ui.pages.value) || 1));
+  ui.pages.value = String(pages);
+  let stored = 0;
+  showProgress(0, batch ? "Starting the scan…" : `Starting the scan of ${pages} page(s)…`);
+  say(`Scanning from ${source}…`, "busy");
+  const job = session.scan({
+    source, options: scanOptions(), batch, pages: batch ? undefined : pages,
+    onPage: (info) => {
+      stored += 1;
+      addImage(info);
+      say(`Page ${stored}${batch ? "" : ` of ${pages}`} stored.`, "busy");
+    },
+    onProgress: ({page, percent, pages: done}) => {
+      const part = (percent ?? 0) / 100;
+      if (batch) {
+        showProgress(percent ?? 0, `Page ${page}: ${percent ?? 0} %`);
+      } else {
+        const overall = Math.max(done, page - 1 + part) / pages;
+        showProgress(Math.min(100, overall * 100), `Page ${Math.min(page, pages)} of ${pages}`);
+      }
+    },
+  });
+  state.job = job;
+  setScanning(true);
+  try {
+    const record = await job.done;
+    const n = record.pages ?? stored;
+    showProgress(record.state === "done" ? 100 : ui.progress.value,
+      record.state === "cancelled" ? "Cancelled" : "Done");
+    say(record.state === "cancelled"
+      ? `Scan cancelled; ${n} page(s) kept.` : `Scan done: ${n} page(s).`, "ok");
+  } catch (error) {
+    showProgress(Number(ui.progress.value) || 0, "Stopped");
+    fail(error, "Scanning");
+  } finally {
+    state.job = null;
+    setScanning(false);
+    refreshImages();
+  }
+}
+
+/** @param {number} percent @param {string} text */
+function showProgress(percent, text) {
+  ui.progress.value = Math.round(percent);
+  ui.progressText.textContent = text;
+}
+
+async function cancelScan() {
+  const job = state.job;
+  if (!job) return;
+  ui.cancel.disabled = true;
+  say("Cancelling the scan…", "busy");
+  try {
+    await job.cancel();
+  } catch (error) {
+    fail(error, "Cancelling the scan");
+    updateButtons();
+  }
+}
+
+// --- the page grid ------------------------------------------------------------------------
+
+/** Insert or update one page (from onPage, an edit, an import) without a round trip. */
+function addImage(/** @type {ImageInfo} */ info) {
+  const at = state.images.findIndex((image) => image.id === info.id);
+  if (at >= 0) {
+    state.images[at] = info;
+  } else {
+    const index = Number.isInteger(info.index) ? info.index : state.images.length;
+    state.images.splice(Math.min(Math.max(index, 0), state.images.length), 0, info);
+  }
+  render();
+}
+
+let refreshing = /** @type {Promise<void>|null} */ (null);
+let refreshAgain = false;
+
+/** Read the page list again (coalesced: at most one request in flight, one queued). */
+function refreshImages() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      const session = state.session;
+      if (!session || session.closed) return;
+      try {
+        state.images = await session.images();
+        render();
+      } catch (error) {
+        if (!session.closed) fail(error, "Reading the page list");
+        return;
+      }
+    } while (refreshAgain);
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+/** Show state.images in the grid, reusing thumbnails whose image did not change. */
+function render() {
+  const session = state.session;
+  if (!session) return;
+  const wanted = new Set(state.images.map((image) => image.id));
+  for (const [id, thumb] of state.thumbs) {
+    if (!wanted.has(id)) {
+      thumb.el.remove();
+      state.thumbs.delete(id);
+    }
+  }
+  if (state.selected && !wanted.has(state.selected)) state.selected = null;
+  state.images.forEach((info, index) => {
+    let thumb = state.thumbs.get(info.id);
+    if (!thumb) {
+      thumb = makeThumb(info);
+      state.thumbs.set(info.id, thumb);
+    }
+    if (thumb.etag !== info.etag) {
+      thumb.img.src = session.thumbnailUrl(info.id, {size: THUMB_SIZE, etag: info.etag});
+      thumb.etag = info.etag;
+    }
+    thumb.img.alt = `Page ${index + 1}`;
+    thumb.caption.textContent = `${index + 1} · ${info.width}×${info.height}`;
+    thumb.el.title = [`Page ${index + 1}: ${info.width}×${info.height} px`,
+      info.dpi?.[0] ? `${Math.round(info.dpi[0])} dpi` : "", info.mode, info.format]
+      .filter(Boolean).join(", ") + ". Drag to move; double-click to open.";
+    thumb.el.dataset.index = String(index);
+    const selected = info.id === state.selected;
+    thumb.el.classList.toggle("selected", selected);
+    thumb.el.setAttribute("aria-selected", String(selected));
+    if (ui.grid.children[index] !== thumb.el) {
+      ui.grid.insertBefore(thumb.el, ui.grid.children[index] ?? null);
+    }
+  });
+  ui.count.textContent = String(state.images.length);
+  ui.empty.hidden = state.images.length > 0;
+  updateButtons();
+}
+
+/** @param {ImageInfo} info */
+function makeThumb(info) {
+  const el = document.createElement("figure");
+  el.className = "thumb";
+  el.dataset.id = info.id;
+  el.draggable = true;
+  el.tabIndex = 0;
+  el.setAttribute("role", "option");
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  const img = document.createElement("img");
+  img.draggable = false;
+  img.decoding = "async";
+  img.addEventListener("error", () => el.classList.add("broken"));
+  img.addEventListener("load", () => el.classList.remove("broken"));
+  frame.append(img);
+  const caption = document.createElement("figcaption");
+  el.append(frame, caption);
+  return {el, img, caption, etag: ""};
+}
+
+/** @param {string|null} id @param {{focus?: boolean}} [options] */
+function select(id, {focus = false} = {}) {
+  state.selected = id;
+  for (const [key, thumb] of state.thumbs) {
+    thumb.el.classList.toggle("selected", key === id);
+    thumb.el.setAttribute("aria-selected", String(key === id));
+  }
+  if (focus && id) state.thumbs.get(id)?.el.focus();
+  updateButtons();
+}
+
+function selectedInfo() {
+  return state.images.find((image) => image.id === state.selected) ?? null;
+}
+
+function pageLabel(id) {
+  return `page ${state.images.findIndex((image) => image.id === id) + 1}`;
+}
+
+function updateButtons() {
+  const ready = Boolean(state.session) && !state.session?.closed;
+  const scanning = Boolean(state.job);
+  const has = state.images.length > 0;
+  const index = state.images.findIndex((image) => image.id === state.selected);
+  const picked = ready && index >= 0;
+  ui.scan.disabled = !ready || scanning || !ui.source.value;
+  ui.cancel.disabled = !scanning;
+  ui.pages.disabled = ui.batch.checked;
+  for (const button of [ui.rotateLeft, ui.rotateRight, ui.crop, ui.undo, ui.delete]) {
+    button.disabled = !picked;
+  }
+  ui.moveLeft.disabled = !picked || index === 0;
+  ui.moveRight.disabled = !picked || index === state.images.length - 1;
+  ui.savePdf.disabled = !ready || !has;
+  ui.saveTiff.disabled = !ready || !has;
+}
+
+// --- editing ------------------------------------------------------------------------------
+
+/** @param {string} doing @param {(session: Session, info: ImageInfo) => Promise<ImageInfo>} edit */
+async function editSelected(doing, edit) {
+  const session = state.session;
+  const info = selectedInfo();
+  if (!session || !info) return;
+  const label = pageLabel(info.id);
+  const edited = await act(`${doing} ${label}`, () => edit(session, info));
+  if (edited) {
+    addImage(edited);
+    say(`${doing} ${label}: done.`, "ok");
+  }
+}
+
+function cropSelected() {
+  const percent = Math.min(45, Math.max(1, Number(ui.cropMargin.value) || 10));
+  ui.cropMargin.value = String(percent);
+  return editSelected(`Cropping ${percent} % off`, (session, info) => {
+    const dx = Math.round(info.width * percent / 100);
+    const dy = Math.round(info.height * percent / 100);
+    return session.crop(info.id, {left: dx, top: dy, right: info.width - dx,
+      bottom: info.height - dy});
+  });
+}
+
+async function deleteSelected() {
+  const session = state.session;
+  const info = selectedInfo();
+  if (!session || !info) return;
+  const index = state.images.indexOf(info);
+  const label = pageLabel(info.id);
+  const deleted = await act(`Deleting ${label}`, () => session.delete(info.id));
+  if (deleted) {
+    state.images = state.images.filter((image) => image.id !== info.id);
+    const next = state.images[Math.min(index, state.images.length - 1)];
+    state.selected = next?.id ?? null;
+    render();
+    if (next) state.thumbs.get(next.id)?.el.focus();
+    say(`Deleted ${label}.`, "ok");
+  }
+}
+
+/** Move a page to another place and tell the service. @param {string[]} order */
+async function applyOrder(order) {
+  const session = state.session;
+  if (!session) return;
+  const before = state.images;
+  const byId = new Map(before.map((image) => [image.id, image]));
+  state.images = order.map((id) => byId.get(id)).filter(Boolean);
+  render();
+  const done = await act("Reordering the pages", () => session.reorder(order));
+  if (done) {
+    say("Page order saved.", "ok");
+  } else {
+    refreshImages();  // back to what the service has
+  }
+}
+
+/** @param {number} step */
+function moveSelected(step) {
+  const ids = state.images.map((image) => image.id);
+  const from = ids.indexOf(state.selected ?? "");
+  const to = from + step;
+  if (from < 0 || to < 0 || to >= ids.length) return;
+  ids.splice(to, 0, ...ids.splice(from, 1));
+  applyOrder(ids).then(() => state.selected && state.thumbs.get(state.selected)?.el.focus());
+}
+
+// --- drag to reorder ----------------------------------------------------------------------
+
+let dragId = /** @type {string|null} */ (null);
+
+function clearDropMarks() {
+  for (const el of ui.grid.querySelectorAll(".drop-before, .drop-after")) {
+    el.classList.remove("drop-before", "drop-after");
+  }
+}
+
+/** Where a drop on `target` puts the dragged page: at the target's place. */
+function dropPlace(target) {
+  const ids = state.images.map((image) => image.id);
+  const from = ids.indexOf(dragId ?? "");
+  const to = target ? ids.indexOf(target.dataset.id) : ids.length - 1;
+  return {ids, from, to};
+}
+
+ui.grid.addEventListener("dragstart", (event) => {
+  const thumb = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  if (!thumb || !event.dataTransfer) return;
+  dragId = thumb.dataset.id;
+  event.dataTransfer.effectAllowed = "move";
+  event.dataTransfer.setData("text/plain", `scanbridge-page:${dragId}`);
+  thumb.classList.add("dragging");
+  select(dragId);
+});
+
+ui.grid.addEventListener("dragover", (event) => {
+  if (!dragId || !event.dataTransfer) return;  // files are handled by the import area
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "move";
+  const target = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  clearDropMarks();
+  if (target && target.dataset.id !== dragId) {
+    const {from, to} = dropPlace(target);
+    target.classList.add(from < to ? "drop-after" : "drop-before");
+  }
+});
+
+ui.grid.addEventListener("dragleave", (event) => {
+  if (event.relatedTarget instanceof Node && ui.grid.contains(event.relatedTarget)) return;
+  clearDropMarks();
+});
+
+ui.grid.addEventListener("drop", (event) => {
+  if (!dragId) return;
+  event.preventDefault();
+  event.stopPropagation();
+  const target = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  const {ids, from, to} = dropPlace(target);
+  clearDropMarks();
+  dragId = null;
+  if (from < 0 || to < 0 || from === to) return;
+  ids.splice(to, 0, ...ids.splice(from, 1));
+  applyOrder(ids);
+});
+
+ui.grid.addEventListener("dragend", () => {
+  clearDropMarks();
+  for (const el of ui.grid.querySelectorAll(".dragging")) el.classList.remove("dragging");
+  dragId = null;
+});
+
+// --- selection by click and keyboard --------------------------------------------------------
+
+ui.grid.addEventListener("click", (event) => {
+  const thumb = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  if (thumb) select(thumb.dataset.id);
+});
+
+ui.grid.addEventListener("dblclick", (event) => {
+  const thumb = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  const info = thumb && state.images.find((image) => image.id === thumb.dataset.id);
+  if (info && state.session) {
+    window.open(state.session.imageUrl(info.id, {etag: info.etag}), "_blank", "noopener");
+  }
+});
+
+ui.grid.addEventListener("keydown", (event) => {
+  const thumb = event.target instanceof Element ? event.target.closest(".thumb") : null;
+  if (!thumb) return;
+  const ids = state.images.map((image) => image.id);
+  const index = ids.indexOf(thumb.dataset.id);
+  const go = (to) => {
+    if (to >= 0 && to < ids.length) select(ids[to], {focus: true});
+  };
+  switch (event.key) {
+    case "Enter":
+    case " ":
+      select(thumb.dataset.id);
+      break;
+    case "ArrowLeft":
+    case "ArrowUp":
+      go(index - 1);
+      break;
+    case "ArrowRight":
+    case "ArrowDown":
+      go(index + 1);
+      break;
+    case "Home":
+      go(0);
+      break;
+    case "End":
+      go(ids.length - 1);
+      break;
+    case "Delete":
+    case "Backspace":
+      select(thumb.dataset.id);
+      deleteSelected();
+      break;
+    default:
+      return;
+  }
+  event.preventDefault();
+});
+
+// --- import -------------------------------------------------------------------------------
+
+/** @param {Iterable<File>} files */
+async function importFiles(files) {
+  const session = state.session;
+  const list = [...files];
+  if (!session || list.length === 0) return;
+  let total = 0;
+  for (const file of list) {
+    const images = await act(`Importing ${file.name || "the file"}`, () => session.import(file));
+    if (!images) return;  // the error is shown; stop here
+    for (const info of images) addImage(info);
+    total += images.length;
+  }
+  say(`Imported ${total} page(s) from ${list.length} file(s).`, "ok");
+  refreshImages();
+}
+
+/** @param {DragEvent} event */
+const hasFiles = (event) => Boolean(event.dataTransfer?.types?.includes("Files"));
+
+ui.dropzone.addEventListener("dragenter", (event) => {
+  if (hasFiles(event)) ui.dropzone.classList.add("over");
+});
+ui.dropzone.addEventListener("dragover", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "copy";
+  ui.dropzone.classList.add("over");
+});
+ui.dropzone.addEventListener("dragleave", (event) => {
+  if (event.relatedTarget instanceof Node && ui.dropzone.contains(event.relatedTarget)) return;
+  ui.dropzone.classList.remove("over");
+});
+ui.dropzone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  event.stopPropagation();
+  ui.dropzone.classList.remove("over");
+  document.body.classList.remove("dragging-files");
+  importFiles(event.dataTransfer?.files ?? []);
+});
+ui.dropzone.addEventListener("click", () => ui.importFile.click());
+ui.dropzone.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    ui.importFile.click();
+  }
+});
+ui.importFile.addEventListener("change", async () => {
+  const files = [...ui.importFile.files];
+  ui.importFile.value = "";
+  await importFiles(files);
+});
+
+// Files dropped anywhere else are imported too (and never open in the tab instead).
+window.addEventListener("dragover", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  document.body.classList.add("dragging-files");
+});
+window.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) document.body.classList.remove("dragging-files");
+});
+window.addEventListener("drop", (event) => {
+  document.body.classList.remove("dragging-files");
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  importFiles(event.dataTransfer?.files ?? []);
+});
+
+// --- save ---------------------------------------------------------------------------------
+
+/** @param {"pdf"|"tiff"} format */
+async function saveAs(format) {
+  const session = state.session;
+  if (!session || state.images.length === 0) return;
+  const stamp = new Date().toISOString().slice(0, 16).replace("T", "-").replace(":", "");
+  const file = await act(`Saving ${state.images.length} page(s) as ${format.toUpperCase()}`,
+    () => session.save({format, filename: `scan-${stamp}`}));
+  if (!file) return;
+  const url = URL.createObjectURL(file);
+  ui.download.href = url;
+  ui.download.download = file.name;
+  ui.download.click();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  say(`Saved ${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB).`, "ok");
+}
+
+// --- wiring -------------------------------------------------------------------------------
+
+ui.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  startScan();
+});
+ui.cancel.addEventListener("click", cancelScan);
+ui.source.addEventListener("change", () => {
+  loadOptions();
+  updateButtons();
+});
+ui.refreshSources.addEventListener("click", () => loadSources({force: true}));
+ui.batch.addEventListener("change", () => {
+  if (ui.batch.checked && !fields.scanSource.hidden &&
+      [...ui.scanSource.options].some((o) => o.value === "adf")) {
+    ui.scanSource.value = "adf";  // a batch needs the document feeder
+  }
+  updateButtons();
+});
+ui.rotateLeft.addEventListener("click", () =>
+  editSelected("Rotating left", (session, info) => session.rotate(info.id, -90)));
+ui.rotateRight.addEventListener("click", () =>
+  editSelected("Rotating right", (session, info) => session.rotate(info.id, 90)));
+ui.crop.addEventListener("click", cropSelected);
+ui.undo.addEventListener("click", () =>
+  editSelected("Undoing the last edit of", (session, info) => session.undo(info.id)));
+ui.delete.addEventListener("click", deleteSelected);
+ui.moveLeft.addEventListener("click", () => moveSelected(-1));
+ui.moveRight.addEventListener("click", () => moveSelected(1));
+ui.savePdf.addEventListener("click", () => saveAs("pdf"));
+ui.saveTiff.addEventListener("click", () => saveAs("tiff"));
+
+/** @param {"connecting"|"connected"|"reconnecting"|"closed"|"offline"} name @param {string} text */
+function connectionState(name, text) {
+  ui.connection.dataset.state = name;
+  ui.connection.textContent = text;
+}
+
+async function main() {
+  document.body.dataset.scanning = "0";
+  let session;
+  try {
+    // Same origin as this page: the page's CSP (connect-src 'self') allows only that.
+    session = await connect({url: location.origin});
+  } catch (error) {
+    connectionState("offline", "not connected");
+    fail(error, "Connecting to Scanbridge");
+    return;
+  }
+  state.session = session;
+  ui.sessionId.textContent = `session ${session.id}`;
+  connectionState("connecting", "connected, events starting…");
+  session.on("buffer.changed", () => refreshImages());
+  session.on("events.lost", () => refreshImages());
+  session.on("events.connected", () => connectionState("connected", "connected"));
+  session.on("events.disconnected", (event) =>
+    connectionState("reconnecting", `reconnecting in ${event.data.retry_in} s…`));
+  session.on("buffer.import", (event) => {
+    const {done, total} = event.data ?? {};
+    if (total > 1) say(`Importing: page ${done} of ${total}…`, "busy");
+  });
+  session.on("session.closed", (event) => {
+    connectionState("closed", "session closed");
+    state.images = [];
+    render();
+    say(`The session was closed (${event.data?.reason ?? "by the service"}). ` +
+      "Reload the page to start a new one.", "error");
+    ui.status.dataset.code = "session_closed";
+    updateButtons();
+  });
+  await refreshImages();
+  await loadSources();  // sets body[data-ready] once the sources are listed
+}
+
+main();

@@ -1,0 +1,1414 @@
+/**
+ * scanbridge.js: the browser client of the Scanbridge service (an ES module, no build step,
+ * no dependencies). Served by the service itself at `/scanbridge.js`.
+ *
+ * @example
+ * import { connect } from "http://127.0.0.1:18625/scanbridge.js";
+ *
+ * const session = await connect();                  // reuses this tab's session on reload
+ * const [scanner] = await session.listSources();
+ * const job = session.scan({ source: scanner.id, pages: 3,
+ *                            options: { resolution: 150, mode: "color" } });
+ * for await (const image of job) {                  // one ImageInfo per stored page
+ *   const img = new Image();
+ *   img.src = session.thumbnailUrl(image);          // token and etag are in the URL
+ *   document.body.append(img);
+ * }
+ * const file = await session.save({ format: "pdf", filename: "scan" });  // a File (Blob + name)
+ * session.on("buffer.changed", () => refresh());    // events over one WebSocket
+ *
+ * The page's origin must be allowed by the computer's administrator:
+ * `scanbridge allow https://your.app`. See docs/js-client.md.
+ *
+ * @module scanbridge
+ */
+
+// --- types -----------------------------------------------------------------------------
+
+/**
+ * A scanner (or, later, a camera) the service can use.
+ * @typedef {object} Source
+ * @property {string} id        stable id to pass to {@link Session#scan}, e.g. "test:0"
+ * @property {string} type      "scanner"
+ * @property {string} device    the driver's device name
+ * @property {string} vendor
+ * @property {string} model
+ * @property {string} kind      e.g. "flatbed scanner", "sheetfed scanner", "virtual device"
+ * @property {string} backend   the driver (SANE backend), e.g. "test", "airscan"
+ * @property {boolean} busy     a scan job uses it now
+ */
+
+/**
+ * A range constraint of an option.
+ * @typedef {object} OptionRange
+ * @property {number} min
+ * @property {number} max
+ * @property {number} step      0 when any value in the range is allowed
+ */
+
+/**
+ * What an option accepts: a range, a list of values, or anything of its type (null).
+ * @typedef {{range: OptionRange} | {values: Array<string|number>} | null} OptionConstraint
+ */
+
+/**
+ * One device option, as a form needs it.
+ * @typedef {object} OptionDescriptor
+ * @property {string} name          the device's option name, e.g. "resolution", "tl-x"
+ * @property {string} title
+ * @property {string} description
+ * @property {string} group         the option group's title ("" for none)
+ * @property {"bool"|"int"|"fixed"|"string"|"button"|"unknown"} type
+ * @property {"none"|"pixel"|"bit"|"mm"|"dpi"|"percent"|"microsecond"} unit
+ * @property {OptionConstraint} constraint
+ * @property {*} value              the value now (null when not readable or inactive)
+ * @property {*} [default]          the device's value when first opened
+ * @property {boolean} active       false when other settings make it irrelevant
+ * @property {boolean} settable     software may set it
+ * @property {boolean} readable
+ * @property {boolean} automatic
+ * @property {boolean} advanced
+ * @property {boolean} emulated
+ * @property {number} index
+ * @property {number} [array]       number of values, for array options (shown, not settable)
+ */
+
+/**
+ * A friendly option name that works on every device (`resolution`, `mode`, `source`,
+ * `page_size`, `area`, `depth`, `adf`, `duplex`, `brightness`, `contrast`).
+ * Which fields are present depends on the alias.
+ * @typedef {object} OptionAlias
+ * @property {string} [option]                  the device option it sets
+ * @property {string} [type]                    "int", "fixed", "bool", ...
+ * @property {OptionConstraint} [constraint]    for numeric aliases (resolution, depth, ...)
+ * @property {string[]} [values]                accepted names: mode ["color", "gray",
+ *                                              "lineart"], source ["flatbed", "adf",
+ *                                              "duplex"], page_size ["max", "A4", ...]
+ * @property {string[]} [device_values]         the device's own values behind them
+ * @property {string} [unit]                    area: "mm"
+ * @property {number} [width]                   area: the largest width (mm)
+ * @property {number} [height]                  area: the largest height (mm)
+ */
+
+/**
+ * The options of a source.
+ * @typedef {object} SourceOptions
+ * @property {string} source
+ * @property {boolean} busy                     a job uses the device (the options are its)
+ * @property {string} [job]                     that job's id
+ * @property {OptionDescriptor[]} options
+ * @property {Object<string, OptionAlias>} aliases
+ */
+
+/**
+ * Values to scan with: aliases and/or the device's own option names.
+ * @typedef {object} ScanSettings
+ * @property {number} [resolution]              dpi
+ * @property {"color"|"gray"|"lineart"} [mode]
+ * @property {"flatbed"|"adf"|"duplex"} [source]
+ * @property {string} [page_size]               "A4", "Letter", ..., "max"
+ * @property {{left?: number, top?: number, width?: number, height?: number}} [area]  mm
+ * @property {number} [depth]
+ * @property {number} [brightness]
+ * @property {number} [contrast]
+ */
+
+/**
+ * One page (image) of the session's buffer.
+ * @typedef {object} ImageInfo
+ * @property {string} id
+ * @property {number} index                     position in the page order (0-based)
+ * @property {number} width                     pixels
+ * @property {number} height                    pixels
+ * @property {[number, number]} dpi
+ * @property {"bw"|"gray"|"color"} mode
+ * @property {number} bit_depth
+ * @property {"jpeg"|"png"|"tiff"} format       how it is stored
+ * @property {number} bytes
+ * @property {string} source                    the source id, or "" (imported)
+ * @property {number} created                   Unix time (seconds)
+ * @property {string[]} tags
+ * @property {number} edits                     number of edits (undo goes back one)
+ * @property {object} meta
+ * @property {string} etag                      changes with every edit
+ * @property {object[]} [history]               only from {@link Session#imageInfo}
+ */
+
+/**
+ * A scan job's record.
+ * @typedef {object} Job
+ * @property {string} job                       the job id
+ * @property {"queued"|"running"|"done"|"failed"|"cancelled"} state
+ * @property {number} pages                     pages stored so far
+ * @property {string[]} images                  their image ids
+ * @property {number|null} [progress]           percent of the current page
+ * @property {{code: string, message: string}|null} [error]
+ * @property {object} [settings]                the device values applied (POST answer)
+ */
+
+/**
+ * Progress of a scan, as `onProgress` gets it.
+ * @typedef {object} Progress
+ * @property {number} page                      the page being read (1-based)
+ * @property {number|null} percent              of that page (100 once it is stored)
+ * @property {number} pages                     pages stored so far
+ */
+
+/**
+ * An event of the session. Server topics: `scan.progress`, `scan.page`, `scan.done`,
+ * `scan.error`, `buffer.changed`, `buffer.import`, `buffer.save`, `session.closed`.
+ * Made by this client (seq = the last seq seen): `events.connected`,
+ * `events.disconnected`, `events.lost`.
+ * @typedef {object} ScanbridgeEvent
+ * @property {number} seq
+ * @property {string} topic
+ * @property {Object<string, any>} data
+ * @property {number} time                      Unix time (seconds)
+ */
+
+/**
+ * @callback EventCallback
+ * @param {ScanbridgeEvent} event
+ * @returns {void}
+ */
+
+/**
+ * One image edit. Crop boxes are in pixels of the current image, right/bottom exclusive;
+ * rotate angles are degrees clockwise.
+ * @typedef {{op: "rotate", angle: number} | {op: "flip"} | {op: "mirror"} | {op: "invert"}
+ *   | {op: "crop", left: number, top: number, right: number, bottom: number}
+ *   | {op: "resize", width?: number, height?: number}
+ *   | {op: "bitdepth", mode: "bw"|"gray"|"color"}
+ *   | {op: "brightness", value: number} | {op: "contrast", value: number}} EditOp
+ */
+
+/**
+ * What {@link status} answers.
+ * @typedef {object} ServiceStatus
+ * @property {string} name
+ * @property {string} display_name
+ * @property {string} version
+ * @property {number} time
+ * @property {Object<string, {state: string, pid?: number, uptime?: number, ondemand?: boolean}>} actors
+ * @property {object} services
+ * @property {string[]} origins                 the allowed web origins
+ */
+
+/**
+ * @typedef {object} SessionRecord
+ * @property {string} id
+ * @property {number} created
+ * @property {number} used
+ * @property {number} images
+ * @property {string|null} origin
+ */
+
+// --- constants and helpers -------------------------------------------------------------
+
+export const DEFAULT_URL = "http://127.0.0.1:18625";
+const API = "/api/v1";
+const BACKOFF_FIRST = 500;  // ms before the first reconnect of the event socket
+const BACKOFF_MAX = 10000;  // ms, the longest wait between two reconnects
+const CHECK_AFTER = 2;      // failed socket attempts in a row before checking the session
+const POLL_EVERY = 2000;    // ms between two job polls while the event socket is down
+const UNCLAIMED_MAX = 1000; // events kept for jobs whose POST has not answered yet
+const PROBE_TIMEOUT = 3000; // ms the "is the service there at all?" probe may take
+const SESSION_GONE = 4000;  // WebSocket close code: the session was closed
+const IMPORT_TYPES = new Set(["image/jpeg", "image/png", "image/tiff", "image/bmp",
+  "image/x-ms-bmp", "image/gif", "application/pdf", "application/octet-stream"]);
+/** @type {Record<string, string>} */
+const EXTENSION_TYPES = {jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png",
+  tif: "image/tiff", tiff: "image/tiff", bmp: "image/bmp", gif: "image/gif",
+  pdf: "application/pdf"};
+const TERMINAL = new Set(["done", "failed", "cancelled"]);
+
+/** Proves a constructor call comes from this module (connect(), Session#scan). */
+const INTERNAL = Symbol("scanbridge.internal");
+
+/**
+ * What a ScanJob may use of its Session.
+ * @typedef {object} SessionInternal
+ * @property {(method: string, path: string, options?: RequestOptions) => Promise<any>} call
+ * @property {string} path                      the session's API path
+ * @property {() => boolean} eventsLive
+ * @property {(jobId: string) => void} forget
+ */
+
+/**
+ * What a Session may do to its ScanJobs.
+ * @typedef {object} JobInternal
+ * @property {(record: Job) => void} attach
+ * @property {(event: ScanbridgeEvent) => void} event
+ * @property {(error: unknown) => void} fail
+ * @property {() => void} sync
+ */
+
+/** What Sessions and ScanJobs share with each other, out of the API's sight. */
+/** @type {WeakMap<Session, SessionInternal>} */
+const sessionParts = new WeakMap();
+/** @type {WeakMap<ScanJob, JobInternal>} */
+const jobParts = new WeakMap();
+
+/** @param {Session} session @returns {SessionInternal} */
+function partsOf(session) {
+  return /** @type {SessionInternal} */ (sessionParts.get(session));
+}
+
+/** @param {ScanJob} job @returns {JobInternal} */
+function jobPartsOf(job) {
+  return /** @type {JobInternal} */ (jobParts.get(job));
+}
+
+/**
+ * Every failure of this client: an error answer of the service (with its `code`), a
+ * network failure (`unreachable`), a failed scan job (the job's error code).
+ */
+export class ScanbridgeError extends Error {
+  /**
+   * @param {string} code         stable code, e.g. "not_found", "device_busy", "unreachable"
+   * @param {string} message      for people
+   * @param {{status?: number, details?: object, cause?: unknown}} [more]
+   */
+  constructor(code, message, {status = 0, details = {}, cause} = {}) {
+    super(message, cause === undefined ? undefined : {cause});
+    this.name = "ScanbridgeError";
+    /** @type {string} the service's error code, or `http_<status>`, `unreachable`, `aborted` */
+    this.code = code;
+    /** @type {number} the HTTP status (0 when the error did not come from an HTTP answer) */
+    this.status = status;
+    /** @type {object} extra fields of the error (e.g. `allowed`, `option`, `job`, `pages`) */
+    this.details = details;
+  }
+}
+
+/** @param {string} url @returns {string} the origin-and-path form without trailing "/" */
+function baseOf(url) {
+  let parsed;
+  try {
+    parsed = new URL(url, globalThis.location?.href);
+  } catch {
+    throw new ScanbridgeError("invalid_argument", `not a URL: ${url}`);
+  }
+  return parsed.href.replace(/\/+$/, "");
+}
+
+/** @param {string} etag @returns {string} the etag without its quotes */
+function bareEtag(etag) {
+  return String(etag).replace(/^W\//, "").replace(/"/g, "");
+}
+
+/** @param {unknown} error */
+function report(error) {
+  if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+  else console.error(error);
+}
+
+/** @param {string|{id: string}} image @returns {string} */
+function idOf(image) {
+  return typeof image === "string" ? image : image?.id;
+}
+
+/**
+ * An error answer as a ScanbridgeError.
+ * @param {Response} response
+ * @returns {Promise<ScanbridgeError>}
+ */
+async function errorOf(response) {
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    // not JSON: a proxy, or something that is not Scanbridge
+  }
+  const error = payload && typeof payload === "object" ? payload.error : null;
+  if (error && typeof error === "object" && typeof error.code === "string") {
+    const {code, message, ...details} = error;
+    return new ScanbridgeError(code, String(message || code), {status: response.status,
+      details});
+  }
+  return new ScanbridgeError(`http_${response.status}`,
+    `HTTP ${response.status} ${response.statusText || ""}`.trim(), {status: response.status});
+}
+
+/**
+ * A fetch that failed without an answer: the service is not running, or the browser
+ * refused to show us its answer (origin not allowed: no CORS headers; Local Network Access
+ * blocked). A no-cors request tells the two apart: it succeeds when something answers.
+ * @param {string} base
+ * @param {unknown} cause
+ * @returns {Promise<ScanbridgeError>}
+ */
+async function networkError(base, cause) {
+  const origin = globalThis.location?.origin ?? "";
+  let answers = false;
+  try {
+    await fetch(`${base}${API}/status`, {mode: "no-cors", credentials: "omit",
+      cache: "no-store", signal: AbortSignal.timeout(PROBE_TIMEOUT)});
+    answers = true;
+  } catch {
+    answers = false;
+  }
+  if (answers) {
+    return new ScanbridgeError("unreachable", `Scanbridge at ${base} is running but the browser ` +
+      `did not let this page read its answer: this page's origin (${origin}) is probably not ` +
+      `allowed; an administrator of this computer can allow it with: scanbridge allow ${origin}`,
+      {details: {url: base, origin, reason: "refused"}, cause});
+  }
+  return new ScanbridgeError("unreachable", `cannot reach Scanbridge at ${base}: the Scanbridge ` +
+    "service may not be running on this computer (or the browser blocked local network " +
+    "access for this page)", {details: {url: base, origin, reason: "no_answer"}, cause});
+}
+
+/**
+ * @typedef {object} RequestOptions
+ * @property {string} [token]
+ * @property {Object<string, string|number|boolean|null|undefined>} [query]
+ * @property {unknown} [json]                   sent as application/json
+ * @property {BodyInit} [body]                  sent as it is (with `headers`' Content-Type)
+ * @property {Object<string, string>} [headers]
+ * @property {AbortSignal} [signal]
+ * @property {boolean} [raw]                    answer the Response instead of its JSON
+ */
+
+/**
+ * One HTTP request to the service; every non-2xx answer becomes a ScanbridgeError.
+ * @param {string} base
+ * @param {string} method
+ * @param {string} path          from the root, e.g. "/api/v1/status"
+ * @param {RequestOptions} [options]
+ * @returns {Promise<any>}
+ */
+async function request(base, method, path, {token, query, json, body, headers, signal,
+  raw = false} = {}) {
+  const url = new URL(base + path);
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined && value !== null && value !== "") {
+      url.searchParams.set(key, String(value));
+    }
+  }
+  const sent = new Headers(headers);
+  if (token) sent.set("Authorization", `Bearer ${token}`);
+  if (json !== undefined) {
+    body = JSON.stringify(json);
+    sent.set("Content-Type", "application/json");
+  }
+  let response;
+  try {
+    response = await fetch(url, {method, headers: sent, body, signal, credentials: "omit",
+      cache: "no-store"});
+  } catch (error) {
+    if (signal?.aborted || (error instanceof Error && error.name === "AbortError")) {
+      throw new ScanbridgeError("aborted", "the request was aborted", {cause: error});
+    }
+    throw await networkError(base, error);
+  }
+  if (!response.ok) throw await errorOf(response);
+  if (raw) return response;
+  if (response.status === 204) return null;
+  const text = await response.text();
+  return text ? JSON.parse(text) : null;
+}
+
+/**
+ * The file name of a Content-Disposition header (RFC 6266: filename* first).
+ * @param {string|null} header
+ * @returns {string|null}
+ */
+function dispositionName(header) {
+  if (!header) return null;
+  const extended = /filename\*\s*=\s*([^']*)'[^']*'([^;]+)/i.exec(header);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[2].trim());
+    } catch {
+      // fall back to the plain name
+    }
+  }
+  const plain = /filename\s*=\s*("((?:[^"\\]|\\.)*)"|[^;]+)/i.exec(header);
+  if (!plain) return null;
+  return (plain[2] !== undefined ? plain[2].replace(/\\(.)/g, "$1") : plain[1]).trim();
+}
+
+/**
+ * The content type to import a file as: its own when the service takes it, else one from
+ * its name, else application/octet-stream (the service then looks at the bytes).
+ * @param {Blob} file
+ * @returns {string}
+ */
+function importType(file) {
+  const own = (file.type || "").toLowerCase();
+  if (IMPORT_TYPES.has(own)) return own;
+  const name = /** @type {File} */ (file).name ?? "";
+  const extension = name.includes(".") ? (name.split(".").pop() ?? "").toLowerCase() : "";
+  return EXTENSION_TYPES[extension] ?? "application/octet-stream";
+}
+
+// --- storage of the tab's session ------------------------------------------------------
+
+/**
+ * @typedef {object} StoredSession
+ * @property {string} url
+ * @property {string} id
+ * @property {string} token
+ * @property {string} [epoch]
+ * @property {number} [seq]
+ */
+
+/** @param {string} key @returns {StoredSession|null} */
+function loadStored(key) {
+  try {
+    const value = JSON.parse(globalThis.sessionStorage?.getItem(key) ?? "null");
+    return value && typeof value.id === "string" && typeof value.token === "string"
+      ? value : null;
+  } catch {
+    return null;  // no storage (sandboxed frame, privacy settings) or a bad value
+  }
+}
+
+/** @param {string} key @param {StoredSession|null} value */
+function saveStored(key, value) {
+  try {
+    if (value === null) globalThis.sessionStorage?.removeItem(key);
+    else globalThis.sessionStorage?.setItem(key, JSON.stringify(value));
+  } catch {
+    // storage full or not available: the session just will not survive a reload
+  }
+}
+
+// --- entry points ----------------------------------------------------------------------
+
+/**
+ * The service's status (no session needed): version, actors, allowed origins.
+ * @param {string} [url]    the service's base URL
+ * @returns {Promise<ServiceStatus>}
+ */
+export async function status(url = DEFAULT_URL) {
+  return request(baseOf(url), "GET", `${API}/status`);
+}
+
+/**
+ * Open a session (or, with `reuse`, take back this tab's session after a reload).
+ * @param {object} [options]
+ * @param {string} [options.url]         the service's base URL
+ * @param {boolean} [options.reuse]      keep `{id, token}` in sessionStorage and reuse it
+ * @param {string} [options.storageKey]  the sessionStorage key
+ * @param {boolean} [options.events]     open the event WebSocket (scan jobs then learn
+ *                                       their pages from events; without it they poll)
+ * @param {object} [options.meta]        stored with a new session (free-form)
+ * @returns {Promise<Session>}
+ * @throws {ScanbridgeError} `unreachable` when the service does not answer
+ */
+export async function connect({url = DEFAULT_URL, reuse = true,
+  storageKey = "scanbridge.session", events = true, meta} = {}) {
+  const base = baseOf(url);
+  /** @type {StoredSession|null} */
+  let record = null;
+  const stored = reuse ? loadStored(storageKey) : null;
+  if (stored && stored.url === base) {
+    try {
+      await request(base, "GET", `${API}/sessions/${encodeURIComponent(stored.id)}`,
+        {token: stored.token});
+      record = stored;
+    } catch (error) {
+      if (!(error instanceof ScanbridgeError) || ![401, 403, 404].includes(error.status)) {
+        throw error;
+      }
+    }
+  }
+  if (record === null) {
+    const opened = await request(base, "POST", `${API}/sessions`,
+      {json: meta === undefined ? {} : {meta}});
+    record = {url: base, id: opened.id, token: opened.token, seq: 0};
+  }
+  if (reuse) saveStored(storageKey, record);
+  return new Session(INTERNAL, {url: base, id: record.id, token: record.token,
+    storageKey: reuse ? storageKey : null, events, seq: record.seq ?? 0,
+    epoch: record.epoch ?? null});
+}
+
+// --- events ----------------------------------------------------------------------------
+
+/**
+ * The session's event WebSocket: reconnects with backoff, passes `since` and `epoch`,
+ * drops duplicates. Not exported: a Session owns one.
+ */
+class EventSocket {
+  /**
+   * @param {object} init
+   * @param {string} init.url            the ws(s) URL without query
+   * @param {string} init.token
+   * @param {number} init.seq            the last seq seen (0: none)
+   * @param {string|null} init.epoch
+   * @param {(event: ScanbridgeEvent) => void} init.deliver
+   * @param {() => Promise<boolean>} init.sessionGone   asks the service whether the session ended
+   * @param {(seq: number, epoch: string|null) => void} init.remember
+   */
+  constructor({url, token, seq, epoch, deliver, sessionGone, remember}) {
+    this.url = url;
+    this.token = token;
+    this.seq = seq;          // the last seq seen
+    this.epoch = epoch;      // the gateway process the seqs belong to
+    this.deliver = deliver;
+    this.sessionGone = sessionGone;
+    this.remember = remember;
+    this.live = false;       // a hello arrived on the socket that is open now
+    this.stopped = false;    // stop() was called: never reconnect
+    this.backoff = BACKOFF_FIRST;
+    this.failures = 0;       // attempts in a row that ended without a hello
+    /** @type {WebSocket|null} */
+    this.socket = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.timer = null;
+  }
+
+  start() {
+    if (this.stopped || this.socket) return;
+    const url = new URL(this.url);
+    url.searchParams.set("token", this.token);
+    url.searchParams.set("since", String(this.seq));
+    if (this.epoch) url.searchParams.set("epoch", this.epoch);
+    let socket;
+    try {
+      socket = new WebSocket(url.href);
+    } catch (error) {
+      report(error);  // a bad URL or CSP: retrying will not help, but do not hot-loop
+      this.retry(null);
+      return;
+    }
+    this.socket = socket;
+    socket.addEventListener("message", (message) => {
+      if (this.socket === socket) this.receive(message.data);
+    });
+    socket.addEventListener("close", (closed) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      const wasLive = this.live;
+      this.live = false;
+      if (this.stopped) return;
+      if (closed.code === SESSION_GONE) {
+        this.stopped = true;
+        return;  // session.closed came before this close
+      }
+      this.synthetic("events.disconnected", {code: closed.code, reason: closed.reason,
+        retry_in: this.backoff / 1000});
+      this.retry(wasLive ? null : closed.code);
+    });
+  }
+
+  /** @param {number|null} failedCode   null when the socket had said hello */
+  retry(failedCode) {
+    if (this.stopped) return;
+    if (failedCode === null) {
+      this.failures = 0;
+    } else {
+      this.failures += 1;
+    }
+    const wait = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
+    this.timer = setTimeout(async () => {
+      this.timer = null;
+      if (this.stopped) return;
+      if (this.failures >= CHECK_AFTER && await this.sessionGone()) {
+        if (this.stopped) return;
+        this.stopped = true;
+        this.deliver({seq: this.seq, topic: "session.closed", time: Date.now() / 1000,
+          data: {reason: "the session no longer exists", synthetic: true}});
+        return;
+      }
+      this.start();
+    }, wait);
+  }
+
+  /** @param {unknown} text */
+  receive(text) {
+    let message;
+    try {
+      message = JSON.parse(String(text));
+    } catch {
+      return;
+    }
+    if (!message || typeof message.topic !== "string" || typeof message.seq !== "number") return;
+    if (message.topic === "hello") {
+      this.hello(message);
+      return;
+    }
+    if (message.seq <= this.seq) return;  // seen already (a replay overlapping live events)
+    this.seq = message.seq;
+    this.remember(this.seq, this.epoch);
+    if (message.topic === "session.closed") this.stopped = true;
+    this.deliver(message);
+  }
+
+  /** @param {ScanbridgeEvent} message */
+  hello(message) {
+    const data = message.data ?? {};
+    // Another gateway process (or numbers that went back): its seqs start again from 1.
+    if ((this.epoch && data.epoch !== this.epoch) || message.seq < this.seq) this.seq = 0;
+    this.epoch = data.epoch ?? null;
+    this.live = true;
+    this.failures = 0;
+    this.backoff = BACKOFF_FIRST;
+    this.remember(this.seq, this.epoch);
+    this.synthetic("events.connected", {epoch: this.epoch, replayed: data.replayed ?? 0,
+      lost: Boolean(data.lost)});
+    if (data.lost) {
+      this.synthetic("events.lost", {reason: "events were missed while the connection " +
+        "was down; read the image list again", epoch: this.epoch});
+    }
+  }
+
+  /** @param {string} topic @param {object} data */
+  synthetic(topic, data) {
+    this.deliver({seq: this.seq, topic, data, time: Date.now() / 1000});
+  }
+
+  stop() {
+    this.stopped = true;
+    this.live = false;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket && socket.readyState <= 1) {  // CONNECTING or OPEN
+      try {
+        socket.close(1000, "closed by the page");
+      } catch {
+        // already closing
+      }
+    }
+  }
+}
+
+// --- session ---------------------------------------------------------------------------
+
+/**
+ * A session: its pages (images) on the service, scans into them, edits, documents, and
+ * events. Get one with {@link connect}.
+ */
+export class Session {
+  /** @type {string} */ id;
+  /** @type {string} the secret of the session; also in image and thumbnail URLs */ token;
+  /** @type {string} the service's base URL */ url;
+  /** @type {boolean} close() was called or the service closed the session */ closed = false;
+
+  #path;
+  #storageKey;
+  /** @type {EventSocket|null} */ #events = null;
+  /** @type {Map<string, Set<EventCallback>>} */ #listeners = new Map();
+  /** @type {Map<string, ScanJob>} */ #jobs = new Map();
+  /** @type {Map<string, ScanbridgeEvent[]>} events of jobs whose POST has not answered */
+  #unclaimed = new Map();
+  #unclaimedCount = 0;
+  #starting = 0;  // scan POSTs not answered yet
+
+  /**
+   * Use {@link connect}.
+   * @param {symbol} key
+   * @param {{url: string, id: string, token: string, storageKey: string|null,
+   *          events: boolean, seq: number, epoch: string|null}} init
+   */
+  constructor(key, init) {
+    if (key !== INTERNAL) throw new TypeError("use connect() to get a Session");
+    this.url = init.url;
+    this.id = init.id;
+    this.token = init.token;
+    this.#path = `${API}/sessions/${encodeURIComponent(init.id)}`;
+    this.#storageKey = init.storageKey;
+    if (init.events && typeof WebSocket === "function") {
+      const ws = new URL(`${this.url}${this.#path}/events`);
+      ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
+      this.#events = new EventSocket({url: ws.href, token: this.token, seq: init.seq,
+        epoch: init.epoch, deliver: (event) => this.#dispatch(event),
+        sessionGone: () => this.#gone(), remember: (seq, epoch) => this.#remember(seq, epoch)});
+      this.#events.start();
+    }
+    sessionParts.set(this, {
+      call: (method, path, options) => this.#call(method, path, options),
+      path: this.#path,
+      eventsLive: () => this.#events?.live ?? false,
+      forget: (jobId) => void this.#jobs.delete(jobId),
+    });
+  }
+
+  /** True while the event socket is connected (a hello arrived). */
+  get eventsConnected() {
+    return this.#events?.live ?? false;
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path
+   * @param {RequestOptions} [options]
+   */
+  #call(method, path, options = {}) {
+    return request(this.url, method, path, {token: this.token, ...options});
+  }
+
+  // --- sources
+
+  /**
+   * The scanners. The first call may take seconds (the scanner module starts on demand).
+   * @param {{refresh?: boolean, signal?: AbortSignal}} [options]  refresh: probe the devices again
+   * @returns {Promise<Source[]>}
+   */
+  async listSources({refresh = false, signal} = {}) {
+    return request(this.url, "GET", `${API}/sources`,
+      {query: {refresh: refresh ? "true" : null}, signal});
+  }
+
+  /**
+   * A source's options (descriptors of the device's options, and the aliases it supports).
+   * @param {string} sourceId
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<SourceOptions>}
+   */
+  async getOptions(sourceId, {signal} = {}) {
+    return request(this.url, "GET", `${API}/sources/${encodeURIComponent(sourceId)}/options`,
+      {signal});
+  }
+
+  // --- scans
+
+  /**
+   * Start a scan job into this session. Answers at once with a {@link ScanJob}: iterate it
+   * (`for await`) for its pages, await `job.done` for its end.
+   * @param {object} request
+   * @param {string} request.source              a {@link Source} id
+   * @param {ScanSettings & Object<string, unknown>} [request.options]
+   * @param {number} [request.pages]             pages to scan (default 1)
+   * @param {boolean} [request.batch]            until the feeder is empty (needs source "adf")
+   * @param {(image: ImageInfo) => void} [request.onPage]
+   * @param {(progress: Progress) => void} [request.onProgress]
+   * @param {AbortSignal} [request.signal]       aborting cancels the job
+   * @returns {ScanJob}
+   */
+  scan({source, options, pages, batch = false, onPage, onProgress, signal} = /** @type {any} */ ({})) {
+    const job = new ScanJob(INTERNAL, this, {batch: Boolean(batch), onPage, onProgress});
+    if (signal?.aborted) {
+      jobPartsOf(job).fail(new ScanbridgeError("aborted", "the scan was aborted before it started"));
+      return job;
+    }
+    /** @type {Object<string, unknown>} */
+    const body = {source};
+    if (options !== undefined && options !== null) body.options = options;
+    if (batch) body.batch = true;
+    else if (pages !== undefined && pages !== null) body.pages = pages;
+    this.#starting += 1;
+    (async () => {
+      try {
+        const record = await this.#call("POST", `${this.#path}/scans`, {json: body});
+        this.#jobs.set(record.job, job);
+        jobPartsOf(job).attach(record);
+        const early = this.#unclaimed.get(record.job) ?? [];
+        this.#unclaimed.delete(record.job);
+        this.#unclaimedCount -= early.length;
+        for (const event of early) jobPartsOf(job).event(event);
+      } catch (error) {
+        jobPartsOf(job).fail(error);
+      } finally {
+        this.#starting -= 1;
+        if (this.#starting === 0) {
+          this.#unclaimed.clear();
+          this.#unclaimedCount = 0;
+        }
+      }
+    })();
+    signal?.addEventListener("abort", () => {
+      job.cancel().catch(() => {});
+    }, {once: true});
+    return job;
+  }
+
+  /**
+   * The session's scan jobs (running and finished).
+   * @returns {Promise<Job[]>}
+   */
+  async jobs() {
+    return this.#call("GET", `${this.#path}/scans`);
+  }
+
+  // --- images
+
+  /**
+   * The session's images in page order.
+   * @returns {Promise<ImageInfo[]>}
+   */
+  async images() {
+    return this.#call("GET", `${this.#path}/images`);
+  }
+
+  /**
+   * One image's info, with its edit `history`.
+   * @param {string} id
+   * @returns {Promise<ImageInfo>}
+   */
+  async imageInfo(id) {
+    return this.#call("GET", `${this.#path}/images/${encodeURIComponent(id)}/info`);
+  }
+
+  /**
+   * The URL of an image, for `<img src>` or a download: the token is in the query, and with
+   * the etag (`v=`) the browser may cache it for good (the URL changes with each edit).
+   * @param {string|ImageInfo} image             an id, or an info (its etag is then used)
+   * @param {{format?: "jpeg"|"png"|"tiff"|"bmp"|"gif", width?: number, height?: number,
+   *          quality?: number, etag?: string}} [options]  without format: as stored
+   * @returns {string}
+   */
+  imageUrl(image, {format, width, height, quality, etag} = {}) {
+    const url = new URL(`${this.url}${this.#path}/images/${encodeURIComponent(idOf(image))}`);
+    const params = {format, width, height, quality};
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
+    }
+    return this.#signed(url, etag ?? (typeof image === "object" ? image?.etag : undefined));
+  }
+
+  /**
+   * The URL of an image's JPEG thumbnail (see {@link Session#imageUrl} for token and etag).
+   * @param {string|ImageInfo} image
+   * @param {{size?: number, etag?: string}} [options]  size: the longer side in pixels (200)
+   * @returns {string}
+   */
+  thumbnailUrl(image, {size = 200, etag} = {}) {
+    const url = new URL(
+      `${this.url}${this.#path}/images/${encodeURIComponent(idOf(image))}/thumbnail`);
+    url.searchParams.set("size", String(size));
+    return this.#signed(url, etag ?? (typeof image === "object" ? image?.etag : undefined));
+  }
+
+  /** @param {URL} url @param {string|undefined} etag @returns {string} */
+  #signed(url, etag) {
+    if (etag) url.searchParams.set("v", bareEtag(etag));
+    url.searchParams.set("token", this.token);
+    return url.href;
+  }
+
+  /**
+   * Edit an image: the ops apply in order, as one step (one undo takes them all back).
+   * @param {string} id
+   * @param {EditOp|EditOp[]} ops
+   * @returns {Promise<ImageInfo>}  the new info (new etag)
+   */
+  async edit(id, ops) {
+    return this.#call("POST", `${this.#path}/images/${encodeURIComponent(id)}/ops`,
+      {json: Array.isArray(ops) ? ops : [ops]});
+  }
+
+  /**
+   * @param {string} id
+   * @param {number} angle          degrees clockwise (-90 turns left)
+   * @returns {Promise<ImageInfo>}
+   */
+  rotate(id, angle) {
+    return this.edit(id, [{op: "rotate", angle}]);
+  }
+
+  /** Upside down. @param {string} id @returns {Promise<ImageInfo>} */
+  flip(id) {
+    return this.edit(id, [{op: "flip"}]);
+  }
+
+  /** Left to right. @param {string} id @returns {Promise<ImageInfo>} */
+  mirror(id) {
+    return this.edit(id, [{op: "mirror"}]);
+  }
+
+  /**
+   * Keep a box of the image, in pixels (right and bottom exclusive).
+   * @param {string} id
+   * @param {{left: number, top: number, right: number, bottom: number}} box
+   * @returns {Promise<ImageInfo>}
+   */
+  crop(id, {left, top, right, bottom}) {
+    return this.edit(id, [{op: "crop", left, top, right, bottom}]);
+  }
+
+  /**
+   * Take back the image's last edit.
+   * @param {string} id
+   * @returns {Promise<ImageInfo>}
+   */
+  async undo(id) {
+    return this.#call("POST", `${this.#path}/images/${encodeURIComponent(id)}/undo`);
+  }
+
+  /**
+   * Set the page order.
+   * @param {string[]} ids          every image id of the session, once
+   * @returns {Promise<string[]>}   the order now
+   */
+  async reorder(ids) {
+    return (await this.#call("PUT", `${this.#path}/order`, {json: {order: ids}})).order;
+  }
+
+  /**
+   * Delete one image or several.
+   * @param {string|string[]} ids
+   * @returns {Promise<string[]>}   the deleted ids
+   */
+  async delete(ids) {
+    if (typeof ids === "string") {
+      return (await this.#call("DELETE",
+        `${this.#path}/images/${encodeURIComponent(ids)}`)).deleted;
+    }
+    if (!Array.isArray(ids)) {
+      throw new ScanbridgeError("invalid_argument", "delete() takes an image id or a list of " +
+        "them (deleteAll() deletes every image)");
+    }
+    if (ids.length === 0) return [];
+    return (await this.#call("DELETE", `${this.#path}/images`, {json: {images: ids}})).deleted;
+  }
+
+  /**
+   * Delete every image of the session.
+   * @returns {Promise<string[]>}   the deleted ids
+   */
+  async deleteAll() {
+    return (await this.#call("DELETE", `${this.#path}/images`)).deleted;
+  }
+
+  /**
+   * Make a document of the images. Several JPEG/PNG/BMP pages come as one zip.
+   * @param {object} [options]
+   * @param {string[]} [options.images]   ids, in this order (default: all, in page order)
+   * @param {"pdf"|"tiff"|"jpeg"|"png"|"bmp"|"gif"} [options.format]
+   * @param {string} [options.filename]   the download name (its extension is set by format)
+   * @param {string} [options.title]      PDF metadata, also author, subject, keywords
+   * @param {string} [options.author]
+   * @param {string} [options.subject]
+   * @param {string} [options.keywords]
+   * @param {boolean} [options.pdfa]
+   * @param {"auto"|"jpeg"|"lossless"} [options.compression]
+   * @param {number} [options.quality]
+   * @param {AbortSignal} [options.signal]
+   * @returns {Promise<File>}  a File: a Blob with `name` (from Content-Disposition) and `type`
+   */
+  async save({format = "pdf", signal, ...fields} = {}) {
+    /** @type {Object<string, unknown>} */
+    const body = {format};
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== undefined) body[key] = value;
+    }
+    const response = await this.#call("POST", `${this.#path}/documents`,
+      {json: body, signal, raw: true});
+    const blob = await response.blob();
+    /** @type {Record<string, string>} */
+    const extensions = {jpeg: "jpg", tiff: "tif"};
+    const fallback = `scan.${extensions[format] ?? format}`;
+    const name = dispositionName(response.headers.get("Content-Disposition")) ?? fallback;
+    return new File([blob], name, {type: blob.type || response.headers.get("Content-Type") || ""});
+  }
+
+  /**
+   * Import a file (JPEG, PNG, TIFF, BMP, GIF or PDF); multi-page files give one image per page.
+   * @param {Blob|File} file
+   * @param {{password?: string, dpi?: number, index?: number, signal?: AbortSignal}} [options]
+   *   password: of an encrypted PDF (sent in a header, not the URL); dpi: for pages that do
+   *   not say; index: insert at this position (default: at the end)
+   * @returns {Promise<ImageInfo[]>}
+   */
+  async import(file, {password, dpi, index, signal} = {}) {
+    /** @type {Object<string, string>} */
+    const headers = {"Content-Type": importType(file)};
+    if (password) headers["X-Scanbridge-Password"] = password;
+    const answer = await this.#call("POST", `${this.#path}/images`,
+      {query: {dpi, index}, body: file, headers, signal});
+    return answer.images;
+  }
+
+  /**
+   * The session's record on the service.
+   * @returns {Promise<SessionRecord>}
+   */
+  async info() {
+    return this.#call("GET", this.#path);
+  }
+
+  // --- events
+
+  /**
+   * Listen to the session's events.
+   * @param {string} topic          e.g. "scan.page", "buffer.changed", "events.lost";
+   *                                "scan.*" for a family; "*" for all
+   * @param {EventCallback} callback
+   * @returns {() => void}          call it to stop listening
+   */
+  on(topic, callback) {
+    if (typeof callback !== "function") throw new TypeError("on(topic, callback): callback " +
+      "must be a function");
+    let set = this.#listeners.get(topic);
+    if (!set) this.#listeners.set(topic, set = new Set());
+    set.add(callback);
+    return () => {
+      set.delete(callback);
+      if (set.size === 0 && this.#listeners.get(topic) === set) this.#listeners.delete(topic);
+    };
+  }
+
+  /** @param {ScanbridgeEvent} event */
+  #dispatch(event) {
+    const jobId = event.topic.startsWith("scan.") ? event.data?.job : undefined;
+    if (typeof jobId === "string") {
+      const job = this.#jobs.get(jobId);
+      if (job) {
+        jobPartsOf(job).event(event);
+      } else if (this.#starting > 0 && this.#unclaimedCount < UNCLAIMED_MAX) {
+        // The job's POST has not answered yet: keep its events for it.
+        const list = this.#unclaimed.get(jobId) ?? [];
+        list.push(event);
+        this.#unclaimed.set(jobId, list);
+        this.#unclaimedCount += 1;
+      }
+    }
+    if (event.topic === "events.lost") {
+      for (const job of this.#jobs.values()) jobPartsOf(job).sync();
+    }
+    if (event.topic === "session.closed") this.#ended();
+    const dot = event.topic.indexOf(".");
+    const family = dot > 0 ? `${event.topic.slice(0, dot)}.*` : null;
+    for (const key of [event.topic, family, "*"]) {
+      if (key === null) continue;
+      for (const callback of [...(this.#listeners.get(key) ?? [])]) {
+        try {
+          callback(event);
+        } catch (error) {
+          report(error);
+        }
+      }
+    }
+  }
+
+  /** @returns {Promise<boolean>} the session is known to be gone */
+  async #gone() {
+    try {
+      await this.#call("GET", this.#path);
+      return false;
+    } catch (error) {
+      return error instanceof ScanbridgeError && [401, 403, 404].includes(error.status);
+    }
+  }
+
+  /** @param {number} seq @param {string|null} epoch */
+  #remember(seq, epoch) {
+    if (this.#storageKey === null || this.closed) return;
+    saveStored(this.#storageKey, {url: this.url, id: this.id, token: this.token, seq,
+      epoch: epoch ?? undefined});
+  }
+
+  /** The session ended (closed here or by the service): stop everything. */
+  #ended() {
+    if (this.closed) return;
+    this.closed = true;
+    this.#events?.stop();
+    if (this.#storageKey !== null) saveStored(this.#storageKey, null);
+    const error = new ScanbridgeError("session_closed", "the session was closed");
+    for (const job of [...this.#jobs.values()]) jobPartsOf(job).fail(error);
+    this.#jobs.clear();
+  }
+
+  /**
+   * Close the session: its images are deleted on the service, the event socket stops, and
+   * sessionStorage forgets it. A session that is gone already is not an error.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    const wasClosed = this.closed;
+    this.#ended();
+    if (wasClosed) return;
+    try {
+      await this.#call("DELETE", this.#path);
+    } catch (error) {
+      if (!(error instanceof ScanbridgeError) || ![401, 403, 404].includes(error.status)) {
+        throw error;
+      }
+    }
+  }
+}
+
+// --- scan jobs -------------------------------------------------------------------------
+
+/**
+ * A running scan. `for await (const image of job)` yields each stored page's
+ * {@link ImageInfo} in order (every iterator sees every page from the first; leaving the
+ * loop early does not cancel the scan), and throws the job's error at the end if it
+ * failed. `done` resolves with the final {@link Job} (state "done" or "cancelled") or
+ * rejects with a {@link ScanbridgeError} (the job's code: "jammed", "feeder_empty",
+ * "device_busy", ...; `details` has `job`, `pages` and `images` of the pages kept).
+ * @implements {AsyncIterable<ImageInfo>}
+ */
+export class ScanJob {
+  /** @type {string|null} the job id, once the service answered the POST */ id = null;
+  /** @type {"starting"|"running"|"done"|"failed"|"cancelled"} */ state = "starting";
+  /** @type {Job|null} the latest job record */ record = null;
+  /** @type {Progress|null} */ progress = null;
+  /** @type {ImageInfo[]} the pages delivered so far, in order */ pages = [];
+  /** @type {Promise<Job>} resolves with the POST's answer (the job started) */ started;
+  /** @type {Promise<Job>} resolves with the final job record */ done;
+
+  #session;
+  #batch;
+  #onPage;
+  #onProgress;
+  #seen = new Set();           // image ids delivered or being delivered
+  #chain = Promise.resolve();  // page deliveries, in order
+  #ending = false;             // the end is known; pages may still be on their way
+  #settled = false;
+  /** @type {ScanbridgeError|null} */ #error = null;
+  /** @type {Set<() => void>} */ #wakers = new Set();
+  /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
+  #syncing = false;
+  /** @type {(job: Job) => void} */ #resolveStarted = () => {};
+  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
+  /** @type {(job: Job) => void} */ #resolveDone = () => {};
+  /** @type {(error: unknown) => void} */ #rejectDone = () => {};
+
+  /**
+   * Use {@link Session#scan}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {{batch: boolean, onPage?: (image: ImageInfo) => void,
+   *          onProgress?: (progress: Progress) => void}} options
+   */
+  constructor(key, session, {batch, onPage, onProgress}) {
+    if (key !== INTERNAL) throw new TypeError("use session.scan() to start a ScanJob");
+    this.#session = session;
+    this.#batch = batch;
+    this.#onPage = onPage;
+    this.#onProgress = onProgress;
+    this.started = new Promise((resolve, reject) => {
+      this.#resolveStarted = resolve;
+      this.#rejectStarted = reject;
+    });
+    this.done = new Promise((resolve, reject) => {
+      this.#resolveDone = resolve;
+      this.#rejectDone = reject;
+    });
+    // The error also comes through the iterator and the callbacks' absence is legal:
+    // do not report an unhandled rejection for a job nobody awaits.
+    this.started.catch(() => {});
+    this.done.catch(() => {});
+    jobParts.set(this, {
+      attach: (record) => this.#attach(record),
+      event: (event) => this.#event(event),
+      fail: (error) => this.#fail(error),
+      sync: () => void this.#sync(),
+    });
+  }
+
+  /** @param {Job} record */
+  #attach(record) {
+    this.id = record.job;
+    this.record = record;
+    if (this.#settled) return;
+    this.state = "running";
+    this.#resolveStarted(record);
+    this.#poll = setInterval(() => {
+      if (!partsOf(this.#session).eventsLive()) void this.#sync();
+    }, POLL_EVERY);
+    this.#absorb(record);
+  }
+
+  /** @param {ScanbridgeEvent} event */
+  #event(event) {
+    if (this.#ending) return;
+    const data = event.data ?? {};
+    switch (event.topic) {
+      case "scan.progress":
+        this.#progress({page: data.page, percent: data.percent ?? null, pages: data.pages});
+        break;
+      case "scan.page":
+        this.#page(data.image, data.page);
+        break;
+      case "scan.done":
+        this.#absorb(/** @type {Job} */ ({...data, state: data.state ?? "done", error: null}));
+        break;
+      case "scan.error":
+        this.#absorb(/** @type {Job} */ ({...data, state: data.state ?? "failed",
+          error: data.error ?? {code: data.code, message: data.message}}));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** @param {Progress} progress */
+  #progress(progress) {
+    this.progress = progress;
+    if (!this.#onProgress) return;
+    try {
+      this.#onProgress(progress);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /**
+   * A stored page: delivered in order (its info comes with the event, or is fetched).
+   * @param {string|ImageInfo} image
+   * @param {number} [page]
+   */
+  #page(image, page) {
+    const id = idOf(image);
+    if (typeof id !== "string" || this.#seen.has(id)) return;
+    this.#seen.add(id);
+    const given = typeof image === "object" && image && image.etag ? image : null;
+    this.#chain = this.#chain.then(async () => {
+      let info = given;
+      if (!info) {
+        try {
+          info = await this.#session.imageInfo(id);
+        } catch (error) {
+          if (error instanceof ScanbridgeError && error.code === "not_found") return;  // deleted
+          report(error);
+          return;
+        }
+      }
+      this.pages.push(info);
+      this.#wake();
+      if (this.#onPage) {
+        try {
+          this.#onPage(info);
+        } catch (error) {
+          report(error);
+        }
+      }
+      this.#progress({page: page ?? this.pages.length, percent: 100, pages: this.pages.length});
+    });
+  }
+
+  /**
+   * A job record (from an event, a poll, the POST or a cancel): deliver the pages not seen
+   * yet, then end the job if the record is final.
+   * @param {Job} record
+   */
+  #absorb(record) {
+    if (this.#ending) return;
+    this.record = {...this.record, ...record};
+    for (const id of record.images ?? []) this.#page(id);
+    if (!TERMINAL.has(record.state)) return;
+    this.#ending = true;
+    this.#stopPolling();
+    let error = null;
+    const failure = record.error;
+    if (record.state === "failed" && failure) {
+      // A batch ends normally when the feeder runs empty (the service says so too).
+      if (!(failure.code === "feeder_empty" && this.#batch && record.pages > 0)) {
+        const {code, message, ...rest} = failure;
+        error = new ScanbridgeError(String(code || "scan_failed"), String(message || code),
+          {details: {...rest, job: record.job, pages: record.pages, images: record.images}});
+      }
+    }
+    this.#chain = this.#chain.then(() => {
+      const final = /** @type {Job} */ ({...this.record, state: error ? "failed"
+        : (record.state === "failed" ? "done" : record.state)});
+      this.record = final;
+      this.#settle(final, error);
+    });
+  }
+
+  /** Ask the service for the job's record (the event socket is down, or events were lost). */
+  async #sync() {
+    if (this.#ending || this.#syncing || this.id === null) return;
+    this.#syncing = true;
+    try {
+      const session = partsOf(this.#session);
+      this.#absorb(await session.call("GET",
+        `${session.path}/scans/${encodeURIComponent(this.id)}`));
+    } catch (error) {
+      if (error instanceof ScanbridgeError && error.code === "not_found") {
+        this.#fail(error);
+      }  // else: unreachable for now; the next poll tries again
+    } finally {
+      this.#syncing = false;
+    }
+  }
+
+  /** @param {unknown} error */
+  #fail(error) {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#stopPolling();
+    const failure = error instanceof ScanbridgeError ? error
+      : new ScanbridgeError("internal", String(error), {cause: error});
+    this.#rejectStarted(failure);
+    this.#chain = this.#chain.then(() => this.#settle(null, failure));
+  }
+
+  /** @param {Job|null} record @param {ScanbridgeError|null} error */
+  #settle(record, error) {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#stopPolling();
+    if (this.id !== null) partsOf(this.#session).forget(this.id);
+    if (error) {
+      this.state = "failed";
+      this.#error = error;
+      this.#rejectDone(error);
+    } else {
+      this.state = /** @type {any} */ (record?.state ?? "done");
+      this.#resolveDone(/** @type {Job} */ (record));
+    }
+    this.#wake();
+  }
+
+  #stopPolling() {
+    if (this.#poll !== null) clearInterval(this.#poll);
+    this.#poll = null;
+  }
+
+  #wake() {
+    const wakers = [...this.#wakers];
+    this.#wakers.clear();
+    for (const wake of wakers) wake();
+  }
+
+  /**
+   * Cancel the job (pages already stored are kept). Before the POST answered, the cancel
+   * waits for it. `done` then resolves with state "cancelled".
+   * @returns {Promise<Job|null>}  the job record (null when the scan never started)
+   */
+  async cancel() {
+    if (this.id === null) {
+      try {
+        await this.started;
+      } catch {
+        return null;
+      }
+    }
+    if (this.#settled) return this.record;
+    const session = partsOf(this.#session);
+    try {
+      const record = await session.call("DELETE",
+        `${session.path}/scans/${encodeURIComponent(/** @type {string} */ (this.id))}`);
+      this.#absorb(record);
+      return record;
+    } catch (error) {
+      if (this.#settled || this.#ending) return this.record;  // it ended meanwhile
+      throw error;
+    }
+  }
+
+  /** @returns {AsyncIterator<ImageInfo>} */
+  [Symbol.asyncIterator]() {
+    let next = 0;
+    return {
+      next: async () => {
+        for (;;) {
+          if (next < this.pages.length) return {value: this.pages[next++], done: false};
+          if (this.#settled) {
+            if (this.#error && next !== Infinity) {
+              next = Infinity;
+              throw this.#error;
+            }
+            return {value: undefined, done: true};
+          }
+          await new Promise((resolve) => this.#wakers.add(() => resolve(undefined)));
+        }
+      },
+      return: async () => {
+        next = Infinity;
+        return {value: undefined, done: true};
+      },
+    };
+  }
+}
