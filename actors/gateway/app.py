@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -129,6 +130,7 @@ async def start_services(app: web.Application):
     st.sessions = Sessions(st.broker, st.cfg.gateway.session_close_delay, st.log)
     st.hub = EventHub(st.cfg.home.events_out, st.cfg.gateway.event_backlog, st.log)
     st.hub.on_session_closed = st.sessions.forget
+    st.hub.listeners.append(partial(images.forget_located, st.located))
     st.hub.start()
     yield
     await st.hub.stop()

@@ -63,6 +63,7 @@ class EventHub:
         self.epoch = os.urandom(4).hex()
         self.channels: dict[str, Channel] = {}
         self.on_session_closed = None  # set by the app: forget the session's token
+        self.listeners: list = []  # f(topic, body) for every event that names a session
         self.task: asyncio.Task | None = None
 
     def channel(self, sid: str) -> Channel:
@@ -102,6 +103,8 @@ class EventHub:
             sub.close(linger=0)
 
     def dispatch(self, topic: str, body: dict) -> None:
+        for listener in self.listeners:
+            listener(topic, body)
         sid = body["session"]
         channel = self.channels.get(sid)
         if channel is None:

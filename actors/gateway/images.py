@@ -9,7 +9,9 @@ current ETag as ``v=`` may be cached for good (thumbnails in a grid do not reloa
 from __future__ import annotations
 
 import io
+import os
 import zipfile
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -24,6 +26,7 @@ IMPORT_TYPES = {"image/jpeg", "image/png", "image/tiff", "image/bmp", "image/x-m
                 "image/gif", "application/pdf", "application/octet-stream"}
 DOCUMENT_FIELDS = {"images", "format", "filename", "title", "author", "subject", "keywords",
                    "pdfa", "compression", "quality", "tiff_compression", "order"}
+LOCATED_MAX = 10000  # cached locate answers (a few hundred bytes each)
 REVALIDATE = "private, no-cache"
 FOREVER = "private, max-age=31536000, immutable"
 IMPORT_TIMEOUT = 600.0  # a 2000-page PDF takes a while to rasterise
@@ -87,8 +90,10 @@ async def delete_images(request: web.Request) -> web.Response:
                                                  {"session": holder.id})]
     if not ids:
         return web.json_response({"deleted": []})
-    return web.json_response(await call(request, "buffer", "delete",
-                                        {"session": holder.id, "images": ids}))
+    deleted = await call(request, "buffer", "delete", {"session": holder.id, "images": ids})
+    for iid in ids:
+        state(request).located.pop((holder.id, iid), None)
+    return web.json_response(deleted)
 
 
 async def image(request: web.Request) -> web.StreamResponse:
@@ -104,7 +109,7 @@ async def image(request: web.Request) -> web.StreamResponse:
     height = query_int(request, "height", 1, 100000)
     quality = query_int(request, "quality", 1, 100)
     if width is None and height is None and quality is None:
-        stored = await call(request, "buffer", "locate", {"session": holder.id, "image": iid})
+        stored = await located(request, holder.id, iid)
         if wanted is None or wanted == stored["format"]:
             return _stored_file(request, stored)
     args = {"session": holder.id, "image": iid, "format": wanted, "width": width,
@@ -119,6 +124,35 @@ async def image(request: web.Request) -> web.StreamResponse:
         return web.Response(status=304, headers=_cache_headers(request, etag))
     return web.Response(body=reply.blobs[0].bytes, content_type=info["media_type"],
                         headers=_cache_headers(request, etag))
+
+
+async def located(request: web.Request, sid: str, iid: str) -> dict:
+    """The buffer's ``locate`` answer, cached: it costs a broker round trip, as much as
+    sending a scanned page. An entry goes when this gateway changes the image, when the
+    buffer announces a change (``forget_located``), or when the URL's ``v`` names
+    another version than the one cached."""
+    cache = state(request).located
+    stored = cache.get((sid, iid))
+    wanted = request.query.get("v")
+    if (stored is not None and os.path.exists(stored["path"])  # not deleted meanwhile
+            and (wanted is None or stored["etag"].strip('"') == wanted.strip('"'))):
+        return stored
+    stored = await call(request, "buffer", "locate", {"session": sid, "image": iid})
+    if len(cache) >= LOCATED_MAX:
+        cache.clear()
+    cache[(sid, iid)] = stored
+    return stored
+
+
+def forget_located(cache: dict, topic: str, body: dict) -> None:
+    """Drop cached locations the buffer's event makes stale (any session, any origin)."""
+    sid = body.get("session")
+    if topic == "buffer.changed" and body.get("action") in ("modify", "remove"):
+        for iid in body.get("ids") or ():
+            cache.pop((sid, iid), None)
+    elif topic == "session.closed":
+        for key in [key for key in cache if key[0] == sid]:
+            del cache[key]
 
 
 def _stored_file(request: web.Request, stored: dict) -> web.StreamResponse:
@@ -154,23 +188,29 @@ async def edit(request: web.Request) -> web.Response:
                                  cfg.gateway.body_timeout)
     if isinstance(ops, dict):
         ops = [ops] if "op" in ops else bodies.json_object(ops, {"ops"}, ("ops",))["ops"]
-    edited = await call(request, "buffer", "edit", {
-        "session": holder.id, "image": request.match_info["iid"], "ops": ops})
+    iid = request.match_info["iid"]
+    state(request).located.pop((holder.id, iid), None)
+    edited = await call(request, "buffer", "edit", {"session": holder.id, "image": iid,
+                                                    "ops": ops})
+    state(request).located.pop((holder.id, iid), None)
     return web.json_response(edited[0])
 
 
 async def undo(request: web.Request) -> web.Response:
     holder = await session_of(request)
-    return web.json_response(await call(request, "buffer", "undo", {
-        "session": holder.id, "image": request.match_info["iid"]}))
+    iid = request.match_info["iid"]
+    undone = await call(request, "buffer", "undo", {"session": holder.id, "image": iid})
+    state(request).located.pop((holder.id, iid), None)
+    return web.json_response(undone)
 
 
 async def delete_image(request: web.Request) -> web.Response:
     holder = await session_of(request)
     iid = request.match_info["iid"]
     await call(request, "buffer", "locate", {"session": holder.id, "image": iid})  # 404 first
-    return web.json_response(await call(request, "buffer", "delete", {
-        "session": holder.id, "images": [iid]}))
+    deleted = await call(request, "buffer", "delete", {"session": holder.id, "images": [iid]})
+    state(request).located.pop((holder.id, iid), None)
+    return web.json_response(deleted)
 
 
 async def order(request: web.Request) -> web.Response:
@@ -199,7 +239,7 @@ async def document(request: web.Request) -> web.StreamResponse:
         name = _filename(filename, "scan", "pdf" if kind == "pdf" else "tif")
         return web.FileResponse(saved["path"], headers={
             "Content-Type": saved["media_type"], "Cache-Control": "no-store",
-            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Disposition": attachment(name),
             "X-Scanbridge-Pages": str(saved["pages"])})
     reply = await state(request).broker.request("buffer", "save", args, timeout=IMPORT_TIMEOUT)
     saved = reply.result
@@ -207,7 +247,7 @@ async def document(request: web.Request) -> web.StreamResponse:
     if len(reply.blobs) == 1:
         name = _filename(filename, "scan", extension)
         return web.Response(body=reply.blobs[0].bytes, content_type=saved["media_type"],
-                            headers={"Content-Disposition": f'attachment; filename="{name}"',
+                            headers={"Content-Disposition": attachment(name),
                                      "Cache-Control": "no-store", "X-Scanbridge-Pages": "1"})
     out = io.BytesIO()
     stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
@@ -215,8 +255,16 @@ async def document(request: web.Request) -> web.StreamResponse:
         for number, blob in enumerate(reply.blobs, 1):
             archive.writestr(f"{stem}-{number:03d}.{extension}", blob.bytes)
     return web.Response(body=out.getvalue(), content_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="{stem}.zip"',
+        "Content-Disposition": attachment(f"{stem}.zip"),
         "Cache-Control": "no-store", "X-Scanbridge-Pages": str(len(reply.blobs))})
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for a download: an ASCII name, and the real one as filename*."""
+    ascii_name = "".join(c if c.isascii() else "_" for c in name)
+    if ascii_name == name:
+        return f'attachment; filename="{name}"'
+    return f'attachment; filename="{ascii_name}"; filename*=UTF-8\'\'{quote(name)}'
 
 
 def _filename(given, stem: str, extension: str) -> str:

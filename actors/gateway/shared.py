@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,8 @@ class State:
     broker: AsyncClient | None = None
     sessions: Sessions | None = None
     hub: EventHub | None = None
+    # (session, image) -> the buffer's ``locate`` answer; see images.located()
+    located: dict = field(default_factory=dict)
 
 
 STATE = web.AppKey("state", State)
