@@ -142,21 +142,23 @@ def planned(what: str):
     return handler
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
+def add_routes(router: web.UrlDispatcher, expect) -> None:
+    """``expect`` answers ``Expect: 100-continue`` of the routes that take a body."""
     v1 = "/api/v1"
     router.add_get(f"{v1}/status", status)
-    router.add_post(f"{v1}/sessions", open_session)
+    router.add_post(f"{v1}/sessions", open_session, expect_handler=expect)
     router.add_get(f"{v1}/sessions/{{sid}}", session_info)
-    router.add_delete(f"{v1}/sessions/{{sid}}", close_session)
+    router.add_delete(f"{v1}/sessions/{{sid}}", close_session, expect_handler=expect)
     router.add_get(f"{v1}/sessions/{{sid}}/events", events)
     router.add_get(f"{v1}/sources", sources)
     router.add_get(f"{v1}/sources/{{src:.+}}/options", options)
     router.add_get(f"{v1}/sources/{{src:.+}}/stream", planned("stream"))
-    router.add_post(f"{v1}/sessions/{{sid}}/scans", start_scan)
+    router.add_post(f"{v1}/sessions/{{sid}}/scans", start_scan, expect_handler=expect)
     router.add_get(f"{v1}/sessions/{{sid}}/scans", scans)
     router.add_get(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
-    router.add_delete(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
+    router.add_delete(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job, expect_handler=expect)
     for what in ("uploads", "ocr", "barcodes"):
-        router.add_post(f"{v1}/sessions/{{sid}}/{what}", planned(what))
+        router.add_post(f"{v1}/sessions/{{sid}}/{what}", planned(what), expect_handler=expect)
     router.add_get(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"))
-    router.add_delete(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"))
+    router.add_delete(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"),
+                      expect_handler=expect)

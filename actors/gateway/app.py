@@ -17,7 +17,7 @@ from . import api, images, openapi
 from .events import EventHub
 from .security import Allowlist, cors_headers, loopback_host, refusal
 from .sessions import Sessions
-from .shared import STATE, State, error_response, state
+from .shared import STATE, State, error_response, session_of, state
 
 STATIC = Path(__file__).parent / "static"
 HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
@@ -26,8 +26,8 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'
                "connect-src 'self'; frame-ancestors 'none'")
 
 
-@web.middleware
-async def guard(request: web.Request, handler) -> web.StreamResponse:
+def screen(request: web.Request) -> web.Response | None:
+    """The refusal that the request line and headers alone decide, or None."""
     st = state(request)
     # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
     host = request.headers.get("Host", "")
@@ -43,8 +43,18 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
             return error_response("forbidden", refusal(origin[:200]), origin=origin[:200])
         if not st.allowlist.same_service(origin):
             request["cors"] = origin
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return web.Response(status=204, headers=cors_headers(origin, request.headers))
+    return None
+
+
+@web.middleware
+async def guard(request: web.Request, handler) -> web.StreamResponse:
+    refused = screen(request)
+    if refused is not None:
+        return refused
+    origin = request.get("cors") or request.headers.get("Origin")
+    if (origin is not None and request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers):
+        return web.Response(status=204, headers=cors_headers(origin, request.headers))
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -57,9 +67,41 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     except ConnectionResetError:
         raise
     except Exception:
+        st = state(request)
         st.log.exception("request failed", method=request.method, path=request.path[:200])
         return error_response("internal", "the gateway failed on this request; see "
                               "logs/gateway.log")
+
+
+async def expect_continue(request: web.Request) -> web.Response | None:
+    """Answer ``Expect: 100-continue`` with the refusal when the headers decide one, so
+    that a client is never invited to send a body that will be refused."""
+    refused = screen(request)
+    if refused is None:
+        try:
+            if "sid" in request.match_info:
+                await session_of(request)
+            limit = body_limit(request)
+            if request.content_length is not None and request.content_length > limit:
+                raise Error("too_large", f"the body is {request.content_length} bytes; the "
+                            f"limit is {limit} bytes", limit=limit)
+        except Error as exc:
+            refused = error_response(exc.code, exc.message, **exc.details)
+    if refused is not None:
+        refused.force_close()  # the client may send the body anyway: do not read it
+        return refused
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return error_response("bad_request", "only 'Expect: 100-continue' is understood",
+                              417)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
+def body_limit(request: web.Request) -> int:
+    cfg = state(request).cfg
+    if request.method == "POST" and request.path.endswith("/images"):
+        return cfg.limits.max_import_mb * 1024 * 1024
+    return cfg.gateway.max_json_kb * 1024
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -152,6 +194,6 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/demo/", demo_page)
     app.router.add_get("/demo/{name}", demo_page)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
-    api.add_routes(app.router)
-    images.add_routes(app.router)
+    api.add_routes(app.router, expect_continue)
+    images.add_routes(app.router, expect_continue)
     return app

@@ -279,16 +279,17 @@ def _filename(given, stem: str, extension: str) -> str:
     return f"{cleaned}.{extension}"
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
+def add_routes(router: web.UrlDispatcher, expect) -> None:
+    """``expect`` answers ``Expect: 100-continue`` of the routes that take a body."""
     base = "/api/v1/sessions/{sid}"
     router.add_get(f"{base}/images", list_images)
-    router.add_post(f"{base}/images", import_file)
-    router.add_delete(f"{base}/images", delete_images)
+    router.add_post(f"{base}/images", import_file, expect_handler=expect)
+    router.add_delete(f"{base}/images", delete_images, expect_handler=expect)
     router.add_get(f"{base}/images/{{iid}}", image)
-    router.add_delete(f"{base}/images/{{iid}}", delete_image)
+    router.add_delete(f"{base}/images/{{iid}}", delete_image, expect_handler=expect)
     router.add_get(f"{base}/images/{{iid}}/info", image_info)
     router.add_get(f"{base}/images/{{iid}}/thumbnail", thumbnail)
-    router.add_post(f"{base}/images/{{iid}}/ops", edit)
-    router.add_post(f"{base}/images/{{iid}}/undo", undo)
-    router.add_put(f"{base}/order", order)
-    router.add_post(f"{base}/documents", document)
+    router.add_post(f"{base}/images/{{iid}}/ops", edit, expect_handler=expect)
+    router.add_post(f"{base}/images/{{iid}}/undo", undo, expect_handler=expect)
+    router.add_put(f"{base}/order", order, expect_handler=expect)
+    router.add_post(f"{base}/documents", document, expect_handler=expect)
