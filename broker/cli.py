@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,14 @@ def prepare(home: configlib.Home) -> configlib.Config:
     return cfg
 
 
+def listening(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def urls(cfg: configlib.Config) -> list[str]:
     return [f"http://127.0.0.1:{port}/" for port in cfg.ports.http]
 
@@ -119,6 +128,13 @@ def cmd_start(home: configlib.Home, opts: argparse.Namespace) -> int:
             fail(f"started, but these programs do not run: {', '.join(failed) or 'all'} "
                  f"(see: scanbridge logs NAME, and {home.logs}/supervisord.log)")
         time.sleep(0.2)
+    # RUNNING means "up for startsecs"; the gateway may still be binding its ports.
+    bind = "127.0.0.1" if "127.0.0.1" in cfg.network.bind else cfg.network.bind[0]
+    while not all(listening(bind, port) for port in cfg.ports.http):
+        if time.monotonic() > end:
+            fail(f"started, but the gateway does not answer on {bind} ports "
+                 f"{cfg.ports.http} (see: scanbridge logs gateway)")
+        time.sleep(0.1)
     print(f"Scanbridge started; welcome page: {urls(cfg)[-1]}")
     return 0
 

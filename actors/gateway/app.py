@@ -60,8 +60,11 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(HTTP_ERRORS.get(exc.status, "bad_request"),
-                              exc.reason or exc.text or "bad request", exc.status)
+        response = error_response(HTTP_ERRORS.get(exc.status, "bad_request"),
+                                  exc.reason or exc.text or "bad request", exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Error as exc:
         return error_response(exc.code, exc.message, **exc.details)
     except ConnectionResetError:

@@ -32,10 +32,12 @@ FOREVER = "private, max-age=31536000, immutable"
 IMPORT_TIMEOUT = 600.0  # a 2000-page PDF takes a while to rasterise
 
 
-def _cache_headers(request: web.Request, etag: str) -> dict:
+def _cache_headers(request: web.Request, image_etag: str, etag: str | None = None) -> dict:
+    """ETag (``etag``: this representation's) and Cache-Control: for good when the URL's
+    ``v`` is the image's current etag (the URL changes with the image)."""
     wanted = request.query.get("v")
-    fresh = wanted is not None and f'"{wanted.strip(chr(34))}"' == etag
-    return {"ETag": etag, "Cache-Control": FOREVER if fresh else REVALIDATE}
+    fresh = wanted is not None and wanted.strip('"') == image_etag.strip('"')
+    return {"ETag": etag or image_etag, "Cache-Control": FOREVER if fresh else REVALIDATE}
 
 
 def _not_modified(request: web.Request, etag: str) -> bool:
@@ -120,10 +122,11 @@ async def image(request: web.Request) -> web.StreamResponse:
     info = reply.result
     etag = f'"{info["etag"].strip(chr(34))}-{info["format"]}-{width or 0}x{height or 0}' \
            f'-q{quality or 0}"'
+    headers = _cache_headers(request, info["etag"], etag)
     if _not_modified(request, etag):
-        return web.Response(status=304, headers=_cache_headers(request, etag))
+        return web.Response(status=304, headers=headers)
     return web.Response(body=reply.blobs[0].bytes, content_type=info["media_type"],
-                        headers=_cache_headers(request, etag))
+                        headers=headers)
 
 
 async def located(request: web.Request, sid: str, iid: str) -> dict:
@@ -169,10 +172,10 @@ async def thumbnail(request: web.Request) -> web.Response:
     reply = await state(request).broker.request("buffer", "thumbnail", {
         "session": holder.id, "image": request.match_info["iid"], "size": size})
     etag = f'"{reply.result["etag"].strip(chr(34))}-t{size}"'
+    headers = _cache_headers(request, reply.result["etag"], etag)
     if _not_modified(request, etag):
-        return web.Response(status=304, headers=_cache_headers(request, etag))
-    return web.Response(body=reply.blobs[0].bytes, content_type="image/jpeg",
-                        headers=_cache_headers(request, etag))
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=reply.blobs[0].bytes, content_type="image/jpeg", headers=headers)
 
 
 async def image_info(request: web.Request) -> web.Response:
