@@ -275,8 +275,12 @@ async function cancelScan() {
 
 // --- the page grid ------------------------------------------------------------------------
 
+// Counts addImage calls: a page list requested before one of them is stale on arrival.
+let localChanges = 0;
+
 /** Insert or update one page (from onPage, an edit, an import) without a round trip. */
 function addImage(/** @type {ImageInfo} */ info) {
+  localChanges += 1;
   const at = state.images.findIndex((image) => image.id === info.id);
   if (at >= 0) {
     state.images[at] = info;
@@ -302,7 +306,13 @@ function refreshImages() {
       const session = state.session;
       if (!session || session.closed) return;
       try {
-        state.images = await session.images();
+        const before = localChanges;
+        const images = await session.images();
+        if (localChanges !== before) {  // a page came in meanwhile: this list lacks it
+          refreshAgain = true;
+          continue;
+        }
+        state.images = images;
         render();
       } catch (error) {
         if (!session.closed) fail(error, "Reading the page list");
