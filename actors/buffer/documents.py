@@ -133,7 +133,7 @@ TIFF_COMPRESSION = {"lzw": "tiff_lzw", "jpeg": "jpeg", "deflate": "tiff_adobe_de
 def write_tiff(pages: list[Page], out: BinaryIO, *, compression: str = "lzw",
                quality: int = 85, progress: Callable[[int], None] = lambda done: None) -> None:
     """Multi-page TIFF: B/W pages CCITT G4, the others ``compression`` (lzw by default)."""
-    if compression not in TIFF_COMPRESSION:
+    if not isinstance(compression, str) or compression not in TIFF_COMPRESSION:
         raise Error("invalid_argument", f"tiff compression must be one of "
                                         f"{', '.join(TIFF_COMPRESSION)}")
     with TiffImagePlugin.AppendingTiffWriter(out) as tiff:

@@ -124,7 +124,7 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def from_raw(data: bytes, width: int, height: int, layout: str) -> Image.Image:
-    if layout not in RAW_LAYOUTS:
+    if not isinstance(layout, str) or layout not in RAW_LAYOUTS:
         raise Error("invalid_argument", f"raw mode {layout!r} is not one of "
                                         f"{', '.join(RAW_LAYOUTS)}")
     mode, rawmode, bits = RAW_LAYOUTS[layout]
@@ -247,7 +247,7 @@ def resize(image, dpi, params):
     w = w or max(1, round(image.width * h / image.height))
     h = h or max(1, round(image.height * w / image.width))
     name = params.get("resample", "lanczos")
-    if name not in RESAMPLING:
+    if not isinstance(name, str) or name not in RESAMPLING:
         raise Error("invalid_argument", f"resample {name!r} is not one of "
                                         f"{', '.join(RESAMPLING)}")
     source = image.convert("L") if image.mode == "1" and name != "nearest" else image
@@ -327,7 +327,8 @@ def check_ops(ops: Any) -> list[dict]:
     if not isinstance(ops, list) or not ops:
         raise Error("invalid_argument", "ops must be a non-empty list of {op: ...} maps")
     for op in ops:
-        if not isinstance(op, dict) or op.get("op") not in EDITS:
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str) or (
+                op["op"] not in EDITS):
             name = op.get("op") if isinstance(op, dict) else op
             raise Error("invalid_argument", f"unknown edit {name!r} (edits: "
                                             f"{', '.join(EDITS)})")

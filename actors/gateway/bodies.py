@@ -47,9 +47,23 @@ async def read_json(request: web.Request, limit: int, timeout: float,
     if kind not in ("application/json", "application/octet-stream"):  # octet: none given
         raise Error("unsupported_media", f"the body must be application/json, not {kind}")
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(data, parse_int=_int64, parse_constant=_no_constant)
+    except Error:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Error("bad_request", f"the body is not valid JSON: {exc}") from None
+
+
+def _int64(text: str) -> int:
+    # The broker's msgpack carries 64-bit integers; anything longer is no sane value.
+    value = int(text)
+    if not -2**63 <= value < 2**64:
+        raise Error("invalid_argument", f"the number {text[:30]}... is too large")
+    return value
+
+
+def _no_constant(name: str):
+    raise Error("invalid_argument", f"{name} is not a number JSON allows")
 
 
 def json_object(body: Any, allowed: set[str], required: tuple[str, ...] = ()) -> dict:

@@ -370,14 +370,13 @@ class Settings:
         if not isinstance(area, dict) or set(area) - {"left", "top", "width", "height"}:
             raise Error("invalid_option", "area must be {left, top, width, height} in mm",
                         option="area")
-        max_w, max_h = self.max_area()
-        left, top = area.get("left", 0), area.get("top", 0)
-        width, height = area.get("width", max_w - left), area.get("height", max_h - top)
-        for name, value in (("left", left), ("top", top), ("width", width),
-                            ("height", height)):
+        for name, value in area.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise Error("invalid_option", f"area.{name} must be a number of mm >= 0",
                             option="area")
+        max_w, max_h = self.max_area()
+        left, top = area.get("left", 0), area.get("top", 0)
+        width, height = area.get("width", max_w - left), area.get("height", max_h - top)
         if width <= 0 or height <= 0 or left + width > max_w + FIXED_EPSILON \
                 or top + height > max_h + FIXED_EPSILON:
             raise Error("invalid_option", f"area {area} is outside the scan area "
