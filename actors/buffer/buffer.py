@@ -587,6 +587,16 @@ class Buffer(Actor):
         cache/buffer/out/ (removed after OUTPUT_KEEP s; for the gateway to stream), ``dest``
         durably under upload/ (for the uploader). Either way the result has its ``path``.
         """
+        for name, value in (("title", title), ("author", author), ("subject", subject)):
+            if not isinstance(value, str) or len(value) > 1000:
+                raise Error("invalid_argument", f"{name} must be text of up to 1000 characters")
+        if not isinstance(pdfa, bool):
+            raise Error("invalid_argument", "pdfa must be true or false")
+        try:
+            keywords = _tags(keywords)
+        except Error:
+            raise Error("invalid_argument", "keywords must be a list of strings of 1..64 "
+                        "characters") from None
         rows = self._selection(session, images, order)
         if not rows:
             raise Error("conflict", "there are no images to save")
@@ -612,7 +622,7 @@ class Buffer(Actor):
         def write(out) -> None:
             if kind == "pdf":
                 documents.write_pdf(pages, out, title=title, author=author, subject=subject,
-                                    keywords=_tags(keywords), pdfa=bool(pdfa),
+                                    keywords=keywords, pdfa=pdfa,
                                     compression=compression, quality=quality,
                                     icc_folder=self.store.root, progress=progress)
             else:

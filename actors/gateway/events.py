@@ -19,8 +19,9 @@ import zmq
 import zmq.asyncio
 from aiohttp import WSCloseCode, web
 
-from broker.protocol import SESSION_CLOSED, unpack
+from broker.protocol import SESSION_CLOSED, SESSION_OPENED, unpack
 
+CLOSE_WAIT = 2.0  # seconds a closing handshake the server started may take
 SOCKET_QUEUE = 2000  # messages waiting for one slow socket before it is dropped
 # Put in a socket's queue instead of a message: close it with this code and reason.
 SESSION_GONE = (4000, b"the session was closed")
@@ -107,8 +108,10 @@ class EventHub:
             listener(topic, body)
         sid = body["session"]
         channel = self.channels.get(sid)
-        if channel is None:
-            return  # a session no page opened through this gateway
+        if channel is None or topic == SESSION_OPENED:
+            # No page of this gateway holds the session; or its opening, which the
+            # page learnt from our answer (and which may beat the channel's creation).
+            return
         data = {k: v for k, v in body.items() if k != "session"}
         channel.publish(topic, data)
         if topic == SESSION_CLOSED:
@@ -142,6 +145,8 @@ class EventHub:
                 pass
         finally:
             channel.queues.discard(queue)
+            if ws.closed:  # the writer may be in its closing handshake: let it finish
+                await asyncio.wait([writer], timeout=CLOSE_WAIT)
             writer.cancel()
             try:
                 await writer

@@ -1,0 +1,626 @@
+"""The gateway's event WebSocket (``/api/v1/sessions/{sid}/events``), driven with aiohttp.
+
+Covers the hello message, the causal order and numbering of a scan's events, fan-out to
+every socket of a session and to no other session, replay after a reconnect with
+``since`` and ``epoch`` (``lost`` when the backlog or the epoch cannot cover the gap),
+buffer.changed events of imports and edits made over HTTP, ``session.closed`` and close
+code 4000 when the session is deleted, and the close timer: a session closes
+``session_close_delay`` seconds after its last socket closed, unless a page reconnects.
+
+Three services: a shared one (default settings), one with ``event_backlog = 10`` and one
+with ``session_close_delay = 1.5`` for the timer tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from broker.protocol import Error
+from tests.support.service import Service
+
+pytestmark = pytest.mark.timeout(120)
+
+WAIT = 20.0  # seconds one expected message may take (2 loaded cores)
+DELAY = 1.5  # session_close_delay of the timer service
+BACKLOG = 10  # event_backlog of the small-backlog service
+SCAN_OPTIONS = {"resolution": 75}
+
+
+# --- helpers
+
+
+def png(width: int = 40, height: int = 30, color: str = "red") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "PNG")
+    return out.getvalue()
+
+
+class Socket:
+    """One event socket: its hello, then every message read so far (parsed and raw)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, hello: dict):
+        self.ws = ws
+        self.hello = hello
+        self.seen: list[dict] = []
+        self.raw: list[str] = []
+
+    async def next(self, timeout: float = WAIT) -> dict:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"not a text message: {msg}"
+        message = json.loads(msg.data)
+        self.seen.append(message)
+        self.raw.append(msg.data)
+        return message
+
+    async def until(self, match, timeout: float = WAIT) -> list[dict]:
+        """Messages up to and including the first one ``match(message)`` is true for."""
+        got = []
+        end = time.monotonic() + timeout
+        while True:
+            message = await self.next(max(0.1, end - time.monotonic()))
+            got.append(message)
+            if match(message):
+                return got
+
+    async def quiet(self, seconds: float) -> list[dict]:
+        """What arrives within ``seconds`` (nothing, usually)."""
+        got = []
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.ws.receive(timeout=left)
+            except asyncio.TimeoutError:
+                break
+            got.append(json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT
+                       else {"type": str(msg.type), "data": msg.data})
+        return got
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Web:
+    """HTTP and WebSocket requests to one service over one aiohttp client session."""
+
+    def __init__(self, http: aiohttp.ClientSession, svc: Service):
+        self.http = http
+        self.base = svc.url("").rstrip("/")
+
+    async def request(self, method: str, path: str, token: str | None = None,
+                      **kwargs) -> tuple[int, object]:
+        headers = kwargs.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with self.http.request(method, self.base + path, headers=headers,
+                                     **kwargs) as response:
+            body = await response.read()
+            try:
+                return response.status, json.loads(body)
+            except ValueError:
+                return response.status, body
+
+    async def open_session(self) -> tuple[str, str]:
+        status, body = await self.request("POST", "/api/v1/sessions", json={})
+        assert status == 201, body
+        return body["id"], body["token"]
+
+    async def info(self, sid: str, token: str) -> tuple[int, dict]:
+        return await self.request("GET", f"/api/v1/sessions/{sid}", token)
+
+    async def connect(self, sid: str, token: str, **query) -> Socket:
+        """An event socket, once its hello arrived (then it surely gets live events)."""
+        params = {"token": token, **{k: str(v) for k, v in query.items()}}
+        ws = await self.http.ws_connect(f"{self.base}/api/v1/sessions/{sid}/events",
+                                        params=params)
+        msg = await ws.receive(timeout=WAIT)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"no hello: {msg}"
+        hello = json.loads(msg.data)
+        assert hello["topic"] == "hello", hello
+        return Socket(ws, hello)
+
+    async def scan(self, sid: str, token: str, pages: int, source: str = "test:0") -> str:
+        status, job = await self.request("POST", f"/api/v1/sessions/{sid}/scans", token,
+                                         json={"source": source, "pages": pages,
+                                               "options": SCAN_OPTIONS})
+        assert status == 202, job
+        return job["job"]
+
+    async def import_png(self, sid: str, token: str, **kwargs) -> str:
+        status, body = await self.request("POST", f"/api/v1/sessions/{sid}/images", token,
+                                          data=png(**kwargs),
+                                          headers={"Content-Type": "image/png"})
+        assert status == 201, body
+        return body["images"][0]["id"]
+
+
+def run(svc: Service, test) -> None:
+    """``asyncio.run`` of ``test(web)``."""
+    async def main():
+        async with aiohttp.ClientSession() as http:
+            await test(Web(http, svc))
+    asyncio.run(main())
+
+
+def done_of(job: str):
+    return lambda m: m["topic"] in ("scan.done", "scan.error") and m["data"].get("job") == job
+
+
+def seqs(messages: list[dict]) -> list[int]:
+    return [m["seq"] for m in messages]
+
+
+def consecutive(first: int, count: int) -> list[int]:
+    return list(range(first, first + count))
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("home"))
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def small_backlog(tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nevent_backlog = "
+                                                             f"{BACKLOG}\n")
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def closing(tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nsession_close_delay "
+                                                             f"= {DELAY}\n")
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+# --- hello, order, fan-out
+
+
+def test_the_first_message_is_hello_with_the_session_an_epoch_and_seq(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        other, other_token = await web.open_session()
+        before = time.time()
+        socket = await web.connect(sid, token)
+        hello = socket.hello
+        assert set(hello) == {"seq", "topic", "data", "time"}
+        assert isinstance(hello["seq"], int) and hello["seq"] >= 0  # the channel's last seq
+        assert before - 5 <= hello["time"] <= time.time() + 5
+        assert hello["data"]["session"] == sid
+        assert hello["data"]["replayed"] == 0
+        assert hello["data"]["lost"] is False
+        epoch = hello["data"]["epoch"]
+        assert isinstance(epoch, str) and epoch
+        # The epoch names the gateway process, not the session.
+        second = await web.connect(other, other_token)
+        assert second.hello["data"]["epoch"] == epoch
+        assert second.hello["data"]["session"] == other
+        assert await socket.quiet(0.3) == []  # hello, then nothing until something happens
+        await socket.close()
+        await second.close()
+    run(service, test)
+
+
+def test_a_new_sessions_channel_holds_no_event_before_its_first_socket(service):
+    # The buffer's session.opened event races the channel that POST /sessions creates:
+    # it must not land in the channel sometimes (seq 1, replayed with since=0) and not
+    # other times. Several sessions, as one may well win the race by chance.
+    async def test(web: Web):
+        early = []
+        for _ in range(20):
+            sid, token = await web.open_session()
+            socket = await web.connect(sid, token, since=0)
+            if socket.hello["seq"] != 0:
+                early.append((socket.hello, await socket.next()))
+            await socket.close()
+        assert early == [], f"{len(early)} of 20 new sessions had events already"
+    run(service, test)
+
+
+def test_an_events_socket_needs_the_sessions_token(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        other, other_token = await web.open_session()
+        url = f"{web.base}/api/v1/sessions/{sid}/events"
+        for params, status in (({}, 401), ({"token": other_token}, 403),
+                               ({"token": token + "x"}, 403)):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await web.http.ws_connect(url, params=params)
+            assert refused.value.status == status, params
+        # A plain GET (no Upgrade) with the right token is told it is a WebSocket endpoint.
+        status, body = await web.request("GET", f"/api/v1/sessions/{sid}/events", token)
+        assert status == 400 and body["error"]["code"] == "bad_request", body
+    run(service, test)
+
+
+def test_a_two_page_scan_sends_progress_changed_page_done_in_causal_order(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        socket = await web.connect(sid, token)
+        job = await web.scan(sid, token, pages=2)
+        messages = await socket.until(done_of(job))
+        # Numbered from the hello's seq on, one by one: strictly increasing, no gaps.
+        assert seqs(messages) == consecutive(socket.hello["seq"] + 1, len(messages))
+        assert all(set(m) == {"seq", "topic", "data", "time"} for m in messages)
+        assert all("session" not in m["data"] for m in messages)
+        topics = [m["topic"] for m in messages]
+        assert set(topics) <= {"scan.progress", "buffer.changed", "scan.page", "scan.done"}
+        assert topics[-1] == "scan.done"
+        done = messages[-1]["data"]
+        assert done["job"] == job and done["state"] == "done" and done["pages"] == 2
+
+        pages = [(i, m) for i, m in enumerate(messages) if m["topic"] == "scan.page"]
+        assert [m["data"]["page"] for _, m in pages] == [1, 2]
+        assert [m["data"]["pages"] for _, m in pages] == [1, 2]
+        ids = [m["data"]["image"]["id"] for _, m in pages]
+        assert done["images"] == ids
+        for number, (at, page) in enumerate(pages, 1):
+            assert page["data"]["job"] == job
+            image = page["data"]["image"]
+            # Causal order of the page: read (progress), stored (changed), acknowledged.
+            progress = [i for i, m in enumerate(messages) if m["topic"] == "scan.progress"
+                        and m["data"]["job"] == job and m["data"]["page"] == number]
+            changed = [i for i, m in enumerate(messages) if m["topic"] == "buffer.changed"
+                       and m["data"]["ids"] == [image["id"]]]
+            assert progress and min(progress) < at, (number, topics)
+            assert len(changed) == 1 and min(progress) < changed[0] < at, (number, topics)
+            assert messages[changed[0]]["data"]["action"] == "add"
+            assert all(0 <= messages[i]["data"]["percent"] <= 100 for i in progress)
+
+        status, listed = await web.request("GET", f"/api/v1/sessions/{sid}/images", token)
+        assert status == 200
+        assert [info["id"] for info in listed] == ids
+        for info, (_, page) in zip(listed, pages, strict=True):
+            image = page["data"]["image"]
+            assert image == info  # the page event carries the listed image info
+            assert (image["width"], image["height"]) == (590, 590)  # 200 mm at 75 dpi
+            assert image["dpi"] == [75.0, 75.0] and image["source"] == "test:0"
+        assert await socket.quiet(0.3) == []
+        await socket.close()
+    run(service, test)
+
+
+def test_two_sockets_of_one_session_get_the_same_messages(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        first = await web.connect(sid, token)
+        second = await web.connect(sid, token)
+        assert first.hello["seq"] == second.hello["seq"]
+        job = await web.scan(sid, token, pages=1)
+        got = await first.until(done_of(job))
+        await second.until(done_of(job))
+        assert len(got) >= 4  # progress, changed, page, done
+        assert second.raw == first.raw  # the very same messages, same seq, same time
+        status, info = await web.info(sid, token)
+        assert status == 200 and info["sockets"] == 2
+        await first.close()
+        await second.close()
+    run(service, test)
+
+
+def test_another_sessions_socket_gets_none_of_a_sessions_events(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        other, other_token = await web.open_session()
+        mine = await web.connect(sid, token)
+        theirs = await web.connect(other, other_token)
+        job = await web.scan(sid, token, pages=1)
+        await mine.until(done_of(job))
+        iid = await web.import_png(sid, token)
+        await mine.until(lambda m: m["topic"] == "buffer.changed" and m["data"]["ids"] == [iid])
+        assert await theirs.quiet(0.5) == []
+        # Its channel did not move either: a new socket's hello has the same seq.
+        again = await web.connect(other, other_token, since=theirs.hello["seq"],
+                                  epoch=theirs.hello["data"]["epoch"])
+        assert again.hello["seq"] == theirs.hello["seq"]
+        assert again.hello["data"]["replayed"] == 0 and again.hello["data"]["lost"] is False
+        for socket in (mine, theirs, again):
+            await socket.close()
+    run(service, test)
+
+
+# --- reconnect and replay
+
+
+def test_a_socket_reconnecting_with_since_and_epoch_gets_the_missed_events_in_order(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        # An observer (another tab) stays connected: it sees what the reconnecting page
+        # misses, and keeps the session open meanwhile.
+        observer = await web.connect(sid, token)
+        page = await web.connect(sid, token)
+        epoch = page.hello["data"]["epoch"]
+        job = await web.scan(sid, token, pages=1)
+        await page.until(done_of(job))
+        await observer.until(done_of(job))
+        last = page.seen[-1]["seq"]
+        await page.close()
+
+        job = await web.scan(sid, token, pages=2)
+        missed = await observer.until(done_of(job))
+        missed_raw = observer.raw[-len(missed):]
+        assert seqs(missed) == consecutive(last + 1, len(missed))
+
+        back = await web.connect(sid, token, since=last, epoch=epoch)
+        assert back.hello["seq"] == missed[-1]["seq"]
+        assert back.hello["data"] == {"session": sid, "epoch": epoch,
+                                      "replayed": len(missed), "lost": False}
+        replayed = [await back.next() for _ in missed]
+        assert back.raw == missed_raw  # the same messages, in order
+        assert seqs(replayed) == consecutive(last + 1, len(missed))  # no gap, no duplicate
+        assert [m["topic"] for m in replayed].count("scan.page") == 2
+        assert await back.quiet(0.3) == []  # nothing twice
+
+        # Live events follow the replay, numbered on.
+        iid = await web.import_png(sid, token)
+        live = await back.next()
+        assert live["seq"] == missed[-1]["seq"] + 1
+        assert live["topic"] == "buffer.changed" and live["data"]["ids"] == [iid]
+
+        # Coming back with the current seq: nothing to replay, nothing lost.
+        await back.close()
+        current = await web.connect(sid, token, since=live["seq"], epoch=epoch)
+        assert current.hello["seq"] == live["seq"]
+        assert current.hello["data"]["replayed"] == 0
+        assert current.hello["data"]["lost"] is False
+        assert await current.quiet(0.3) == []
+        await current.close()
+        await observer.close()
+    run(service, test)
+
+
+def test_a_reconnect_with_another_epoch_or_a_future_seq_is_told_lost(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        page = await web.connect(sid, token)
+        epoch = page.hello["data"]["epoch"]
+        iid = await web.import_png(sid, token)
+        changed = await page.next()
+        assert changed["data"]["ids"] == [iid]
+        await page.close()
+
+        wrong = "0" * 7 + ("1" if epoch != "0" * 7 + "1" else "2")
+        stale = await web.connect(sid, token, since=changed["seq"], epoch=wrong)
+        assert stale.hello["data"]["lost"] is True  # another gateway's numbers
+        assert stale.hello["data"]["epoch"] == epoch  # the current one, to use from now on
+        assert stale.hello["seq"] == changed["seq"]
+        # Whatever is replayed is this gateway's, in order, up to the hello's seq.
+        replayed = [await stale.next() for _ in range(stale.hello["data"]["replayed"])]
+        assert seqs(replayed) == consecutive(stale.hello["seq"] - len(replayed) + 1,
+                                             len(replayed))
+        await stale.close()
+
+        future = await web.connect(sid, token, since=changed["seq"] + 50, epoch=epoch)
+        assert future.hello["data"]["lost"] is True
+        assert future.hello["seq"] == changed["seq"]
+        await future.close()
+    run(service, test)
+
+
+def test_more_missed_events_than_the_backlog_are_lost_and_the_last_ones_replayed(
+        small_backlog):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        observer = await web.connect(sid, token)
+        page = await web.connect(sid, token)
+        since, epoch = page.hello["seq"], page.hello["data"]["epoch"]
+        await page.close()
+
+        iid = await web.import_png(sid, token)
+        edits = BACKLOG + 5
+        for _ in range(edits):
+            status, body = await web.request(
+                "POST", f"/api/v1/sessions/{sid}/images/{iid}/ops", token,
+                json=[{"op": "rotate", "angle": 90}])
+            assert status == 200, body
+        await observer.until(lambda m: sum(
+            1 for s in observer.seen if s["data"].get("action") == "modify") == edits)
+        missed = observer.seen
+        assert len(missed) == edits + 1 > BACKLOG
+
+        back = await web.connect(sid, token, since=since, epoch=epoch)
+        assert back.hello["seq"] == missed[-1]["seq"]
+        assert back.hello["data"]["lost"] is True
+        assert back.hello["data"]["replayed"] == BACKLOG
+        replayed = [await back.next() for _ in range(BACKLOG)]
+        assert back.raw == observer.raw[-BACKLOG:]  # the last ten, in order
+        assert seqs(replayed) == consecutive(missed[-1]["seq"] - BACKLOG + 1, BACKLOG)
+        assert await back.quiet(0.3) == []
+
+        # Within the backlog nothing is lost.
+        recent = await web.connect(sid, token, since=missed[-1]["seq"] - 3, epoch=epoch)
+        assert recent.hello["data"]["lost"] is False
+        assert recent.hello["data"]["replayed"] == 3
+        for socket in (back, recent, observer):
+            await socket.close()
+    run(small_backlog, test)
+
+
+# --- buffer.changed from HTTP
+
+
+def test_imports_and_edits_over_http_send_buffer_changed_events(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        socket = await web.connect(sid, token)
+        base = f"/api/v1/sessions/{sid}"
+
+        async def changed(action: str, ids: list[str]) -> None:
+            message = await socket.next()
+            assert message["topic"] == "buffer.changed", message
+            assert message["data"]["action"] == action, message
+            assert message["data"]["ids"] == ids, message
+
+        first = await web.import_png(sid, token, color="red")
+        await changed("add", [first])
+        second = await web.import_png(sid, token, color="blue")
+        await changed("add", [second])
+
+        status, body = await web.request("POST", f"{base}/images/{first}/ops", token,
+                                         json=[{"op": "rotate", "angle": 90}])
+        assert status == 200 and (body["width"], body["height"]) == (30, 40), body
+        await changed("modify", [first])
+        status, body = await web.request("POST", f"{base}/images/{first}/undo", token)
+        assert status == 200 and (body["width"], body["height"]) == (40, 30), body
+        await changed("modify", [first])
+
+        status, body = await web.request("PUT", f"{base}/order", token,
+                                         json={"order": [second, first]})
+        assert status == 200 and body == {"order": [second, first]}, body
+        await changed("reorder", [second, first])
+
+        status, body = await web.request("DELETE", f"{base}/images/{first}", token)
+        assert status == 200 and body == {"deleted": [first]}, body
+        await changed("remove", [first])
+        status, body = await web.request("DELETE", f"{base}/images", token)
+        assert status == 200 and body == {"deleted": [second]}, body
+        await changed("remove", [second])
+
+        # A refused edit changes nothing and says nothing.
+        status, body = await web.request("POST", f"{base}/images/{first}/ops", token,
+                                         json=[{"op": "rotate", "angle": 90}])
+        assert status == 404, body
+        assert await socket.quiet(0.3) == []
+        assert seqs(socket.seen) == consecutive(socket.hello["seq"] + 1, 7)
+        await socket.close()
+    run(service, test)
+
+
+def test_deleting_the_session_sends_session_closed_then_closes_the_socket_with_4000(service):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        iid = await web.import_png(sid, token)
+        socket = await web.connect(sid, token)
+        status, body = await web.request("DELETE", f"/api/v1/sessions/{sid}", token)
+        assert status == 200 and body == {"id": sid, "removed": 1}, body
+        got = await socket.until(lambda m: m["topic"] == "session.closed")
+        assert got[-1]["data"]["reason"] == "closed"
+        removed = [m for m in got if m["topic"] == "buffer.changed"]
+        assert [(m["data"]["action"], m["data"]["ids"]) for m in removed] == [("remove", [iid])]
+        assert seqs(got) == consecutive(socket.hello["seq"] + 1, len(got))
+        msg = await socket.ws.receive(timeout=WAIT)
+        assert msg.type == aiohttp.WSMsgType.CLOSE, msg
+        assert msg.data == 4000, msg
+        assert "closed" in msg.extra
+        assert socket.ws.closed and socket.ws.close_code == 4000  # a clean closing handshake
+        status, body = await web.info(sid, token)
+        assert status == 404 and body["error"]["code"] == "not_found", body
+        # The session's events are gone: a socket for it is refused.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await web.http.ws_connect(f"{web.base}/api/v1/sessions/{sid}/events",
+                                      params={"token": token})
+        assert refused.value.status == 404
+    run(service, test)
+
+
+# --- the close timer (session_close_delay = 1.5)
+
+
+def locate(svc: Service, sid: str, iid: str) -> Path:
+    with svc.client() as client:
+        return Path(client.call("buffer", "locate", {"session": sid, "image": iid},
+                                timeout=15)["path"])
+
+
+def buffer_list(svc: Service, sid: str) -> list:
+    with svc.client() as client:
+        return client.call("buffer", "list", {"session": sid}, timeout=15)
+
+
+async def wait_gone(web: Web, sid: str, token: str, timeout: float = 15) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        status, body = await web.info(sid, token)
+        if status == 404:
+            assert body["error"]["code"] == "not_found", body
+            return
+        assert status == 200, body
+        assert time.monotonic() < end, f"session {sid} still open after {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+def test_closing_the_last_socket_closes_the_session_after_the_delay(closing):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        iid = await web.import_png(sid, token)
+        stored = await asyncio.to_thread(locate, closing, sid, iid)
+        assert stored.is_file()
+        first = await web.connect(sid, token)
+        second = await web.connect(sid, token)
+        status, info = await web.info(sid, token)
+        assert status == 200 and info["sockets"] == 2 and info["close_delay"] == DELAY
+
+        # One of two sockets closing starts no timer.
+        await first.close()
+        await asyncio.sleep(DELAY + 0.75)
+        status, info = await web.info(sid, token)
+        assert status == 200 and info["sockets"] == 1 and info["images"] == 1, info
+
+        started = time.monotonic()
+        await second.close()
+        status, info = await web.info(sid, token)
+        if time.monotonic() - started < DELAY - 0.3:
+            assert status == 200, info  # not before the delay
+        await wait_gone(web, sid, token)
+        took = time.monotonic() - started
+        assert DELAY - 0.1 <= took <= DELAY + 8, f"closed {took:.2f} s after the last socket"
+        # The buffer closed it too: its images and their files are gone.
+        with pytest.raises(Error) as gone:
+            await asyncio.to_thread(buffer_list, closing, sid)
+        assert gone.value.code == "not_found"
+        assert not stored.exists()
+    run(closing, test)
+
+
+def test_a_reload_within_the_delay_keeps_the_session(closing):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        iid = await web.import_png(sid, token)
+        page = await web.connect(sid, token)
+        await page.close()
+        await asyncio.sleep(0.2)  # the page reloads
+        reloaded = await web.connect(sid, token, since=page.hello["seq"],
+                                     epoch=page.hello["data"]["epoch"])
+        assert reloaded.hello["data"]["lost"] is False
+        assert reloaded.hello["data"]["replayed"] == 0
+        await asyncio.sleep(DELAY + 0.75)
+        status, info = await web.info(sid, token)
+        assert status == 200 and info["images"] == 1 and info["sockets"] == 1, info
+        status, listed = await web.request("GET", f"/api/v1/sessions/{sid}/images", token)
+        assert status == 200 and [i["id"] for i in listed] == [iid]
+        # The reloaded page still gets live events.
+        other = await web.import_png(sid, token)
+        message = await reloaded.next()
+        assert message["topic"] == "buffer.changed" and message["data"]["ids"] == [other]
+        # Its socket closing starts the timer again.
+        await reloaded.close()
+        await wait_gone(web, sid, token)
+    run(closing, test)
+
+
+def test_a_session_that_never_opened_a_socket_is_not_closed_by_the_timer(closing):
+    async def test(web: Web):
+        sid, token = await web.open_session()
+        iid = await web.import_png(sid, token)
+        await asyncio.sleep(DELAY + 0.75)
+        status, info = await web.info(sid, token)
+        assert status == 200 and info["images"] == 1 and info["sockets"] == 0, info
+        status, _ = await web.request("GET", f"/api/v1/sessions/{sid}/images/{iid}", token)
+        assert status == 200
+        status, body = await web.request("DELETE", f"/api/v1/sessions/{sid}", token)
+        assert status == 200 and body == {"id": sid, "removed": 1}, body
+    run(closing, test)
