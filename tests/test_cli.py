@@ -587,6 +587,18 @@ def test_the_welcome_page_on_both_ports_names_the_service_version_and_actors(sha
             assert f"<td>{program}</td>" in page, program
 
 
+def test_every_link_of_the_welcome_page_answers(shared):
+    page = shared.get("/")[2].decode()
+    links = re.findall(r'href="(/[^"]*)"', page)
+    assert {"/demo/", "/scanbridge.js", "/api/v1/openapi.json", "/docs/",
+            "/docs/security.md"} <= set(links)
+    for link in links:
+        status, headers, body = shared.get(link)
+        assert status == 200 and body, link
+    assert shared.get("/docs/../setup.cfg")[0] == 404
+    assert shared.get("/docs/nothing.md")[0] == 404
+
+
 def test_api_status_reports_every_actor_running(shared):
     status, headers, body = shared.get("/api/v1/status")
     assert status == 200

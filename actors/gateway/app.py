@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broker import config as configlib
 from broker.client import AsyncClient
 from broker.config import Config
 from broker.protocol import Error
@@ -163,6 +164,17 @@ async def demo_page(request: web.Request) -> web.StreamResponse:
         "Content-Security-Policy": PAGE_POLICY})
 
 
+async def doc_page(request: web.Request) -> web.StreamResponse:
+    """The operator documentation of this checkout (docs/*.md), as plain text."""
+    name = request.match_info.get("name") or "README"
+    folder = configlib.CHECKOUT / ("." if name == "README" else "docs")
+    path = folder / f"{name}.md"
+    if not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
+        raise Error("not_found", f"no document {name!r} (see /docs/)")
+    return web.FileResponse(path, headers={
+        "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"})
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(openapi.SPEC, indent=1),
                         content_type="application/json",
@@ -197,6 +209,8 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/demo/", demo_page)
     app.router.add_get("/demo/{name}", demo_page)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/docs/", doc_page)
+    app.router.add_get("/docs/{name}.md", doc_page)
     api.add_routes(app.router, expect_continue)
     images.add_routes(app.router, expect_continue)
     return app
