@@ -5,14 +5,14 @@ tests, so broker, buffer, gateway and monitor as installed; no system SANE backe
 no scan: pages go into a session through the broker's ``buffer.add``); then measures in
 the same run:
 
-  1. GET of a stored A4 300 dpi JPEG (2480 x 3508, quality 85, a noisy drawn page of
-     about 1.7 MB) through the gateway (``GET /api/v1/sessions/{sid}/images/{iid}`` with
-     the token: the guard, the session check, a ``buffer.locate`` round trip through the
-     broker, then sendfile of the stored file) against a minimal aiohttp app in its own
-     process serving the same file with ``web.FileResponse``. One aiohttp client with
-     keep-alive for both; 400 requests (40 with ``--quick``) one at a time, then as many
-     with 8 in flight; the two servers alternate in short blocks. Mean / p50 / p95 per
-     request and the ratio of the means
+  1. GET of a stored A4 300 dpi JPEG (2480 x 3508, quality 80: bench/buffer.py's drawn
+     page, about 1.4 MB) through the gateway (``GET /api/v1/sessions/{sid}/images/{iid}``
+     with the token: the guard, the session check, the cached ``buffer.locate`` answer (a
+     broker round trip the first time), then sendfile of the stored file) against a minimal
+     aiohttp app in its own process serving the same file with ``web.FileResponse``. One
+     aiohttp client with keep-alive for both; 400 requests (40 with ``--quick``) one at a
+     time, then as many with 8 in flight; the two servers alternate in short blocks. Mean /
+     p50 / p95 per request and the ratio of the means
                                                                (goal: <= 1.5 x plain aiohttp)
      Beside it, as information: where the difference comes from (a ``buffer.locate``
      through the broker from this process; ``GET .../images/{iid}/info``: guard, session
@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import io
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -49,17 +48,17 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.buffer import A4_300, draw_pages  # noqa: E402
 from bench.report import note, out  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.stack import free_port, poll_for  # noqa: E402
 from tests.support.web import Api  # noqa: E402
 
-A4_300 = (2480, 3508)
 MB = 1 << 20
 CONCURRENCY = 8
 EVENT_PAGES = 100
@@ -105,43 +104,6 @@ OPEN_SOCKET = """
 
 
 # --- test pages
-
-
-def draw_page(size: tuple[int, int] = A4_300, quality: int = 85, seed: int = 1) -> bytes:
-    """A colour page like a scan, as JPEG: a header band, a picture, lines of "words" and
-    scanner-like grain over everything (so the JPEG has the size of a real scan)."""
-    width, height = size
-    unit = width / A4_300[0]
-    rnd = random.Random(seed)
-
-    def box(x0, y0, x1, y1):
-        return tuple(round(v * unit) for v in (x0, y0, x1, y1))
-
-    image = Image.new("RGB", size, (246, 244, 238))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle(box(200, 180, 2280, 420), fill=(40, 60, 140))
-    gradient = Image.linear_gradient("L").resize((round(900 * unit), round(700 * unit)))
-    picture = Image.merge("RGB", (gradient, gradient.rotate(90),
-                                  gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
-    image.paste(picture, box(300, 520, 0, 0)[:2])
-    draw.ellipse(box(1500, 650, 2200, 1150), outline=(200, 40, 40),
-                 width=max(2, round(12 * unit)))
-    y = 1350
-    while y < 3508 - 250:
-        x = 200
-        while True:
-            word = rnd.randrange(40, 260)
-            if x + word > 2280:
-                break
-            draw.rectangle(box(x, y, x + word, y + 34), fill=(25, 25, 30))
-            x += word + 28
-        y += rnd.choice((70, 70, 70, 140))
-    grain = Image.effect_noise(size, 6).convert("L")
-    image = ImageChops.subtract(image, Image.merge("RGB", (grain,) * 3), 1, 128)
-    buf = io.BytesIO()
-    dpi = round(300 * unit)
-    image.save(buf, "JPEG", quality=quality, dpi=(dpi, dpi))
-    return buf.getvalue()
 
 
 def small_page(number: int) -> bytes:
@@ -350,7 +312,7 @@ def main() -> None:
     summary: list[str] = []
     try:
         note("drawing the A4 300 dpi page")
-        jpeg = draw_page()
+        jpeg = draw_pages(1, A4_300)[0]
         note(f"starting the service in {work}")
         service = Service(work / "home")
         service.start()
@@ -367,7 +329,7 @@ def main() -> None:
             raise RuntimeError("the buffer did not keep the JPEG as it is")
         port = free_port()
         reference = start_reference(located["path"], port)
-        out(f"page {stored['width']}x{stored['height']} JPEG q85, {len(jpeg) / MB:.2f} MB, "
+        out(f"page {stored['width']}x{stored['height']} JPEG q80, {len(jpeg) / MB:.2f} MB, "
             f"stored as {stored['format']}; gateway port {api.port}, reference aiohttp "
             f"{aiohttp.__version__} on port {port}; {count} requests per run")
 

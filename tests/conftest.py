@@ -2,7 +2,9 @@
 
 ``home`` is the folder (fast heartbeats: interval 0.2 s, liveness 3, so a silent worker
 is dropped after 0.6 s). ``stack`` starts processes and clients in it and always stops
-and closes all of them when the test ends, whatever happened.
+and closes all of them when the test ends, whatever happened. ``service`` is the whole
+service under supervisord with default settings, shared by the tests of one module
+(starting it costs seconds); a module that needs other settings defines its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import zmq
 
 from broker.client import Client
+from tests.support.service import Service
 from tests.support.stack import poll_for, start_program, stop, write_ini
 
 FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"
@@ -111,3 +114,11 @@ def stack(home: Path):
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    svc = Service(tmp_path_factory.mktemp("home"))
+    svc.start()
+    yield svc
+    svc.stop()

@@ -162,14 +162,6 @@ def consecutive(first: int, count: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"))
-    svc.start()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
 def small_backlog(tmp_path_factory):
     svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nevent_backlog = "
                                                              f"{BACKLOG}\n")

@@ -129,14 +129,6 @@ def wait_job(api: Api, sid: str, token: str, job: str, timeout: float = 60) -> A
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"))
-    svc.start()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
 def spec(service) -> dict:
     answer = Api(service).get("/api/v1/openapi.json")
     assert answer.status == 200, answer.body
