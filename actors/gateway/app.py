@@ -61,8 +61,15 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(HTTP_ERRORS.get(exc.status, "bad_request"),
-                                  exc.reason or exc.text or "bad request", exc.status)
+        message = exc.reason or exc.text or "bad request"
+        path = request.path[:200]
+        if exc.status == 404:
+            message = f"nothing at {path}; the API is described at /api/v1/openapi.json"
+        elif exc.status == 405:
+            message = (f"{path} does not take {request.method}; the API is described at "
+                       "/api/v1/openapi.json")
+        response = error_response(HTTP_ERRORS.get(exc.status, "bad_request"), message,
+                                  exc.status)
         if "Allow" in exc.headers:  # a 405 says which methods the resource takes
             response.headers["Allow"] = exc.headers["Allow"]
         return response
