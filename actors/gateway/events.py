@@ -124,7 +124,7 @@ class EventHub:
     async def serve(self, request: web.Request, sid: str, since: int | None,
                     epoch: str | None) -> web.WebSocketResponse:
         """Run one event socket: hello, what was missed, then live events."""
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096, timeout=CLOSE_WAIT)
         await ws.prepare(request)
         channel = self.channel(sid)
         if epoch is not None and epoch != self.epoch:
@@ -139,28 +139,36 @@ class EventHub:
         for message in replay:
             queue.put_nowait(message)
         channel.queues.add(queue)
-        writer = asyncio.get_running_loop().create_task(self._write(ws, queue))
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read(ws))
+        writer = loop.create_task(self._write(ws, queue))
         try:
-            async for _ in ws:  # the client has nothing to say; this waits for its close
-                pass
+            await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
         finally:
             channel.queues.discard(queue)
-            if ws.closed:  # the writer may be in its closing handshake: let it finish
-                await asyncio.wait([writer], timeout=CLOSE_WAIT)
-            writer.cancel()
-            try:
-                await writer
-            except (asyncio.CancelledError, Exception):
-                pass
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+            # Our close (session gone, too slow) waits for the client's answer; it must not
+            # run beside a receive, or aiohttp drops the connection without waiting.
+            ending = None
+            if writer.done() and not writer.cancelled() and writer.exception() is None:
+                ending = writer.result()
             if not ws.closed:
-                await ws.close()
+                code, reason = ending if isinstance(ending, tuple) else (WSCloseCode.OK, b"")
+                await ws.close(code=code, message=reason)
         return ws
 
     @staticmethod
-    async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue) -> None:
+    async def _read(ws: web.WebSocketResponse) -> None:
+        async for _ in ws:  # the client has nothing to say; this ends at its close
+            pass
+
+    @staticmethod
+    async def _write(ws: web.WebSocketResponse, queue: asyncio.Queue) -> tuple | None:
+        """Send the queue's messages; answers the (code, reason) the socket must close with."""
         while True:
             message = await queue.get()
             if isinstance(message, tuple):
-                await ws.close(code=message[0], message=message[1])
-                return
+                return message
             await ws.send_str(message)
