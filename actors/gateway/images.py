@@ -18,7 +18,7 @@ from aiohttp import web
 from broker.protocol import Error
 
 from . import bodies
-from .shared import call, json_body, query_int, session_of, state
+from .shared import call, json_body, json_value, query_int, session_of, state
 
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "tiff": "tiff", "tif": "tiff",
            "bmp": "bmp", "gif": "gif"}
@@ -186,9 +186,7 @@ async def image_info(request: web.Request) -> web.Response:
 
 async def edit(request: web.Request) -> web.Response:
     holder = await session_of(request)
-    cfg = state(request).cfg
-    ops = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
-                                 cfg.gateway.body_timeout)
+    ops = await json_value(request)
     if isinstance(ops, dict):
         ops = [ops] if "op" in ops else bodies.json_object(ops, {"ops"}, ("ops",))["ops"]
     iid = request.match_info["iid"]
@@ -218,9 +216,7 @@ async def delete_image(request: web.Request) -> web.Response:
 
 async def order(request: web.Request) -> web.Response:
     holder = await session_of(request)
-    cfg = state(request).cfg
-    body = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
-                                  cfg.gateway.body_timeout)
+    body = await json_value(request)
     if isinstance(body, dict):
         body = bodies.json_object(body, {"order"}, ("order",))["order"]
     new_order = await call(request, "buffer", "reorder", {

@@ -47,12 +47,17 @@ async def session_of(request: web.Request) -> Holder:
     return await state(request).sessions.check(request, request.match_info["sid"])
 
 
+async def json_value(request: web.Request, default: Any = None) -> Any:
+    """The JSON body (any JSON value); ``default`` for none (None: one is required)."""
+    cfg = state(request).cfg
+    return await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
+                                  cfg.gateway.body_timeout, default)
+
+
 async def json_body(request: web.Request, allowed: set[str], required: tuple[str, ...] = (),
                     default: Any = None) -> dict:
-    cfg = state(request).cfg
-    body = await bodies.read_json(request, cfg.gateway.max_json_kb * 1024,
-                                  cfg.gateway.body_timeout, default)
-    return bodies.json_object(body, allowed, required)
+    """The JSON body as an object with only ``allowed`` keys and all ``required`` ones."""
+    return bodies.json_object(await json_value(request, default), allowed, required)
 
 
 async def call(request: web.Request, service: str, op: str, args: dict | None = None,
