@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.buffer import A4_300, draw_pages  # noqa: E402
 from bench.report import note, out  # noqa: E402
+from bench.report import summary as report_summary  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.stack import free_port, poll_for  # noqa: E402
 from tests.support.web import Api  # noqa: E402
@@ -420,10 +421,7 @@ def main() -> None:
             note(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    out("summary:")
-    for text in summary:
-        out(f"  {text}")
-    note("done")
+    report_summary(summary)
 
 
 if __name__ == "__main__":

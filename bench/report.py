@@ -16,3 +16,11 @@ def note(text: str) -> None:
 
 def out(text: str) -> None:
     print(text, flush=True)
+
+
+def summary(lines: list[str]) -> None:
+    """The closing block of a benchmark: its figures and goals, one per line."""
+    out("summary:")
+    for text in lines:
+        out(f"  {text}")
+    note("done")

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import note, out  # noqa: E402
+from bench.report import summary as report_summary  # noqa: E402
 from broker import config as configlib  # noqa: E402
 from broker.client import Client, Subscription  # noqa: E402
 from broker.procutil import atomic_write_with  # noqa: E402
@@ -408,10 +409,7 @@ def main() -> None:
             note(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    out("summary:")
-    for text in summary:
-        out(f"  {text}")
-    note("done")
+    report_summary(summary)
 
 
 if __name__ == "__main__":

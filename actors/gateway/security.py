@@ -58,7 +58,7 @@ class Allowlist:
         self.own = {f"{scheme}://{name}:{port}"
                     for scheme, ports in (("http", cfg.ports.http), ("https", cfg.ports.https))
                     for port in ports for name in LOOPBACK_NAMES}
-        self.configured = _configured(cfg.access)
+        self.configured = _configured(vars(cfg.access))
         self.stamps = self._stamps()
         self.checked = time.monotonic()
 
@@ -89,7 +89,7 @@ class Allowlist:
             for path, name in self.files:
                 values = configlib.load_file(Path(path), name)
                 access = {**values.get("", {}), **values.get("access", {})}
-                origins += [o for o in _configured_values(access) if o not in origins]
+                origins += [o for o in _configured(access) if o not in origins]
         except configlib.ConfigError as exc:
             self.log.error("allowed origins not reloaded: the file is invalid; the previous "
                            "list stays in force", error=str(exc))
@@ -105,11 +105,7 @@ class Allowlist:
         return origin in self.own
 
 
-def _configured(access) -> list[str]:
-    return _configured_values(vars(access))
-
-
-def _configured_values(access: dict) -> list[str]:
+def _configured(access: dict) -> list[str]:
     found: list[str] = []
     for origin in [*access.get("allowed_origins", []),
                    *access.get("Access-Control-Allow-Origin", [])]:
