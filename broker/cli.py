@@ -7,6 +7,7 @@
     scanbridge dumps [--show NAME]      crash and hang dumps
     scanbridge call SERVICE OP [JSON]   one request through the broker; prints the result
     scanbridge allow ORIGIN             let a web origin use the service
+    scanbridge trust | untrust          make browsers trust the local HTTPS CA, or stop
     scanbridge doctor                   check the installation and say how to fix it
     scanbridge sources | options SRC    the scanners and their options
     scanbridge scan --source SRC -o OUT scan pages into a PDF, TIFF or image files
@@ -36,6 +37,7 @@ from .protocol import Error
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 1, 2, 3, 78
 START_WAIT = 30.0  # seconds `start` waits for the programs to run
+HTTPS_WAIT = 10.0  # seconds it then waits for the HTTPS ports
 
 
 class CliError(Exception):
@@ -73,7 +75,8 @@ def prepare(home: configlib.Home) -> configlib.Config:
     """Check everything start-up needs; then the daemon can only fail for new reasons."""
     cfg = load_config(home)
     try:
-        home.ensure()
+        for problem in home.ensure():
+            print(f"scanbridge: warning: {problem} (see: scanbridge doctor)", file=sys.stderr)
     except OSError as exc:
         fail(f"cannot prepare the home {home.root}: {exc}")
     try:
@@ -93,15 +96,16 @@ def listening(address: str, port: int) -> bool:
         return False
 
 
-def urls(cfg: configlib.Config) -> list[str]:
-    return [f"http://127.0.0.1:{port}/" for port in cfg.ports.http]
+def welcome_url(cfg: configlib.Config) -> str:
+    https = f", https://127.0.0.1:{cfg.ports.https[-1]}/" if cfg.ports.https else ""
+    return f"http://127.0.0.1:{cfg.ports.http[-1]}/{https}"
 
 
 # --- commands
 
 def cmd_run(home: configlib.Home, opts: argparse.Namespace) -> int:
     cfg = prepare(home)
-    print(f"Scanbridge starting in the foreground; welcome page: {urls(cfg)[-1]} "
+    print(f"Scanbridge starting in the foreground; welcome page: {welcome_url(cfg)} "
           "(Ctrl-C stops everything)", flush=True)
     argv = supervisord_argv(foreground=True)
     os.execvpe(argv[0], argv, supervision.environment(home))
@@ -135,7 +139,16 @@ def cmd_start(home: configlib.Home, opts: argparse.Namespace) -> int:
             fail(f"started, but the gateway does not answer on {bind} ports "
                  f"{cfg.ports.http} (see: scanbridge logs gateway)")
         time.sleep(0.1)
-    print(f"Scanbridge started; welcome page: {urls(cfg)[-1]}")
+    # HTTPS follows once the certificate helper made the certificate: wait a little, but
+    # a service without HTTPS (say, cert/ not writable) still serves HTTP.
+    end = time.monotonic() + HTTPS_WAIT
+    while not all(listening(bind, port) for port in cfg.ports.https):
+        if time.monotonic() > end:
+            print(f"scanbridge: HTTPS ports {cfg.ports.https} do not answer yet (see: "
+                  "scanbridge doctor)", file=sys.stderr)
+            break
+        time.sleep(0.1)
+    print(f"Scanbridge started; welcome page: {welcome_url(cfg)}")
     return 0
 
 
@@ -404,6 +417,8 @@ def parser() -> argparse.ArgumentParser:
     allow.add_argument("origin", help="e.g. https://app.example.com")
     allow.set_defaults(func=cmd_allow)
     sub.add_parser("doctor", help="check the installation").set_defaults(func=cmd_doctor)
+    from actors.certhelper.command import add_commands as certhelper_commands
+    certhelper_commands(sub)
     from actors.scanner.command import add_commands as scanner_commands
     scanner_commands(sub)
     return top

@@ -153,6 +153,12 @@ def _z85_key(raw: str) -> str:
     return raw
 
 
+def _user(raw: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_.-]*\$?", raw, re.IGNORECASE):
+        raise ValueError(f"{raw!r} is not a user name")
+    return raw
+
+
 def _program(raw: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", raw):
         raise ValueError(f"{raw!r} is not a program name")
@@ -181,7 +187,8 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "http": Key("18622,18625", _list_of(_port, allow_empty=False),
                         "HTTP ports the gateway listens on"),
             "https": Key("18623,18626", _list_of(_port),
-                         "HTTPS ports (reserved: served once the certificate helper lands)"),
+                         "HTTPS ports the gateway listens on (certificate: cert/, see "
+                         "[certhelper]); empty = none"),
         },
         "gateway": {
             "session_close_delay": Key("30", _float(0, 86400),
@@ -199,6 +206,23 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "max_json_kb": Key("1024", _int(1, 65536), "largest JSON request body"),
             "max_sockets_per_session": Key("16", _int(1, 1000),
                                            "event sockets one session may hold open"),
+        },
+        "certhelper": {
+            "server_days": Key("397", _int(2, 397),
+                               "days a server certificate of the local CA is valid "
+                               "(browsers accept at most 397)"),
+            "renew_days": Key("30", _int(1, 396),
+                              "days before expiry the server certificate is renewed "
+                              "(fewer than server_days)"),
+            "check_interval": Key("3600", _float(1, 86400),
+                                  "seconds between checks of expiry and Firefox profiles "
+                                  "(file changes are acted on at once)"),
+            "firefox_trust": Key("true", _bool,
+                                 "put the local CA into Firefox profiles, new ones "
+                                 "included (scanbridge untrust stops it)"),
+            "firefox_users": Key("", _list_of(_user),
+                                 "users whose Firefox profiles trust the local CA; "
+                                 "empty = the user the service runs as"),
         },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
@@ -405,13 +429,24 @@ class Home:
         for name in ("ini", "logs", "dumps", "cache", "cert", "upload", "run"):
             setattr(self, name, self.root / name)
 
-    def ensure(self) -> None:
-        """Create the folders; private ones get mode 0700 even if they existed."""
+    def ensure(self) -> list[str]:
+        """Create the folders; private ones get mode 0700 even if they existed.
+
+        A ``cert/`` that cannot be made so is returned as a problem instead of raised: it
+        only costs HTTPS, and the service must still serve HTTP.
+        """
+        problems = []
         for name in ("ini", "logs", "dumps", *self.PRIVATE):
             folder: Path = getattr(self, name)
-            folder.mkdir(parents=True, exist_ok=True)
-            if name in self.PRIVATE:
-                folder.chmod(0o700)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                if name in self.PRIVATE:
+                    folder.chmod(0o700)
+            except OSError as exc:
+                if name != "cert":
+                    raise
+                problems.append(f"{folder}: {exc.strerror or exc}: HTTPS will not be served")
+        return problems
 
     def ipc(self, name: str) -> str:
         return f"ipc://{self.run / name}"
@@ -450,7 +485,29 @@ def load(home: Home | None = None) -> Config:
         for section, values in load_file(home.ini / name, name).items():
             # Sections of the same name in two files share one namespace.
             sections.setdefault(section or "access", SimpleNamespace()).__dict__.update(values)
-    return Config(home=home, **sections)
+    cfg = Config(home=home, **sections)
+    _check_together(cfg)
+    return cfg
+
+
+def _check_together(cfg: Config) -> None:
+    """Rules between keys, reported at the line of the second key."""
+    def fail(section: str, key: str, reason: str) -> None:
+        path = cfg.home.ini / "DSConfiguration.ini"
+        number = 1
+        if path.exists():
+            for item in read_ini(path):
+                if isinstance(item, Line) and (item.section, item.key) == (section, key):
+                    number = item.number
+        raise ConfigError(f"{path}:{number}: {key}: {reason}")
+
+    both = set(cfg.ports.http) & set(cfg.ports.https)
+    if both:
+        fail("ports", "https", f"port {min(both)} is also an HTTP port")
+    if cfg.certhelper.renew_days >= cfg.certhelper.server_days:
+        fail("certhelper", "renew_days", f"{cfg.certhelper.renew_days} is not fewer than "
+             f"server_days ({cfg.certhelper.server_days}): the certificate would be "
+             "renewed all the time")
 
 
 def load_or_exit(home: Home | None = None) -> Config:

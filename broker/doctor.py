@@ -39,15 +39,27 @@ def check_config(home: configlib.Home) -> Iterator[Check]:
         yield "FAIL", f"configuration: {exc}", "correct that line (docs/configuration.md)"
 
 
+def writable(folder) -> bool:
+    """Whether a file can be made in ``folder`` (root passes access() even when not)."""
+    probe = folder / f".doctor.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
 def check_home(home: configlib.Home) -> Iterator[Check]:
     for name in ("ini", "logs", "dumps", *configlib.Home.PRIVATE):
         folder = getattr(home, name)
         if not folder.exists():
             yield "warn", f"{folder} does not exist yet", "scanbridge start creates it"
             continue
-        if not os.access(folder, os.W_OK | os.X_OK):
-            yield "FAIL", f"{folder} is not writable by this user", \
-                f"chown -R {os.getuid()} {folder}"
+        if not writable(folder):
+            cost = ": HTTPS cannot be set up (HTTP is still served)" if name == "cert" else ""
+            yield "FAIL", f"{folder} is not writable by this user{cost}", \
+                f"make it a folder user {os.getuid()} can write: chown -R {os.getuid()} {folder}"
             continue
         mode = stat.S_IMODE(folder.stat().st_mode)
         if name in configlib.Home.PRIVATE and mode & 0o077:
@@ -170,7 +182,8 @@ def check_certificates(home: configlib.Home, cfg: configlib.Config | None) -> It
             yield "FAIL", f"{key} is readable by others", f"chmod 600 {key}"
         else:
             yield "ok", f"CURVE server key {key} (0600)", ""
-    yield "ok", "HTTPS: not served yet (the certificate helper adds it)", ""
+    from actors.certhelper.command import doctor_checks
+    yield from doctor_checks(home, cfg)
 
 
 def run_checks(home: configlib.Home) -> int:

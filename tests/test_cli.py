@@ -32,7 +32,8 @@ from broker.config import Home, load
 from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, env_for, free_port, poll_for, write_ini
 
-PROGRAMS = ("broker", "buffer", "gateway", "monitor")  # always running; scanner on demand
+# Always running; the scanner runs on demand.
+PROGRAMS = ("broker", "buffer", "certhelper", "gateway", "monitor")
 BAD_PORTS = "[ports]\nhttp = 18622, abc\n"
 BAD_PORTS_REASON = "2: http: 'abc' is not a whole number"
 
@@ -168,7 +169,8 @@ def test_start_exits_0_and_names_the_welcome_page(lifecycle):
     done = steps["start"]
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"Scanbridge started; welcome page: " \
-                          f"http://127.0.0.1:{service.ports[1]}/\n"
+                          f"http://127.0.0.1:{service.ports[1]}/, " \
+                          f"https://127.0.0.1:{service.https_ports[1]}/\n"
 
 
 def test_status_lists_broker_gateway_and_monitor_running(lifecycle):
@@ -249,8 +251,9 @@ def test_restart_gateway_gives_it_a_new_pid_and_it_runs(scratch):
 def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     done = shared.cli("restart", "nosuch")
     assert done.returncode == 2
-    assert one_line(done.stderr) == \
-        "scanbridge: no program 'nosuch' (programs: broker, buffer, gateway, monitor, scanner)"
+    assert one_line(done.stderr) == (
+        "scanbridge: no program 'nosuch' (programs: broker, buffer, certhelper, gateway, "
+        "monitor, scanner)")
 
 
 # --- logs
@@ -518,7 +521,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (4 of 5 programs; the others start on demand)" in oks
+    assert "ok    service running (5 of 6 programs; the others start on demand)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 

@@ -821,8 +821,11 @@ def test_the_gateway_listens_on_loopback_only(service):
         urls = client.call("gateway", "listening", timeout=15)
     assert urls, urls
     for url in urls:
-        assert re.fullmatch(r"http://(127\.0\.0\.1|\[::1\]):\d+", url), url
-    assert {int(url.rsplit(":", 1)[1]) for url in urls} == set(service.ports)
+        assert re.fullmatch(r"https?://(127\.0\.0\.1|\[::1\]):\d+", url), url
+    assert {int(url.rsplit(":", 1)[1]) for url in urls if url.startswith("http:")} == \
+        set(service.ports)
+    assert {int(url.rsplit(":", 1)[1]) for url in urls if url.startswith("https:")} == \
+        set(service.https_ports)
     # What the kernel says: every listening socket of these ports is on a loopback address.
     loopback = {"0100007F", "00000000000000000000000001000000"}
     found = []
@@ -832,6 +835,6 @@ def test_the_gateway_listens_on_loopback_only(service):
             for row in rows:
                 fields = row.split()
                 address, port = fields[1].split(":")
-                if fields[3] == "0A" and int(port, 16) in service.ports:
+                if fields[3] == "0A" and int(port, 16) in service.ports + service.https_ports:
                     found.append(address)
     assert found and set(found) <= loopback, found

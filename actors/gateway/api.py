@@ -25,7 +25,17 @@ async def gather_status(request: web.Request) -> dict:
     st = state(request)
     result = {"name": st.cfg.service.name, "display_name": st.cfg.service.display_name,
               "version": __version__, "time": time.time(), "actors": {}, "services": {},
-              "origins": st.allowlist.origins()}
+              "origins": st.allowlist.origins(),
+              "https": {**(st.tls.summary() if st.tls else {"served": False}),
+                        "ports": st.cfg.ports.https}}
+    if not result["https"]["served"]:  # the certificate helper knows why
+        try:
+            problem = (await call(request, "certhelper", "status",
+                                  timeout=STATUS_TIMEOUT))["problem"]
+            if problem:
+                result["https"]["error"] = problem
+        except Error:
+            pass
     try:
         services = (await call(request, "broker", "services",
                                timeout=STATUS_TIMEOUT))["services"]

@@ -139,10 +139,42 @@ async def welcome(request: web.Request) -> web.Response:
         page = page.replace("{{%s}}" % key, html.escape(value))
     page = page.replace("{{actor_rows}}", rows or '<tr><td colspan="4">no actor reported '
                         'yet (is the monitor running?)</td></tr>')
+    page = page.replace("{{https}}", https_paragraph(status["https"]))
     page = page.replace("{{origin_items}}", origins or "<li>none yet: only this service's "
                         "own pages may use it</li>")
     return web.Response(text=page, content_type="text/html", headers={
         "Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY})
+
+
+def https_paragraph(https: dict) -> str:
+    ports = ", ".join(map(str, https["ports"])) or "none configured"
+    if not https["served"]:
+        return (f'<p id="https">HTTPS (ports {ports}) is not served: '
+                f"{html.escape(https.get('error', ''))}. Check with "
+                "<code>scanbridge doctor</code>.</p>")
+    until = https["not_after"][:10]
+    if https["source"] == "local":
+        whose = ("the certificate of this computer's own Scanbridge CA "
+                 f"(renewed automatically), valid until {until}")
+    else:
+        whose = (f"the operator's own certificate <code>{html.escape(https['subject'])}"
+                 f"</code> (issued by {html.escape(https['issuer'])}), valid until {until}")
+    names = ", ".join(html.escape(name) for name in https["names"])
+    listening = ", ".join(map(str, https["listening"]))
+    trouble = f" Not served on the other ports: {html.escape(https['error'])}." \
+        if https.get("error") else ""
+    return (f'<p id="https">HTTPS on ports {listening} for {names} with {whose} '
+            f"({https['days_left']} days left).{trouble}</p>")
+
+
+async def ca_certificate(request: web.Request) -> web.StreamResponse:
+    """The local CA's certificate, to install by hand where `scanbridge trust` cannot."""
+    path = state(request).cfg.home.cert / "ca.pem"
+    if not path.is_file():
+        raise Error("not_found", "no local CA yet (the certificate helper makes it)")
+    return web.FileResponse(path, headers={
+        "Content-Type": "application/x-pem-file", "Cache-Control": "no-cache",
+        "Content-Disposition": 'attachment; filename="scanbridge-ca.pem"'})
 
 
 def static_file(name: str, content_type: str):
@@ -216,6 +248,7 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/demo/", demo_page)
     app.router.add_get("/demo/{name}", demo_page)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/ca.pem", ca_certificate)
     app.router.add_get("/docs/", doc_page)
     app.router.add_get("/docs/{name}.md", doc_page)
     api.add_routes(app.router, expect_continue)

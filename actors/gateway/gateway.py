@@ -17,6 +17,8 @@ from aiohttp import web
 from broker.actor import Actor, operation
 
 from .app import make_app
+from .shared import STATE
+from .tls import POLL, Tls
 
 STARTUP_SECONDS = 15.0
 PULSE = 0.25  # seconds between two liveness marks of the event loop
@@ -24,11 +26,16 @@ PULSE = 0.25  # seconds between two liveness marks of the event loop
 
 class Gateway(Actor):
     service = "gateway"
+    subscriptions = ("cert.changed",)
 
     def on_start(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pulse = time.monotonic()
         self.urls: list[str] = []
+        self.tls = Tls(self.home.cert, self.log)
+        self.https_pending = list(self.cfg.ports.https)  # ports not listening yet
+        self.https_error = ""
+        self.cert_lock = asyncio.Lock()  # the poll and an event may both ask at once
         self.failure: BaseException | None = None
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, name="gateway-loop", daemon=True)
@@ -42,41 +49,85 @@ class Gateway(Actor):
         asyncio.set_event_loop(self.loop)
         try:
             # keepalive_timeout also bounds a connection that never completes a request.
-            self.runner = web.AppRunner(make_app(self.cfg, self.log), handle_signals=False,
+            app = make_app(self.cfg, self.log)
+            app[STATE].tls = self.tls
+            self.runner = web.AppRunner(app, handle_signals=False,
                                         access_log=None,
                                         keepalive_timeout=self.cfg.gateway.idle_timeout,
                                         shutdown_timeout=5.0)
             self.loop.run_until_complete(self.runner.setup())
             self.loop.run_until_complete(self._listen())
+            self.loop.run_until_complete(self._check_certificate())
         except BaseException as exc:  # reported by on_start on the main thread
             self.failure = exc
             self.ready.set()
             return
         self.loop.call_soon(self._mark_alive)
+        self.loop.call_later(POLL, self._poll_certificate)
         self.ready.set()
         self.loop.run_forever()
 
     async def _listen(self) -> None:
         for port in self.cfg.ports.http:
-            bound = False
-            for address in self.cfg.network.bind:
-                site = web.TCPSite(self.runner, address, port, reuse_address=True)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                        self.log.warning("address not available here; skipped",
-                                         address=address, port=port)
-                        continue
-                    raise OSError(exc.errno, f"cannot listen on {address} port {port}: "
-                                             f"{exc.strerror} (is another program using "
-                                             "it? see: scanbridge doctor)") from None
-                bound = True
-                host = f"[{address}]" if ":" in address else address
-                self.urls.append(f"http://{host}:{port}")
-            if not bound:
-                raise OSError(errno.EADDRNOTAVAIL, f"no bind address works for port {port}")
+            await self._listen_port(port, None)
         self.log.info("listening", urls=self.urls)
+
+    async def _listen_port(self, port: int, tls) -> None:
+        bound = False
+        for address in self.cfg.network.bind:
+            site = web.TCPSite(self.runner, address, port, reuse_address=True,
+                               ssl_context=tls)
+            try:
+                await site.start()
+            except OSError as exc:
+                if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    self.log.warning("address not available here; skipped",
+                                     address=address, port=port)
+                    continue
+                raise OSError(exc.errno, f"cannot listen on {address} port {port}: "
+                                         f"{exc.strerror} (is another program using "
+                                         "it? see: scanbridge doctor)") from None
+            bound = True
+            host = f"[{address}]" if ":" in address else address
+            self.urls.append(f"{'https' if tls else 'http'}://{host}:{port}")
+        if not bound:
+            raise OSError(errno.EADDRNOTAVAIL, f"no bind address works for port {port}")
+
+    async def _check_certificate(self) -> None:
+        """Load a new or changed certificate; start HTTPS once there is one.
+
+        HTTPS problems (no certificate yet, a port in use) are logged and retried; they
+        never take HTTP down.
+        """
+        async with self.cert_lock:
+            self.tls.load()
+            if self.tls.context is not None and self.https_pending:
+                await self._listen_https()
+
+    async def _listen_https(self) -> None:
+        errors = []
+        for port in list(self.https_pending):
+            try:
+                await self._listen_port(port, self.tls.context)
+                self.https_pending.remove(port)
+                self.tls.listening.append(port)
+            except OSError as exc:
+                errors.append(str(exc))
+        error = "; ".join(errors)
+        if error and error != self.https_error:
+            self.log.error("HTTPS ports not served; retrying", ports=self.https_pending,
+                           error=error)
+        self.https_error = self.tls.port_error = error
+        if not self.https_pending:
+            self.log.info("listening", urls=[u for u in self.urls if u.startswith("https")])
+
+    def _poll_certificate(self) -> None:
+        self.loop.create_task(self._check_certificate())
+        self.loop.call_later(POLL, self._poll_certificate)
+
+    def on_event(self, topic: str, body: dict) -> None:
+        if topic == "cert.changed" and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._check_certificate(), self.loop)
 
     def _mark_alive(self) -> None:
         self.pulse = time.monotonic()

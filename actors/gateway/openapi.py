@@ -84,7 +84,12 @@ SCHEMAS = {
                       uptime={"type": ["number", "null"]}, ondemand=BOOLEAN)},
                   services={"type": "object", "additionalProperties": obj(
                       ["workers", "queued"], workers=INTEGER, queued=INTEGER)},
-                  origins=array(STRING), broker=STRING),
+                  origins=array(STRING), broker=STRING, https=ref("Https")),
+    "Https": obj(["served"], served=BOOLEAN, ports=array(INTEGER), listening=array(INTEGER),
+                 error=STRING,
+                 source={"enum": ["local", "operator"]}, subject=STRING, issuer=STRING,
+                 names=array(STRING), sha256=STRING, not_before=STRING, not_after=STRING,
+                 days_left=INTEGER),
     "NewSession": obj(["id", "token", "created", "expires_after", "close_delay"],
                       id=STRING, token={"type": "string", "minLength": 22}, created=NUMBER,
                       expires_after=NUMBER, close_delay=NUMBER),

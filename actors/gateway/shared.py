@@ -25,6 +25,7 @@ class State:
     broker: AsyncClient | None = None
     sessions: Sessions | None = None
     hub: EventHub | None = None
+    tls: Any = None  # the gateway's Tls (HTTPS certificate), set by the actor
     # (session, image) -> the buffer's ``locate`` answer; see images.located()
     located: dict = field(default_factory=dict)
 

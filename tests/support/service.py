@@ -21,12 +21,17 @@ class Service:
     def __init__(self, home: Path, heartbeat: float = 0.5, extra_ini: str = ""):
         self.home = home
         self.ports = [free_port(), free_port()]
+        self.https_ports = [free_port(), free_port()]
         if "[scanner]" not in extra_ini:  # probing the system's SANE backends takes seconds
             extra_ini += "[scanner]\nsystem_scanners = false\n"
         write_ini(home, "DSConfiguration.ini",
                   f"[ports]\nhttp = {self.ports[0]}, {self.ports[1]}\n"
+                  f"https = {self.https_ports[0]}, {self.https_ports[1]}\n"
                   f"[heartbeat]\ninterval = {heartbeat}\nliveness = 3\n{extra_ini}")
-        self.env = env_for(home)
+        # The service's user home: Firefox profiles and ~/.pki/nssdb of the tests stay here.
+        self.user_home = home / "user"
+        self.user_home.mkdir(parents=True, exist_ok=True)
+        self.env = {**env_for(home), "HOME": str(self.user_home)}
 
     def cli(self, *args: str, timeout: float = 60, check: bool = False,
             **kwargs) -> subprocess.CompletedProcess:

@@ -205,7 +205,10 @@
 
 // --- constants and helpers -------------------------------------------------------------
 
-export const DEFAULT_URL = "http://127.0.0.1:18625";
+// A page served over HTTPS talks to the HTTPS port: Chromium's Local Network Access needs a
+// secure context, and some setups block mixed content even towards loopback.
+export const DEFAULT_URL = globalThis.location?.protocol === "https:"
+  ? "https://127.0.0.1:18626" : "http://127.0.0.1:18625";
 const API = "/api/v1";
 const BACKOFF_FIRST = 500;  // ms before the first reconnect of the event socket
 const BACKOFF_MAX = 10000;  // ms, the longest wait between two reconnects

@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .certhelper import CertHelper
+
+main(CertHelper)

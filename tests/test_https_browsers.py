@@ -1,0 +1,504 @@
+"""HTTPS in real browsers that trust the local CA, with no option to ignore certificate errors.
+
+Chromium (Debian's, through Playwright) reads the CA from ``$HOME/.pki/nssdb``, which
+``scanbridge trust`` fills: it then loads the welcome page on 127.0.0.1 and localhost over
+HTTPS and sees the certificate the gateway serves (``cert/active.pem``) chained to the
+local CA, and the demo works over HTTPS (its fetches, and its event WebSocket over
+``wss://``). The same Chromium with a HOME without that database refuses the certificate
+(``net::ERR_CERT_AUTHORITY_INVALID``): the positive tests can fail.
+
+Firefox (``firefox-esr``, headless, driven through Marionette) keeps its own NSS database
+per profile. A profile created while the service runs is trusted by the certificate
+helper within seconds, and Firefox on it loads the welcome page over HTTPS. After
+``scanbridge untrust`` the profile no longer holds the CA, the certificate helper does not
+put it back, and Firefox stops at its certificate error page (``SEC_ERROR_UNKNOWN_ISSUER``)
+until ``scanbridge trust``.
+
+Every browser runs with ``HOME`` = the service's user home (a temp folder), and is closed
+(its process group killed if need be) when its test ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+from PIL import Image
+
+from tests.support.service import Service
+from tests.support.stack import free_port, poll_for
+from tests.support.web import Api
+
+pytestmark = pytest.mark.timeout(120)
+
+CHROMIUM = Path("/usr/bin/chromium")
+FIREFOX = shutil.which("firefox-esr")
+WAIT_MS = 30_000
+TRUSTED_WITHIN = 10.0  # seconds for the certificate helper to trust a new Firefox profile
+
+
+# --- certificates on disk, read independently of the code under test
+
+
+def ca_cert(service: Service) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((service.home / "cert" / "ca.pem").read_bytes())
+
+
+def ca_name(service: Service) -> str:
+    """The CA's common name: its nickname in every NSS database."""
+    return ca_cert(service).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def served_cert(service: Service) -> x509.Certificate:
+    """The leaf of cert/active.pem (the pair the gateway serves)."""
+    return x509.load_pem_x509_certificates((service.home / "cert" / "active.pem").read_bytes())[0]
+
+
+def sha256(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def certutil_list(database: Path, nickname: str | None = None) -> subprocess.CompletedProcess:
+    args = ["certutil", "-L", "-d", f"sql:{database}"]
+    if nickname is not None:
+        args += ["-n", nickname]
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+def trust_flags(database: Path, nickname: str) -> str | None:
+    """The trust attributes of ``nickname`` in the database's listing (None: not listed)."""
+    for line in certutil_list(database).stdout.splitlines():
+        if line.startswith(nickname + " "):
+            return line[len(nickname):].strip()
+    return None
+
+
+def welcome_https_text(service: Service) -> str:
+    """What the #https paragraph must say for the local CA's certificate."""
+    ports = ", ".join(map(str, service.https_ports))
+    return (f"HTTPS on ports {ports} for 127.0.0.1, ::1, localhost with the certificate of "
+            "this computer's own Scanbridge CA")
+
+
+def certhelper_status(service: Service, op: str = "status") -> dict:
+    with service.client() as client:
+        return client.call("certhelper", op, {}, timeout=30)
+
+
+def certhelper_log(service: Service) -> list[dict]:
+    path = service.home / "logs" / "certhelper.log"
+    records = []
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def png(width: int, height: int, color: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "PNG")
+    return out.getvalue()
+
+
+# --- Chromium
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(playwright, home: Path):
+    """A headless Chromium whose NSS database is ``home``/.pki/nssdb."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         env={**os.environ, "HOME": str(home)})
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def trusted_chromium(playwright, service):
+    """Chromium started after `scanbridge trust --no-system` filled its NSS database."""
+    done = service.cli("trust", "--no-system", check=True)
+    nssdb = service.user_home / ".pki" / "nssdb"
+    assert f"chromium {nssdb}" in done.stdout, done.stdout
+    assert trust_flags(nssdb, ca_name(service)) == "C,,", certutil_list(nssdb).stdout
+    with chromium(playwright, service.user_home) as browser:
+        yield browser
+
+
+def test_chromium_trusting_the_local_ca_loads_the_welcome_page_over_https(
+        trusted_chromium, service):
+    context = trusted_chromium.new_context()
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    origin = f"https://127.0.0.1:{service.https_ports[1]}"
+    response = page.goto(origin + "/")
+    assert response.status == 200
+    assert response.url == origin + "/"
+
+    # The certificate Chromium verified is the one in cert/active.pem, chained to the CA.
+    leaf, ca = served_cert(service), ca_cert(service)
+    details = response.security_details()
+    assert details["issuer"] == ca_name(service), details
+    assert details["subjectName"] == "localhost", details
+    assert details["protocol"] in ("TLS 1.2", "TLS 1.3"), details
+    assert details["validFrom"] == leaf.not_valid_before_utc.timestamp(), details
+    assert details["validTo"] == leaf.not_valid_after_utc.timestamp(), details
+    chain = cdp.send("Network.getCertificate", {"origin": origin})["tableNames"]
+    assert [hashlib.sha256(base64.b64decode(der)).hexdigest() for der in chain] == \
+        [sha256(leaf), sha256(ca)]
+
+    # The page: the service's welcome page, rendered by the gateway for this service.
+    assert page.title() == "Scanbridge"
+    text = page.inner_text("#https")
+    assert text.startswith(welcome_https_text(service)), text
+    assert f"valid until {leaf.not_valid_after_utc:%Y-%m-%d}" in text, text
+    rows = page.eval_on_selector_all(
+        "#actors tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))")
+    actors = {row[0]: row for row in rows}
+    assert actors["certhelper"][1:] == ["RUNNING", str(service.pid("certhelper")), "always"], rows
+    assert actors["gateway"][1] == "RUNNING", rows
+
+    # localhost, on both HTTPS ports, is covered by the same certificate.
+    for port in service.https_ports:
+        response = page.goto(f"https://localhost:{port}/")
+        assert response.status == 200
+        assert response.security_details()["issuer"] == ca_name(service)
+        assert page.title() == "Scanbridge"
+        assert page.inner_text("#https").startswith(welcome_https_text(service))
+    context.close()
+
+
+def test_the_demo_over_https_lists_the_sources_and_gets_events_over_a_tls_websocket(
+        trusted_chromium, service):
+    context = trusted_chromium.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    sockets: list[str] = []
+    frames: list[str] = []
+
+    def on_websocket(ws) -> None:
+        sockets.append(ws.url)
+        ws.on("framereceived", lambda payload: frames.append(
+            payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+    page.on("websocket", on_websocket)
+
+    origin = f"https://127.0.0.1:{service.https_ports[0]}"
+    page.goto(origin + "/demo/")
+    # Sources listed through fetch() over TLS: the demo's select holds the test scanners.
+    page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
+    options = page.eval_on_selector_all("#source option", "os => os.map(o => o.value)")
+    assert {"test:0", "test:1"} <= set(options), options
+    assert page.get_attribute("#source", "disabled") is None
+    assert page.get_attribute("#status", "class") == "ok", page.inner_text("#status")
+
+    # Its session is this origin's, and its event socket is wss:// to the same port.
+    stored = json.loads(page.evaluate("sessionStorage.getItem('scanbridge.session')"))
+    assert stored["url"] == origin, stored
+    sid, token = stored["id"], stored["token"]
+    page.wait_for_selector('#connection[data-state="connected"]', timeout=WAIT_MS)
+    assert [url.split("?")[0] for url in sockets] == \
+        [f"wss://127.0.0.1:{service.https_ports[0]}/api/v1/sessions/{sid}/events"], sockets
+
+    # A page imported from outside reaches the demo only as an event on that socket; its
+    # thumbnail then loads over HTTPS.
+    answer = Api(service).post(f"/api/v1/sessions/{sid}/images", data=png(80, 50, "blue"),
+                               token=token, headers={"Content-Type": "image/png"})
+    assert answer.status == 201, answer.body
+    [image] = [info["id"] for info in answer.json()["images"]]
+    page.wait_for_function(
+        """(id) => { const img = document.querySelector(`.thumb[data-id="${id}"] img`);
+                     return img && img.complete && img.naturalWidth > 0; }""",
+        arg=image, timeout=WAIT_MS)
+    src = page.get_attribute(f'.thumb[data-id="{image}"] img', "src")
+    assert page.evaluate("(src) => new URL(src, location.href).origin", src) == origin, src
+    assert any(image in frame for frame in frames), frames
+    assert errors == [], errors
+    context.close()
+
+
+def test_chromium_without_the_local_ca_refuses_the_https_certificate(
+        playwright, service, tmp_path):
+    # The same service and browser; only the NSS database (none in this HOME) differs.
+    from playwright.sync_api import Error as PlaywrightError
+    service.cli("trust", "--no-system", check=True)  # the service's own user trusts it
+    empty = tmp_path / "home-without-nssdb"
+    empty.mkdir()
+    with chromium(playwright, empty) as browser:
+        for url in (f"https://127.0.0.1:{service.https_ports[1]}/",
+                    f"https://localhost:{service.https_ports[0]}/"):
+            page = browser.new_page()
+            with pytest.raises(PlaywrightError) as refused:
+                page.goto(url)
+            assert "net::ERR_CERT_AUTHORITY_INVALID" in str(refused.value), str(refused.value)
+            page.close()
+        # The browser itself works: the HTTP port loads the same welcome page.
+        page = browser.new_page()
+        response = page.goto(service.url("/"))
+        assert response.status == 200 and page.title() == "Scanbridge"
+    nssdb = empty / ".pki" / "nssdb"
+    assert not nssdb.exists() or trust_flags(nssdb, ca_name(service)) is None
+
+
+# --- Firefox
+
+
+class Firefox:
+    """A headless firefox-esr on one profile, driven through Marionette.
+
+    Started directly (Marionette(bin=...) would run a copy of the profile); ``close()``
+    ends the session, then the browser's whole process group.
+    """
+
+    def __init__(self, profile: Path, home: Path, log: Path):
+        from marionette_driver.marionette import Marionette
+        self.port = free_port()
+        (profile / "user.js").write_text(f'user_pref("marionette.port", {self.port});\n')
+        self.log = open(log, "ab")
+        start = time.monotonic()
+        # -remote-allow-system-access: the chrome context, to read the certificate Firefox got.
+        self.proc = subprocess.Popen(
+            [FIREFOX, "--headless", "--marionette", "-remote-allow-system-access", "--no-remote",
+             "--profile", str(profile)],
+            env={**os.environ, "HOME": str(home)}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.session = False
+        try:
+            self.marionette = Marionette(host="127.0.0.1", port=self.port)
+            self.marionette.start_session(timeout=60)
+            self.session = True
+            self.marionette.timeout.page_load = 30
+        except BaseException:
+            self.close()
+            raise
+        self.started_in = time.monotonic() - start
+
+    def certificate(self) -> dict:
+        """The server certificate of the current tab's page, as Firefox verified it."""
+        with self.marionette.using_context("chrome"):
+            return self.marionette.execute_script(
+                """const info = gBrowser.selectedBrowser.securityUI.secInfo;
+                   return {sha256: info.serverCert.sha256Fingerprint,
+                           issuer: info.serverCert.issuerCommonName,
+                           chain: info.succeededCertChain.map((c) => c.sha256Fingerprint)};""")
+
+    def close(self) -> None:
+        if self.session:
+            self.session = False
+            with contextlib.suppress(Exception):
+                self.marionette.delete_session()
+        with contextlib.suppress(Exception):
+            self.marionette.cleanup()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        # Content processes are in the same group: none may outlive the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def firefox(profile: Path, service: Service):
+    browser = Firefox(profile, service.user_home, profile.parent / "firefox.log")
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def colon_hex(digest: str) -> str:
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)).upper()
+
+
+def assert_welcome_over_https(browser: Firefox, service: Service, url: str) -> None:
+    m = browser.marionette
+    m.navigate(url)
+    assert m.get_url() == url
+    assert m.title == "Scanbridge"
+    text = m.execute_script("return document.getElementById('https').textContent")
+    assert text.startswith(welcome_https_text(service)), text
+    got = browser.certificate()
+    leaf, ca = served_cert(service), ca_cert(service)
+    assert got == {"sha256": colon_hex(sha256(leaf)), "issuer": ca_name(service),
+                   "chain": [colon_hex(sha256(leaf)), colon_hex(sha256(ca))]}, got
+
+
+@pytest.fixture(scope="module")
+def firefox_profile(service, tmp_path_factory) -> dict:
+    """A Firefox profile created (``-CreateProfile``) while the service runs; how long the
+    certificate helper took to trust it."""
+    if FIREFOX is None:
+        pytest.skip("no firefox-esr")
+    profile = tmp_path_factory.mktemp("firefox") / "profile"
+    nickname = ca_name(service)
+    roots = service.user_home / ".config" / "mozilla" / "firefox"
+    assert not (roots / "profiles.ini").exists()
+    assert not profile.exists()
+    start = time.monotonic()
+    done = subprocess.run([FIREFOX, "--headless", "-CreateProfile", f"scanbridge-test {profile}"],
+                          env={**os.environ, "HOME": str(service.user_home)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"Path={profile}" in (roots / "profiles.ini").read_text()
+    poll_for(lambda: certutil_list(profile, nickname).returncode == 0, TRUSTED_WITHIN,
+             f"the local CA in the new profile {profile}", every=0.1)
+    return {"path": profile, "trusted_in": time.monotonic() - start}
+
+
+def test_a_firefox_profile_created_while_the_service_runs_is_trusted_within_seconds(
+        firefox_profile, service):
+    profile, nickname = firefox_profile["path"], ca_name(service)
+    assert firefox_profile["trusted_in"] < TRUSTED_WITHIN
+    assert trust_flags(profile, nickname) == "C,,", certutil_list(profile).stdout
+    # The certificate in the profile is the CA's own.
+    pem = subprocess.run(["certutil", "-L", "-d", f"sql:{profile}", "-n", nickname, "-a"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert x509.load_pem_x509_certificate(pem.encode()) == ca_cert(service)
+    logged = [r for r in certhelper_log(service)
+              if r.get("msg") == "the local CA is now trusted in a Firefox profile"
+              and r.get("profile") == str(profile)]
+    assert len(logged) == 1, logged
+    status = certhelper_status(service)
+    assert status["firefox_trust"] is True
+    assert status["profiles"] == [
+        {"path": str(profile), "user": logged[0]["user"], "trusted": True, "error": ""}], \
+        status["profiles"]
+
+
+def test_a_profile_made_in_firefox_s_own_folder_is_trusted_too(firefox_profile, service):
+    # Without a folder, -CreateProfile makes <salt>.NAME in the profiles root, listed in
+    # profiles.ini by a relative path: Firefox's usual layout.
+    roots = service.user_home / ".config" / "mozilla" / "firefox"
+    done = subprocess.run([FIREFOX, "--headless", "-CreateProfile", "scanbridge-second"],
+                          env={**os.environ, "HOME": str(service.user_home)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listing = configparser.RawConfigParser()
+    listing.read(roots / "profiles.ini")
+    [section] = [s for s in listing.sections() if listing.get(s, "Name", fallback="") ==
+                 "scanbridge-second"]
+    assert listing.get(section, "IsRelative") == "1"
+    second = roots / listing.get(section, "Path")
+    assert second.is_dir()
+    poll_for(lambda: trust_flags(second, ca_name(service)) == "C,,", TRUSTED_WITHIN,
+             f"the local CA in the new profile {second}", every=0.1)
+    status = certhelper_status(service)
+    trusted = {p["path"]: p["trusted"] for p in status["profiles"]}
+    assert trusted == {str(firefox_profile["path"]): True, str(second): True}, status
+
+
+def test_firefox_on_a_profile_created_while_the_service_runs_loads_the_welcome_page_over_https(
+        firefox_profile, service):
+    with firefox(firefox_profile["path"], service) as browser:
+        assert browser.started_in < 30, browser.started_in
+        assert_welcome_over_https(browser, service,
+                                  f"https://127.0.0.1:{service.https_ports[1]}/")
+        assert_welcome_over_https(browser, service,
+                                  f"https://localhost:{service.https_ports[0]}/")
+
+
+def test_untrust_takes_the_ca_out_of_the_firefox_profile_and_the_certhelper_leaves_it_out(
+        firefox_profile, service, tmp_path):
+    profile, nickname = firefox_profile["path"], ca_name(service)
+    later = tmp_path / "profile-made-while-untrusted"
+    try:
+        done = service.cli("untrust", "--no-system", check=True)
+        assert f"removed from: firefox {profile}" in done.stdout, done.stdout
+        assert (service.home / "cert" / "untrusted").exists()
+        assert certutil_list(profile, nickname).returncode != 0
+        assert trust_flags(profile, nickname) is None
+        status = certhelper_status(service, "refresh")
+        assert certutil_list(profile, nickname).returncode != 0
+        assert status["firefox_trust"] is False, status
+        # A profile created now is left alone too.
+        done = subprocess.run([FIREFOX, "--headless", "-CreateProfile", f"untrusted {later}"],
+                              env={**os.environ, "HOME": str(service.user_home)},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        # File events (the untrusted marker, profiles.ini, cert9.db) are acted on after a
+        # short quiet time: still out a while later.
+        time.sleep(1.5)
+        assert certutil_list(profile, nickname).returncode != 0
+        assert certutil_list(later, nickname).returncode != 0
+        status = certhelper_status(service)
+        entries = {p["path"]: p for p in status["profiles"]}
+        assert str(later) in entries, status["profiles"]
+        assert not entries[str(later)].get("trusted"), entries[str(later)]
+        assert not entries[str(profile)].get("trusted"), \
+            f"the certhelper reports the profile as trusting the CA after untrust: " \
+            f"{entries[str(profile)]}"
+    finally:
+        service.cli("trust", "--no-system", check=True)
+    # trust puts the CA back in both, and the certhelper reports them trusted again.
+    assert trust_flags(profile, nickname) == "C,,"
+    assert trust_flags(later, nickname) == "C,,"
+    poll_for(lambda: {p["path"]: p.get("trusted") for p in certhelper_status(service)["profiles"]
+                      if p["path"] in (str(profile), str(later))}
+             == {str(profile): True, str(later): True}, 10,
+             "the certhelper's status: both profiles trusted", every=0.2)
+    assert certhelper_status(service)["firefox_trust"] is True
+
+
+def test_firefox_on_an_untrusted_profile_stops_at_the_certificate_error_until_trust(
+        firefox_profile, service):
+    from marionette_driver.errors import InsecureCertificateException
+    profile, nickname = firefox_profile["path"], ca_name(service)
+    url = f"https://127.0.0.1:{service.https_ports[1]}/"
+    try:
+        service.cli("untrust", "--no-system", check=True)
+        certhelper_status(service, "refresh")
+        assert certutil_list(profile, nickname).returncode != 0
+        with firefox(profile, service) as browser:
+            m = browser.marionette
+            with pytest.raises(InsecureCertificateException):
+                m.navigate(url)
+            # Firefox's certificate error page, for an unknown issuer, instead of the page
+            # (its title is localised once the page has loaded).
+            poll_for(lambda: m.title == "Warning: Security Risk", 10,
+                     "the title of Firefox's certificate error page")
+            assert m.execute_script("return document.documentURI").startswith(
+                "about:certerror?e=nssBadCert&u=" + url.replace(":", "%3A"))
+            assert m.execute_script(
+                "return document.getFailedCertSecurityInfo().errorCodeString") == \
+                "SEC_ERROR_UNKNOWN_ISSUER"
+            assert m.execute_script("return document.getElementById('https')") is None
+    finally:
+        service.cli("trust", "--no-system", check=True)
+    # trust puts the CA back, and the same profile loads the page again.
+    assert trust_flags(profile, nickname) == "C,,"
+    with firefox(profile, service) as browser:
+        assert_welcome_over_https(browser, service, url)
