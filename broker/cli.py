@@ -101,6 +101,15 @@ def welcome_url(cfg: configlib.Config) -> str:
     return f"http://127.0.0.1:{cfg.ports.http[-1]}/{https}"
 
 
+def https_problem(home: configlib.Home) -> str:
+    """What the certificate helper says stops HTTPS ("" when nothing, or no answer)."""
+    try:
+        with Client(home.broker_endpoint) as client:
+            return client.request("certhelper", "status", {}, timeout=2).result["problem"]
+    except (Error, OSError, KeyError, TypeError):
+        return ""
+
+
 # --- commands
 
 def cmd_run(home: configlib.Home, opts: argparse.Namespace) -> int:
@@ -142,10 +151,15 @@ def cmd_start(home: configlib.Home, opts: argparse.Namespace) -> int:
     # HTTPS follows once the certificate helper made the certificate: wait a little, but
     # a service without HTTPS (say, cert/ not writable) still serves HTTP.
     end = time.monotonic() + HTTPS_WAIT
+    next_ask = time.monotonic() + 1.0
     while not all(listening(bind, port) for port in cfg.ports.https):
-        if time.monotonic() > end:
-            print(f"scanbridge: HTTPS ports {cfg.ports.https} do not answer yet (see: "
-                  "scanbridge doctor)", file=sys.stderr)
+        problem = ""
+        if time.monotonic() > next_ask:  # the helper knows when waiting is pointless
+            problem = https_problem(home)
+            next_ask = time.monotonic() + 1.0
+        if problem or time.monotonic() > end:
+            print(f"scanbridge: HTTPS ports {cfg.ports.https} do not answer: "
+                  f"{problem or 'not yet'} (see: scanbridge doctor)", file=sys.stderr)
             break
         time.sleep(0.1)
     print(f"Scanbridge started; welcome page: {welcome_url(cfg)}")

@@ -475,6 +475,18 @@ def test_a_mismatched_operator_pair_is_rejected_and_the_previous_one_stays(opera
 # --- renewal
 
 
+def test_doctor_fails_on_a_private_key_others_can_read(service):
+    key = cert_dir(service) / "local_key.pem"
+    assert not [line for line in doctor_lines(service) if str(key) in line]
+    key.chmod(0o644)
+    try:
+        lines = doctor_lines(service)
+    finally:
+        key.chmod(0o600)
+    assert f"FAIL  {key} holds a private key and is readable by others (mode 644)" in lines
+    assert f"      fix: chmod 600 {key}" in lines
+
+
 def test_an_aging_local_certificate_is_renewed_without_a_restart(service):
     folder = cert_dir(service)
     wait_served(service, sha(leaf(folder / "local.pem")))

@@ -15,6 +15,7 @@ complete.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -94,7 +95,13 @@ class CertHelper(Actor):
             trouble |= self._firefox(outcome.ca["subject"], install)
         self._watch()
         interval = self.cfg.certhelper.check_interval
-        self.next_check = time.monotonic() + (min(RETRY, interval) if trouble else interval)
+        if trouble:
+            interval = min(RETRY, interval)
+        if outcome.active:  # an operator's certificate is replaced the second it expires
+            left = (dt.datetime.fromisoformat(outcome.active["not_after"]) -
+                    certs.now()).total_seconds()
+            interval = min(interval, max(left + 1, 1))
+        self.next_check = time.monotonic() + interval
 
     def _untrusted(self) -> bool:
         """``scanbridge untrust`` ran (an unreadable cert/ counts as not: no CA anyway)."""

@@ -164,6 +164,14 @@ def _check_files(files: CertFiles, cfg) -> Iterator[Check]:
         except CertError as exc:
             yield "FAIL", f"operator certificate rejected: {exc}", \
                 f"replace {files.server} and {files.server_key} with a matching pair"
+    for key in (files.ca_key, files.local_key, files.server_key, files.active):
+        try:
+            mode = key.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            yield "FAIL", f"{key} holds a private key and is readable by others (mode " \
+                          f"{mode:o})", f"chmod 600 {key}"
     try:
         served = certs.read_active(files.active)
     except CertError as exc:

@@ -159,7 +159,7 @@ def remove_ca(store: Store, nickname: str) -> bool:
         if not store.path.exists():
             return False
         store.path.unlink()
-        _update_system_store()
+        _update_system_store(fresh=True)  # without it the symlinks to the file stay
         return True
     if not has_ca(store, nickname):
         return False
@@ -200,10 +200,11 @@ def _system_add(store: Store, ca_path: Path) -> None:
     _update_system_store()
 
 
-def _update_system_store() -> None:
+def _update_system_store(fresh: bool = False) -> None:
     exe = shutil.which("update-ca-certificates")
     if exe is None:
         raise TrustError("update-ca-certificates not found (install ca-certificates)")
-    done = subprocess.run([exe, "--fresh"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([exe, *(["--fresh"] if fresh else [])], capture_output=True,
+                          text=True, timeout=120)
     if done.returncode != 0:
         raise TrustError(f"update-ca-certificates failed: {_reason(done)}")

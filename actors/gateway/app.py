@@ -163,8 +163,10 @@ def https_paragraph(https: dict) -> str:
     listening = ", ".join(map(str, https["listening"]))
     trouble = f" Not served on the other ports: {html.escape(https['error'])}." \
         if https.get("error") else ""
+    url = f"https://127.0.0.1:{https['listening'][-1]}/"
     return (f'<p id="https">HTTPS on ports {listening} for {names} with {whose} '
-            f"({https['days_left']} days left).{trouble}</p>")
+            f"({https['days_left']} days left).{trouble} This page over HTTPS: "
+            f'<a href="{url}">{url}</a>.</p>')
 
 
 async def ca_certificate(request: web.Request) -> web.StreamResponse:
