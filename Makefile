@@ -24,6 +24,7 @@ bench: venv-test
 	$(VPY) bench/buffer.py
 	$(VPY) bench/scan.py
 	$(VPY) bench/gateway.py
+	$(VPY) bench/https.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:

@@ -225,8 +225,11 @@ async def http_part(gateway_url: str, token: str, reference_url: str, jpeg: byte
 
 
 def start_reference(path: str, port: int) -> subprocess.Popen:
+    # Its own session, like the gateway under supervisord: with the kernel's autogroup
+    # scheduling a child of this script would share the benchmark client's CPU share.
     proc = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, path, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
     def up():
         if proc.poll() is not None:

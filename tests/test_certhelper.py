@@ -709,3 +709,28 @@ def test_a_corrupt_ca_is_moved_aside_and_replaced(tmp_path):
         assert "moved aside" in line["reason"] and line["subject"] == certs.common_name(ca.leaf)
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("taken", ["127.0.0.1", "::1"])  # the first or second bind address
+def test_an_https_port_held_by_another_program_is_served_once_it_is_free(tmp_path, taken):
+    svc = Service(tmp_path / "home")
+    busy, free = svc.https_ports
+    holder = socket.socket(socket.AF_INET6 if ":" in taken else socket.AF_INET)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind((taken, busy))
+    holder.listen()
+    try:
+        svc.start()
+        https = poll_for(lambda: (s := status(svc)["https"]).get("listening") and s, WAIT,
+                         "HTTPS on the free port")
+        assert https["served"] is True and https["listening"] == [free], https
+        assert str(busy) in https["error"], https
+        assert served(free) == sha(leaf(cert_dir(svc) / "active.pem"))
+        holder.close()  # the gateway retries at its next look (every 2 s)
+        poll_for(lambda: status(svc)["https"]["listening"] == [free, busy], WAIT,
+                 "HTTPS on the port once it was freed")
+        assert "error" not in status(svc)["https"]
+        assert served(busy) == served(free)
+    finally:
+        holder.close()
+        svc.stop()

@@ -75,6 +75,11 @@ class Gateway(Actor):
     async def _listen_port(self, port: int, tls) -> None:
         bound = False
         for address in self.cfg.network.bind:
+            host = f"[{address}]" if ":" in address else address
+            url = f"{'https' if tls else 'http'}://{host}:{port}"
+            if url in self.urls:  # bound at an earlier try of this port (HTTPS retries)
+                bound = True
+                continue
             site = web.TCPSite(self.runner, address, port, reuse_address=True,
                                ssl_context=tls)
             try:
@@ -88,8 +93,7 @@ class Gateway(Actor):
                                          f"{exc.strerror} (is another program using "
                                          "it? see: scanbridge doctor)") from None
             bound = True
-            host = f"[{address}]" if ":" in address else address
-            self.urls.append(f"{'https' if tls else 'http'}://{host}:{port}")
+            self.urls.append(url)
         if not bound:
             raise OSError(errno.EADDRNOTAVAIL, f"no bind address works for port {port}")
 

@@ -1,0 +1,587 @@
+"""HTTPS benchmark: serving over TLS, new connections, certificate changes and Firefox trust.
+
+Starts, in a fresh temp home, the whole service under supervisord (``Service`` of the
+tests: broker, buffer, gateway, monitor, certhelper as installed; no system SANE backends;
+``HOME`` is the temp home's ``user`` folder, so Firefox profiles stay in it), puts one
+stored A4 300 dpi JPEG page (bench/buffer.py's drawn page, 2480 x 3508, quality 80, about
+1.4 MB) into a session through the broker's ``buffer.add``, and starts a minimal aiohttp
+app in its own process serving the same file, and a copy of the gateway's status JSON,
+over HTTPS with the same certificate (``cert/active.pem`` loaded with
+``broker.certs.server_context``: the same key type, the same TLS settings). Then measures
+in the same run:
+
+  1. Image GET over HTTPS (``GET /api/v1/sessions/{sid}/images/{iid}`` with the token)
+     through the gateway against the aiohttp app (``web.FileResponse``). One keep-alive
+     aiohttp client verifying against ``cert/ca.pem``; 300 requests (40 with ``--quick``)
+     one at a time, then as many with 8 in flight; the servers alternate in short blocks.
+     Mean / p50 / p95 and the ratio of the means             (goal: <= 1.5 x plain aiohttp)
+     Beside it, as information: the same GET through the gateway over plain HTTP, and the
+     HTTPS / HTTP ratio (sendfile is only possible without TLS).
+  2. New connections: TCP connect + TLS handshake (verified against the CA) + ``GET
+     /api/v1/status`` + the whole answer, a fresh connection (no session resumption) each
+     time, gateway against the aiohttp app serving the gateway's status JSON as a static
+     body; 200 of each (40 with ``--quick``). p50 / p95 and the ratio of p50s; the
+     handshake alone, and the same GET on a keep-alive connection (the gateway's status
+     makes two broker calls: the endpoint's own cost, not TLS's).
+  3. Certificate switch: an operator pair (``server_key.pem`` then ``server.pem``, made by
+     ``actors.certhelper.authority``: its own CA, loopback names) is written into
+     ``cert/``; time from the pair complete on disk until a handshake on the HTTPS port
+     gets it (a handshake every 10 ms); then both files are removed and the time until
+     the local certificate is back. 5 times (3 with ``--quick``): median / max seconds.
+     (The certificate helper acts 0.3 s after the last file event, then the gateway loads
+     the pair on ``cert.changed``.)
+  4. Renewal: ``local.pem`` / ``local_key.pem`` replaced by a certificate of the home's CA
+     with 10 days left (renewal is 30 days ahead); time until a new certificate is served,
+     checked to be the CA's, for the loopback names, with the full validity. 3 times.
+  5. Firefox trust: ``firefox-esr --headless -CreateProfile "NAME DIR"`` with ``HOME`` the
+     service's user home; time from the command's end until ``certutil -L -d sql:DIR -n
+     <CA common name>`` succeeds (polled every 20 ms). 3 profiles.
+
+Prints one line per figure and a summary. ``python bench/https.py [--quick] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from actors.certhelper import authority  # noqa: E402
+from bench.buffer import A4_300, draw_pages  # noqa: E402
+from bench.report import note, out  # noqa: E402
+from bench.report import summary as report_summary  # noqa: E402
+from broker import certs  # noqa: E402
+from tests.support.service import Service  # noqa: E402
+from tests.support.stack import free_port, poll_for  # noqa: E402
+from tests.support.web import Api  # noqa: E402
+
+MB = 1 << 20
+CONCURRENCY = 8
+SWITCH_POLL = 0.01  # seconds between handshakes while waiting for a certificate
+TRUST_POLL = 0.02  # seconds between certutil runs while waiting for Firefox trust
+WAIT = 20.0  # seconds a change may take before the benchmark gives up
+FIREFOX = shutil.which("firefox-esr")
+
+# The reference: the same file and a fixed status body from a plain aiohttp app over
+# HTTPS, with the certificate the gateway serves; no guard, no session, no broker.
+REFERENCE_SERVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from aiohttp import web
+from broker.certs import server_context
+
+image_path, status_path, pem, port = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+status_body = open(status_path, "rb").read()
+
+async def image(request):
+    return web.FileResponse(image_path, headers={"Content-Type": "image/jpeg"})
+
+async def status(request):
+    return web.Response(body=status_body, content_type="application/json")
+
+app = web.Application()
+app.router.add_get("/image", image)
+app.router.add_get("/api/v1/status", status)
+web.run_app(app, host="127.0.0.1", port=port, ssl_context=server_context(pem), print=None,
+            access_log=None, handle_signals=True)
+"""
+
+
+# --- figures
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(values: list[float]) -> str:
+    return (f"mean {statistics.mean(values) * 1e3:6.2f} ms  p50 {pct(values, 50) * 1e3:6.2f} ms"
+            f"  p95 {pct(values, 95) * 1e3:6.2f} ms")
+
+
+def secs(values: list[float]) -> str:
+    return (f"median {statistics.median(values):.3f} s  max {max(values):.3f} s  "
+            f"(each: {', '.join(f'{v:.3f}' for v in values)})")
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+# --- TLS helpers
+
+
+def trusting(ca: Path) -> ssl.SSLContext:
+    """The default client checks (chain and host name) against the home's CA only."""
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def any_cert() -> ssl.SSLContext:
+    """For watching what is served: the operator's certificate is not from our CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def served(port: int, context: ssl.SSLContext) -> str:
+    """SHA-256 of the certificate a fresh handshake on ``port`` gets."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+
+def leaf(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0]
+
+
+def key_kind(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    curve = getattr(key, "curve", None)
+    return f"EC {curve.name}" if curve else f"RSA {key.key_size}"
+
+
+def wait_for_cert(port: int, want, timeout: float = WAIT) -> tuple[float, str]:
+    """Handshake every SWITCH_POLL until ``want(fingerprint)``; (seconds, fingerprint)."""
+    context = any_cert()
+    start = time.perf_counter()
+    end = start + timeout
+    while True:
+        got = served(port, context)
+        if want(got):
+            return time.perf_counter() - start, got
+        if time.perf_counter() > end:
+            raise RuntimeError(f"port {port} still serves {got[:16]} after {timeout} s")
+        time.sleep(SWITCH_POLL)
+
+
+# --- part 1: image GET over HTTPS
+
+
+class Fetcher:
+    """GETs over one keep-alive aiohttp client session; checks status and length."""
+
+    def __init__(self, http: aiohttp.ClientSession):
+        self.http = http
+
+    async def get(self, url: str, headers: dict, length: int) -> tuple[float, bytes]:
+        start = time.perf_counter()
+        async with self.http.get(url, headers=headers) as response:
+            body = await response.read()
+        elapsed = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"GET {url}: {response.status} {body[:300]!r}")
+        if len(body) != length:
+            raise RuntimeError(f"GET {url}: {len(body)} bytes, expected {length}")
+        return elapsed, body
+
+    async def sequential(self, url: str, headers: dict, count: int, length: int) -> list:
+        return [(await self.get(url, headers, length))[0] for _ in range(count)]
+
+    async def concurrent(self, url: str, headers: dict, count: int,
+                         length: int) -> tuple[list, float]:
+        """``count`` GETs with CONCURRENCY in flight: (times, wall seconds)."""
+        left = iter(range(count))
+        times: list[float] = []
+
+        async def worker():
+            for _ in left:
+                times.append((await self.get(url, headers, length))[0])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return times, time.perf_counter() - start
+
+
+async def image_part(targets: dict[str, tuple[str, dict]], jpeg: bytes, ca: Path,
+                     count: int) -> dict:
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY * (len(targets) + 1), ssl=trusting(ca))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        fetch = Fetcher(http)
+        for url, headers in targets.values():  # the right bytes, and warm connections
+            if (await fetch.get(url, headers, len(jpeg)))[1] != jpeg:
+                raise RuntimeError(f"GET {url}: not the stored file")
+            await fetch.sequential(url, headers, 10, len(jpeg))
+        # Short blocks in turn, so that a burst of load elsewhere hits every server.
+        seq_blocks, par_blocks = (15, 6) if count >= 150 else (5, 2)
+        names = list(targets)
+        seq: dict[str, list[float]] = {name: [] for name in names}
+        par: dict[str, list[float]] = {name: [] for name in names}
+        wall: dict[str, float] = {name: 0.0 for name in names}
+        note(f"image GET over HTTPS and HTTP: {count} one at a time, then {count} with "
+             f"{CONCURRENCY} in flight, each of {', '.join(names)}")
+        for block in range(seq_blocks):
+            turn = block % len(names)
+            for name in names[turn:] + names[:turn]:
+                seq[name] += await fetch.sequential(*targets[name], count // seq_blocks,
+                                                    len(jpeg))
+        for block in range(par_blocks):
+            turn = block % len(names)
+            for name in names[turn:] + names[:turn]:
+                times, seconds = await fetch.concurrent(*targets[name], count // par_blocks,
+                                                        len(jpeg))
+                par[name] += times
+                wall[name] += seconds
+    return {"seq": seq, "par": par, "wall": wall}
+
+
+def start_reference(image: Path, status: Path, pem: Path, port: int,
+                    ca: Path) -> subprocess.Popen:
+    """The reference in a session of its own, like the gateway under supervisord: with the
+    kernel's autogroup scheduling, a child in this (client) session would share the
+    client's CPU share and lose to the gateway on a busy 2-core machine."""
+    proc = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, str(ROOT), str(image),
+                             str(status), str(pem), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    context = trusting(ca)
+
+    def up():
+        if proc.poll() is not None:
+            raise RuntimeError(f"reference server exited: {proc.stderr.read().decode()[-500:]}")
+        try:
+            status_code, _ = fresh_get(port, "/api/v1/status", context)
+            return status_code == 200
+        except OSError:
+            return False
+    poll_for(up, 20, "the reference aiohttp server", every=0.1)
+    return proc
+
+
+# --- part 2: new connections
+
+
+def read_answer(tls: ssl.SSLSocket) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"connection closed in the headers: {data[:200]!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(":", 1) for line in lines[1:])
+    length = int({k.strip().lower(): v.strip() for k, v in fields.items()}["content-length"])
+    while len(body) < length:
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed in the body")
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+def request_bytes(port: int, path: str, close: bool) -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
+
+
+def fresh_get(port: int, path: str, context: ssl.SSLContext) -> tuple[int, float]:
+    """(status, seconds of connect + handshake) on a new connection; reads the answer."""
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            shaken = time.perf_counter() - start
+            tls.sendall(request_bytes(port, path, close=True))
+            status, _ = read_answer(tls)
+    return status, shaken
+
+
+def connection_part(ports: dict[str, int], ca: Path, count: int) -> dict:
+    context = trusting(ca)  # a new SSLSocket without ``session=``: a full handshake each time
+    total: dict[str, list[float]] = {name: [] for name in ports}
+    shake: dict[str, list[float]] = {name: [] for name in ports}
+    kept: dict[str, list[float]] = {name: [] for name in ports}
+    blocks = 10 if count >= 100 else 4
+    names = list(ports)
+    note(f"new connections: {count} TLS handshakes + GET /api/v1/status, each of "
+         f"{', '.join(names)}")
+    for port in ports.values():  # warm up
+        for _ in range(5):
+            fresh_get(port, "/api/v1/status", context)
+    for block in range(blocks):
+        for name in names[block % 2:] + names[:block % 2]:
+            for _ in range(count // blocks):
+                start = time.perf_counter()
+                status, shaken = fresh_get(ports[name], "/api/v1/status", context)
+                total[name].append(time.perf_counter() - start)
+                if status != 200:
+                    raise RuntimeError(f"{name} /api/v1/status: {status}")
+                shake[name].append(shaken)
+    for name, port in ports.items():  # the same GET on one keep-alive connection
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                for _ in range(count):
+                    start = time.perf_counter()
+                    tls.sendall(request_bytes(port, "/api/v1/status", close=False))
+                    status, _ = read_answer(tls)
+                    kept[name].append(time.perf_counter() - start)
+                    if status != 200:
+                        raise RuntimeError(f"{name} /api/v1/status: {status}")
+    return {"total": total, "shake": shake, "kept": kept}
+
+
+# --- parts 3 and 4: certificate changes
+
+
+def switch_part(service: Service, repeats: int) -> dict:
+    folder = service.home / "cert"
+    files = certs.CertFiles(folder)
+    port = service.https_ports[1]
+    local = certs.fingerprint(leaf(files.local))
+    if served(port, any_cert()) != local:
+        raise RuntimeError("the local certificate is not the one served")
+    operator_ca = authority.create_ca()
+    to_operator, to_local = [], []
+    note(f"certificate switch: operator pair in and out, {repeats} times")
+    for _ in range(repeats):
+        pair = authority.issue_server(operator_ca, 90)
+        mine = certs.fingerprint(pair.leaf)
+        authority.write_pair(pair, files.server, files.server_key)  # key first, then cert
+        seconds, _ = wait_for_cert(port, lambda got, mine=mine: got == mine)
+        to_operator.append(seconds)
+        if served(service.https_ports[0], any_cert()) != mine:
+            raise RuntimeError("the other HTTPS port does not serve the operator pair")
+        time.sleep(0.5)  # let the helper settle before the next change
+        files.server.unlink()
+        files.server_key.unlink()
+        seconds, _ = wait_for_cert(port, lambda got: got == local)
+        to_local.append(seconds)
+        time.sleep(0.5)
+    return {"to_operator": to_operator, "to_local": to_local}
+
+
+def renewal_part(service: Service, repeats: int) -> dict:
+    files = certs.CertFiles(service.home / "cert")
+    port = service.https_ports[1]
+    ca = certs.read_pair(files.ca, files.ca_key)
+    times, days = [], []
+    note(f"renewal: an aging local certificate (10 days left), {repeats} times")
+    for _ in range(repeats):
+        before = served(port, any_cert())
+        aging = authority.issue_server(ca, 10)
+        old = certs.fingerprint(aging.leaf)
+        authority.write_pair(aging, files.local, files.local_key)
+        seconds, new = wait_for_cert(
+            port, lambda got, gone=(before, old): got not in gone)
+        renewed = leaf(files.active)
+        if certs.fingerprint(renewed) != new:
+            raise RuntimeError("the served certificate is not active.pem's")
+        if not certs.issued_by(renewed, ca.leaf) or certs.covers_loopback(renewed):
+            raise RuntimeError("the renewed certificate is not the CA's for loopback")
+        days.append(certs.describe(renewed)["days_left"])
+        times.append(seconds)
+        time.sleep(0.5)
+    return {"times": times, "days": days}
+
+
+# --- part 5: Firefox trust
+
+
+def firefox_part(service: Service, work: Path, repeats: int) -> dict:
+    ca = leaf(service.home / "cert" / "ca.pem")
+    nickname = certs.common_name(ca)
+    env = {**os.environ, "HOME": str(service.user_home)}
+    create, trusted = [], []
+    ini = service.user_home / ".config" / "mozilla" / "firefox" / "profiles.ini"
+    note(f"Firefox trust: {repeats} profiles made with -CreateProfile")
+    for number in range(repeats):
+        profile = work / "firefox" / f"bench-{number}"
+        start = time.perf_counter()
+        done = subprocess.run([FIREFOX, "--headless", "-CreateProfile",
+                               f"bench-{number} {profile}"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        made = time.perf_counter()
+        if done.returncode != 0 or f"Path={profile}" not in ini.read_text():
+            raise RuntimeError(f"firefox -CreateProfile did not list {profile}: "
+                               f"{done.returncode} {done.stderr[-300:]}")
+        end = made + WAIT
+        while subprocess.run(["certutil", "-L", "-d", f"sql:{profile}", "-n", nickname],
+                             capture_output=True, timeout=30).returncode != 0:
+            if time.perf_counter() > end:
+                raise RuntimeError(f"the CA is not in {profile} after {WAIT} s")
+            time.sleep(TRUST_POLL)
+        trusted.append(time.perf_counter() - made)
+        create.append(made - start)
+    return {"create": create, "trusted": trusted}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (CI smoke run)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
+    opts = parser.parse_args()
+    count = 40 if opts.quick else 300
+    connections = 40 if opts.quick else 200
+    switches = 3 if opts.quick else 5
+
+    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-https-"))
+    service: Service | None = None
+    reference: subprocess.Popen | None = None
+    summary: list[str] = []
+    try:
+        note("drawing the A4 300 dpi page")
+        jpeg = draw_pages(1, A4_300)[0]
+        note(f"starting the service in {work}")
+        service = Service(work / "home")
+        service.start()
+        api = Api(service)
+        service.wait_running("gateway")
+        poll_for(lambda: api.get("/api/v1/status").status == 200, 30, "the gateway")
+        cert = service.home / "cert"
+        ca = cert / "ca.pem"
+        https = service.https_ports[1]
+        poll_for(lambda: api.get("/api/v1/status").json()["https"].get("served"), 30,
+                 "HTTPS served")
+
+        sid, token = api.open_session()
+        with service.client() as client:
+            stored = client.call("buffer", "add", {"session": sid}, blobs=[jpeg], timeout=60)
+            iid = stored["id"]
+            located = client.call("buffer", "locate", {"session": sid, "image": iid})
+        if located["bytes"] != len(jpeg) or Path(located["path"]).read_bytes() != jpeg:
+            raise RuntimeError("the buffer did not keep the JPEG as it is")
+        status_copy = work / "status.json"
+        status_copy.write_bytes(api.get("/api/v1/status").body)
+        port = free_port()
+        reference = start_reference(Path(located["path"]), status_copy, cert / "active.pem",
+                                    port, ca)
+        if served(port, any_cert()) != served(https, any_cert()):
+            raise RuntimeError("the reference does not serve the gateway's certificate")
+        served_leaf = leaf(cert / "active.pem")
+        out(f"page {stored['width']}x{stored['height']} JPEG q80, {len(jpeg) / MB:.2f} MB; "
+            f"gateway HTTPS port {https}, HTTP port {api.port}; reference aiohttp "
+            f"{aiohttp.__version__} on port {port}, same certificate "
+            f"({key_kind(served_leaf)}, "
+            f"{certs.fingerprint(served_leaf)[:16]}); {os.cpu_count()} CPUs")
+
+        # 1: image GET
+        load = os.getloadavg()[0]
+        path = f"/api/v1/sessions/{sid}/images/{iid}"
+        auth = {"Authorization": f"Bearer {token}"}
+        targets = {"gateway https": (f"https://127.0.0.1:{https}{path}", auth),
+                   "aiohttp https": (f"https://127.0.0.1:{port}/image", {}),
+                   "gateway http": (f"http://127.0.0.1:{api.port}{path}", auth)}
+        got = asyncio.run(image_part(targets, jpeg, ca, count))
+        out(f"load average (1 min) {load:.2f} before, {os.getloadavg()[0]:.2f} after the "
+            "image GETs")
+        ratios, plain = {}, {}
+        for kind, label in (("seq", "one at a time"), ("par", f"{CONCURRENCY} in flight")):
+            gw, ref, http = (got[kind][name] for name in targets)
+            ratios[kind] = statistics.mean(gw) / statistics.mean(ref)
+            plain[kind] = statistics.mean(gw) / statistics.mean(http)
+            out(f"image GET, {label} ({len(gw)} requests each):")
+            for name in targets:
+                extra = ""
+                if kind == "par":
+                    n, wall = len(got[kind][name]), got["wall"][name]
+                    extra = f"   {n / wall:6.1f} req/s, {n * len(jpeg) / MB / wall:5.0f} MB/s"
+                out(f"  {name:13s}  {ms(got[kind][name])}{extra}")
+            out(f"  gateway / aiohttp over HTTPS: ratio of means {ratios[kind]:.2f}x (p50 "
+                f"{pct(gw, 50) / pct(ref, 50):.2f}x, p95 {pct(gw, 95) / pct(ref, 95):.2f}x)  "
+                "(goal <= 1.5x)")
+            out(f"  gateway HTTPS / HTTP (information): {plain[kind]:.2f}x")
+            summary.append(f"image GET over HTTPS {label}: gateway "
+                           f"{statistics.mean(gw) * 1e3:.2f} ms vs aiohttp "
+                           f"{statistics.mean(ref) * 1e3:.2f} ms mean = {ratios[kind]:.2f}x "
+                           f"(goal <= 1.5x: {met(ratios[kind] <= 1.5)}); gateway HTTPS / "
+                           f"HTTP {plain[kind]:.2f}x")
+
+        # 2: new connections
+        conn = connection_part({"gateway": https, "aiohttp": port}, ca, connections)
+        out(f"new connection (connect + TLS handshake + GET /api/v1/status, "
+            f"{connections} each):")
+        for name in ("gateway", "aiohttp"):
+            out(f"  {name:8s} {ms(conn['total'][name])}")
+            out(f"    handshake alone {ms(conn['shake'][name])}")
+            out(f"    GET on a keep-alive connection {ms(conn['kept'][name])}")
+        total = {name: pct(conn["total"][name], 50) for name in ("gateway", "aiohttp")}
+        shake = {name: pct(conn["shake"][name], 50) for name in total}
+        new_ratio = total["gateway"] / total["aiohttp"]
+        shake_ratio = shake["gateway"] / shake["aiohttp"]
+        out(f"  ratio of p50s {new_ratio:.2f}x (p95 "
+            f"{pct(conn['total']['gateway'], 95) / pct(conn['total']['aiohttp'], 95):.2f}x);"
+            f" the handshake alone {shake_ratio:.2f}x (p50); the rest is the status endpoint's"
+            " own work (a static body for aiohttp)")
+        summary.append(f"new HTTPS connection + status GET: gateway p50 "
+                       f"{total['gateway'] * 1e3:.2f} ms / p95 "
+                       f"{pct(conn['total']['gateway'], 95) * 1e3:.2f} ms vs aiohttp p50 "
+                       f"{total['aiohttp'] * 1e3:.2f} ms / p95 "
+                       f"{pct(conn['total']['aiohttp'], 95) * 1e3:.2f} ms = {new_ratio:.2f}x; "
+                       f"handshake alone p50 {shake['gateway'] * 1e3:.2f} vs "
+                       f"{shake['aiohttp'] * 1e3:.2f} ms = {shake_ratio:.2f}x")
+        reference.terminate()
+        reference.wait(10)
+        reference = None
+
+        # 3: certificate switch
+        sw = switch_part(service, switches)
+        out(f"certificate switch, operator pair written -> served ({switches}): "
+            f"{secs(sw['to_operator'])}")
+        out(f"certificate switch, operator pair removed -> local served again ({switches}): "
+            f"{secs(sw['to_local'])}")
+        summary.append(f"certificate switch: operator in {statistics.median(sw['to_operator']):.2f}"
+                       f" s median ({max(sw['to_operator']):.2f} max), out "
+                       f"{statistics.median(sw['to_local']):.2f} s median "
+                       f"({max(sw['to_local']):.2f} max)")
+
+        # 4: renewal
+        ren = renewal_part(service, 3)
+        out(f"renewal, aging local.pem written -> renewed certificate served (3): "
+            f"{secs(ren['times'])}; renewed certificates have {ren['days']} days left")
+        summary.append(f"renewal of a certificate with 10 days left: "
+                       f"{statistics.median(ren['times']):.2f} s median "
+                       f"({max(ren['times']):.2f} max)")
+
+        # 5: Firefox trust
+        if FIREFOX is None:
+            out("Firefox trust: skipped (no firefox-esr)")
+        else:
+            ff = firefox_part(service, work, 3)
+            out(f"Firefox: -CreateProfile took {secs(ff['create'])}")
+            out(f"Firefox: profile created -> CA in its NSS database (3): "
+                f"{secs(ff['trusted'])}")
+            summary.append(f"Firefox profile trusted after -CreateProfile: "
+                           f"{statistics.median(ff['trusted']):.2f} s median "
+                           f"({max(ff['trusted']):.2f} max)")
+    finally:
+        if reference is not None:
+            reference.terminate()
+            try:
+                reference.wait(10)
+            except subprocess.TimeoutExpired:
+                reference.kill()
+                reference.wait()
+        if service is not None:
+            note("stopping the service")
+            try:
+                service.stop()
+            except Exception as exc:  # do not hide what went wrong before
+                note(f"stopping the service failed: {exc}")
+        if opts.keep:
+            note(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    report_summary(summary)
+
+
+if __name__ == "__main__":
+    main()
