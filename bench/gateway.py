@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import io
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.buffer import A4_300, draw_pages  # noqa: E402
-from bench.report import note, out  # noqa: E402
+from bench.report import ms, note, out, pct, shut_down  # noqa: E402
 from bench.report import summary as report_summary  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.stack import free_port, poll_for  # noqa: E402
@@ -116,17 +115,6 @@ def small_page(number: int) -> bytes:
 
 
 # --- figures
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
-def ms(values: list[float]) -> str:
-    return (f"mean {statistics.mean(values) * 1e3:6.2f} ms  p50 {pct(values, 50) * 1e3:6.2f} ms"
-            f"  p95 {pct(values, 95) * 1e3:6.2f} ms")
 
 
 # --- part 1: HTTP
@@ -224,6 +212,24 @@ async def http_part(gateway_url: str, token: str, reference_url: str, jpeg: byte
             "png_size": png_size, "png_bytes": png_bytes}
 
 
+def start_with_page(service: Service, jpeg: bytes) -> tuple[Api, str, str, dict, dict]:
+    """Start the service and store the page in a new session, kept byte for byte.
+
+    Returns (api, session, token, the buffer's add answer, its locate answer).
+    """
+    service.start()
+    api = Api(service)
+    service.wait_running("gateway")
+    poll_for(lambda: api.get("/api/v1/status").status == 200, 30, "the gateway")
+    sid, token = api.open_session()
+    with service.client() as client:
+        stored = client.call("buffer", "add", {"session": sid}, blobs=[jpeg], timeout=60)
+        located = client.call("buffer", "locate", {"session": sid, "image": stored["id"]})
+    if located["bytes"] != len(jpeg) or Path(located["path"]).read_bytes() != jpeg:
+        raise RuntimeError("the buffer did not keep the JPEG as it is")
+    return api, sid, token, stored, located
+
+
 def start_reference(path: str, port: int) -> subprocess.Popen:
     # Its own session, like the gateway under supervisord: with the kernel's autogroup
     # scheduling a child of this script would share the benchmark client's CPU share.
@@ -319,18 +325,8 @@ def main() -> None:
         jpeg = draw_pages(1, A4_300)[0]
         note(f"starting the service in {work}")
         service = Service(work / "home")
-        service.start()
-        api = Api(service)
-        service.wait_running("gateway")
-        poll_for(lambda: api.get("/api/v1/status").status == 200, 30, "the gateway")
-
-        sid, token = api.open_session()
-        with service.client() as client:
-            stored = client.call("buffer", "add", {"session": sid}, blobs=[jpeg], timeout=60)
-            iid = stored["id"]
-            located = client.call("buffer", "locate", {"session": sid, "image": iid})
-        if located["bytes"] != len(jpeg) or Path(located["path"]).read_bytes() != jpeg:
-            raise RuntimeError("the buffer did not keep the JPEG as it is")
+        api, sid, token, stored, located = start_with_page(service, jpeg)
+        iid = stored["id"]
         port = free_port()
         reference = start_reference(located["path"], port)
         out(f"page {stored['width']}x{stored['height']} JPEG q80, {len(jpeg) / MB:.2f} MB, "
@@ -407,23 +403,7 @@ def main() -> None:
                        f"p95 {p95 * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms (goal p95 <= "
                        f"100 ms: {'met' if p95 <= 0.1 else 'NOT met'})")
     finally:
-        if reference is not None:
-            reference.terminate()
-            try:
-                reference.wait(10)
-            except subprocess.TimeoutExpired:
-                reference.kill()
-                reference.wait()
-        if service is not None:
-            note("stopping the service")
-            try:
-                service.stop()
-            except Exception as exc:  # do not hide what went wrong before
-                note(f"stopping the service failed: {exc}")
-        if opts.keep:
-            note(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        shut_down(reference, service, work, opts.keep)
     report_summary(summary)
 
 

@@ -64,12 +64,12 @@ sys.path.insert(0, str(ROOT))
 
 from actors.certhelper import authority  # noqa: E402
 from bench.buffer import A4_300, draw_pages  # noqa: E402
-from bench.report import note, out  # noqa: E402
+from bench.gateway import start_with_page  # noqa: E402
+from bench.report import ms, note, out, pct, shut_down  # noqa: E402
 from bench.report import summary as report_summary  # noqa: E402
 from broker import certs  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.stack import free_port, poll_for  # noqa: E402
-from tests.support.web import Api  # noqa: E402
 
 MB = 1 << 20
 CONCURRENCY = 8
@@ -104,17 +104,6 @@ web.run_app(app, host="127.0.0.1", port=port, ssl_context=server_context(pem), p
 
 
 # --- figures
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
-def ms(values: list[float]) -> str:
-    return (f"mean {statistics.mean(values) * 1e3:6.2f} ms  p50 {pct(values, 50) * 1e3:6.2f} ms"
-            f"  p95 {pct(values, 95) * 1e3:6.2f} ms")
 
 
 def secs(values: list[float]) -> str:
@@ -442,23 +431,13 @@ def main() -> None:
         jpeg = draw_pages(1, A4_300)[0]
         note(f"starting the service in {work}")
         service = Service(work / "home")
-        service.start()
-        api = Api(service)
-        service.wait_running("gateway")
-        poll_for(lambda: api.get("/api/v1/status").status == 200, 30, "the gateway")
+        api, sid, token, stored, located = start_with_page(service, jpeg)
+        iid = stored["id"]
         cert = service.home / "cert"
         ca = cert / "ca.pem"
         https = service.https_ports[1]
         poll_for(lambda: api.get("/api/v1/status").json()["https"].get("served"), 30,
                  "HTTPS served")
-
-        sid, token = api.open_session()
-        with service.client() as client:
-            stored = client.call("buffer", "add", {"session": sid}, blobs=[jpeg], timeout=60)
-            iid = stored["id"]
-            located = client.call("buffer", "locate", {"session": sid, "image": iid})
-        if located["bytes"] != len(jpeg) or Path(located["path"]).read_bytes() != jpeg:
-            raise RuntimeError("the buffer did not keep the JPEG as it is")
         status_copy = work / "status.json"
         status_copy.write_bytes(api.get("/api/v1/status").body)
         port = free_port()
@@ -563,23 +542,7 @@ def main() -> None:
                            f"{statistics.median(ff['trusted']):.2f} s median "
                            f"({max(ff['trusted']):.2f} max)")
     finally:
-        if reference is not None:
-            reference.terminate()
-            try:
-                reference.wait(10)
-            except subprocess.TimeoutExpired:
-                reference.kill()
-                reference.wait()
-        if service is not None:
-            note("stopping the service")
-            try:
-                service.stop()
-            except Exception as exc:  # do not hide what went wrong before
-                note(f"stopping the service failed: {exc}")
-        if opts.keep:
-            note(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        shut_down(reference, service, work, opts.keep)
     report_summary(summary)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 STARTED = time.perf_counter()
 
@@ -24,3 +28,35 @@ def summary(lines: list[str]) -> None:
     for text in lines:
         out(f"  {text}")
     note("done")
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def ms(values: list[float]) -> str:
+    return (f"mean {statistics.mean(values) * 1e3:6.2f} ms  p50 {pct(values, 50) * 1e3:6.2f} ms"
+            f"  p95 {pct(values, 95) * 1e3:6.2f} ms")
+
+
+def shut_down(reference: subprocess.Popen | None, service, work: Path, keep: bool) -> None:
+    """End a benchmark run: the baseline server, the service, the temp folder."""
+    if reference is not None:
+        reference.terminate()
+        try:
+            reference.wait(10)
+        except subprocess.TimeoutExpired:
+            reference.kill()
+            reference.wait()
+    if service is not None:
+        note("stopping the service")
+        try:
+            service.stop()
+        except Exception as exc:  # do not hide what went wrong before
+            note(f"stopping the service failed: {exc}")
+    if keep:
+        note(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)

@@ -121,19 +121,9 @@ def helper_status(svc: Service) -> dict:
         return client.call("certhelper", "status", timeout=10)
 
 
-def log_lines(svc: Service) -> list[dict]:
-    path = svc.home / "logs" / "certhelper.log"
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except ValueError:
-            continue  # supervisord may add a non-JSON line (a traceback would be one)
-    return lines
-
-
 def wait_log(svc: Service, match, what: str, timeout: float = WAIT) -> dict:
-    return poll_for(lambda: next((line for line in log_lines(svc) if match(line)), None),
+    return poll_for(lambda: next((line for line in svc.log_records("certhelper")
+                                  if match(line)), None),
                     timeout, f"certhelper log line: {what}", every=0.2)
 
 
@@ -530,7 +520,8 @@ def test_a_validity_override_is_used_and_renews_only_inside_renew_days(tmp_path)
         with svc.client() as client:
             client.call("certhelper", "refresh", timeout=10)
         assert sha(leaf(folder / "local.pem")) == sha(keep.leaf)
-        issued = [x for x in log_lines(svc) if x["msg"] == "issued the server certificate"]
+        issued = [x for x in svc.log_records("certhelper")
+                  if x["msg"] == "issued the server certificate"]
         assert len(issued) == 1, issued  # the first start's only
 
         renew = authority.issue_server(ca, days=40, at=half_day_ago)  # 39 days left

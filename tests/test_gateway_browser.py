@@ -179,17 +179,6 @@ def wait_status_ok(page) -> str:
     return page.inner_text("#status")
 
 
-def log_records(service: Service) -> list[dict]:
-    path = service.home / "logs" / "gateway.log"
-    records = []
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def buffer_sessions(service: Service) -> list[dict]:
     with service.client() as client:
         return client.call("buffer", "sessions", timeout=15)
@@ -458,13 +447,13 @@ def test_an_app_on_another_origin_works_once_allowed_and_is_refused_otherwise(
         assert "session" not in result
 
         def logged():
-            found = [r for r in log_records(service)
+            found = [r for r in service.log_records("gateway")
                      if r.get("msg") == "refused origin" and r.get("origin") == refused]
             return found if {"/scanbridge.js", "/api/v1/sessions"} <= {r["path"] for r in found} \
                 else None
         records = poll_for(logged, 10, f"'refused origin' lines for {refused} in gateway.log")
         assert all(r["status"] == 403 and r["level"] == "warning" for r in records), records
-        assert not [r for r in log_records(service)
+        assert not [r for r in service.log_records("gateway")
                     if r.get("msg") == "refused origin" and r.get("origin") == allowed]
         origins = [(s["meta"].get("gateway") or {}).get("origin") for s in buffer_sessions(service)]
         assert refused not in origins, origins

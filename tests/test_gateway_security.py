@@ -63,19 +63,6 @@ def cors_names(answer: Answer) -> list[str]:
     return [name for name in answer.headers if name.lower().startswith("access-control-")]
 
 
-def log_records(svc: Service) -> list[dict]:
-    path = svc.home / "logs" / "gateway.log"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written, or supervisord's own output
-    return records
-
-
 def import_png(api: Api, sid: str, token: str, **kwargs) -> str:
     answer = api.post(f"/api/v1/sessions/{sid}/images", data=png(**kwargs), token=token,
                       headers={"Content-Type": "image/png"})
@@ -268,7 +255,7 @@ def test_a_foreign_origin_is_refused_with_the_command_that_allows_it(service, or
     paths = {"/api/v1/status", "/api/v1/sessions", f"/api/v1/sessions/{sid}/events"}
 
     def logged():
-        records = [r for r in log_records(service)
+        records = [r for r in service.log_records("gateway")
                    if r.get("msg") == "refused origin" and r.get("origin") == origin]
         return records if {r["path"] for r in records} >= paths else None
     records = poll_for(logged, 10, f"'refused origin' lines for {origin} in gateway.log")
@@ -336,7 +323,7 @@ def test_an_invalid_user_config_keeps_the_previous_origins_and_logs_an_error(ser
     origins = Api(service).get("/api/v1/status").json()["origins"]
 
     def errors():
-        return [r for r in log_records(service) if r.get("level") == "error"
+        return [r for r in service.log_records("gateway") if r.get("level") == "error"
                 and "not reloaded" in r.get("msg", "")]
     seen = len(errors())
 

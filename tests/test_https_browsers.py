@@ -99,17 +99,6 @@ def certhelper_status(service: Service, op: str = "status") -> dict:
         return client.call("certhelper", op, {}, timeout=30)
 
 
-def certhelper_log(service: Service) -> list[dict]:
-    path = service.home / "logs" / "certhelper.log"
-    records = []
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def png(width: int, height: int, color: str) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), color).save(out, "PNG")
@@ -388,7 +377,7 @@ def test_a_firefox_profile_created_while_the_service_runs_is_trusted_within_seco
     pem = subprocess.run(["certutil", "-L", "-d", f"sql:{profile}", "-n", nickname, "-a"],
                          capture_output=True, text=True, timeout=30).stdout
     assert x509.load_pem_x509_certificate(pem.encode()) == ca_cert(service)
-    logged = [r for r in certhelper_log(service)
+    logged = [r for r in service.log_records("certhelper")
               if r.get("msg") == "the local CA is now trusted in a Firefox profile"
               and r.get("profile") == str(profile)]
     assert len(logged) == 1, logged

@@ -93,5 +93,16 @@ class Service:
         """A broker client for this home (use it in a ``with``)."""
         return Client(f"ipc://{self.home}/run/broker.sock")
 
+    def log_records(self, program: str) -> list[dict]:
+        """The JSON lines of logs/PROGRAM.log (other lines, e.g. supervisord's, skipped)."""
+        path = self.home / "logs" / f"{program}.log"
+        records = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
     def dumps(self) -> list[Path]:
         return sorted((self.home / "dumps").glob("*.dump"))
