@@ -134,6 +134,18 @@ def parse_origin(raw: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
+def parse_upload_target(raw: str) -> str:
+    """An upload target prefix: an origin, optionally with a path (no query or user)."""
+    try:
+        parts = urlsplit(raw.strip())
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a URL like https://files.example.com/in/") from None
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{raw!r}: an upload target has no query, fragment or user")
+    origin = parse_origin(f"{parts.scheme}://{parts.netloc}")
+    return origin + (parts.path if parts.path not in ("", "/") else "")
+
+
 # DNS labels (letters, digits, hyphens; punycode for others) or a dotted IPv4 address.
 _HOST = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -150,6 +162,12 @@ def _endpoint(raw: str) -> str:
 def _z85_key(raw: str) -> str:
     if not re.fullmatch(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}", raw):
         raise ValueError(f"{raw!r} is not a 40-character Z85 CURVE public key")
+    return raw
+
+
+def _pem_file(raw: str) -> str:
+    if raw and not os.path.isfile(raw):
+        raise ValueError(f"{raw!r} is not a file (give the absolute path of a PEM file)")
     return raw
 
 
@@ -223,6 +241,30 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "firefox_users": Key("", _list_of(_user),
                                  "users whose Firefox profiles trust the local CA; "
                                  "empty = the user the service runs as"),
+        },
+        "uploader": {
+            "workers": Key("2", _int(1, 32), "uploads sent at once"),
+            "max_attempts": Key("10", _int(1, 1000),
+                                "attempts per upload before it fails (connection errors, "
+                                "timeouts, 5xx and 429 are retried; other 4xx are not)"),
+            "backoff_first": Key("1", _float(0.01, 3600),
+                                 "seconds before the first retry; doubled each attempt, "
+                                 "with jitter"),
+            "backoff_max": Key("300", _float(0.01, 86400),
+                               "longest wait between two attempts (also caps Retry-After)"),
+            "connect_timeout": Key("10", _float(0.1, 600),
+                                   "seconds to connect to the receiver"),
+            "timeout": Key("60", _float(0.1, 3600),
+                           "seconds the receiver may stall while taking the body or "
+                           "before it answers"),
+            "chunk_kb": Key("256", _int(4, 65536), "size of the pieces the body is sent in"),
+            "max_redirects": Key("3", _int(0, 20),
+                                 "307/308 redirects followed, to the same origin only"),
+            "ca_bundle": Key("", _pem_file,
+                             "PEM file of CAs trusted for HTTPS receivers instead of the "
+                             "system's (verification is always on)"),
+            "job_keep": Key("86400", _float(0, 366 * 86400),
+                            "seconds a finished job's state stays queryable"),
         },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
@@ -324,6 +366,9 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "allowed_origins": Key("", _list_of(parse_origin),
                                    "web origins allowed to use the service "
                                    "(add with: scanbridge allow ORIGIN)"),
+            "upload_targets": Key("", _list_of(parse_upload_target),
+                                  "URLs (an origin, or an origin and a path prefix) "
+                                  "uploads may go to besides the page's own origin"),
         },
     },
 }

@@ -177,6 +177,15 @@ ERRORS: dict[str, tuple[int, str]] = {
     "io_error": (503, "the device reported an I/O error"),
     "no_memory": (503, "the device or its driver ran out of memory"),
     "access_denied": (403, "the system denied access to the device"),
+    # Uploads: refusing a target, and how an upload job can end badly.
+    "upload_target_not_allowed": (403, "the upload target is neither the page's origin nor "
+                                       "in the upload allowlist"),
+    "upload_rejected": (502, "the receiver refused the upload (a 4xx answer); not retried"),
+    "upload_failed": (502, "the upload failed on every attempt (network errors, 5xx, 429)"),
+    "upload_tls_error": (502, "the receiver's TLS certificate did not verify"),
+    "upload_redirect_refused": (502, "the receiver redirected to another origin, or in a "
+                                     "way that would drop the document"),
+    "cancelled": (409, "the job was cancelled"),
 }
 
 

@@ -980,9 +980,7 @@ def test_a_document_of_an_empty_session_is_409(session):
 
 
 @pytest.mark.parametrize("method, path, actor", [
-    ("POST", "/uploads", "uploader"), ("POST", "/ocr", "ocr"),
-    ("POST", "/barcodes", "barcode"), ("GET", "/uploads/somejob", "uploader"),
-    ("GET", "stream", "camera")])
+    ("POST", "/ocr", "ocr"), ("POST", "/barcodes", "barcode"), ("GET", "stream", "camera")])
 def test_planned_endpoints_are_503_not_available(api, session, method, path, actor):
     if path == "stream":
         answer = api.get(f"{V1}/sources/test%3A0/stream")

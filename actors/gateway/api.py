@@ -17,7 +17,7 @@ DEVICE_TIMEOUT = 30.0  # the scanner may have to start (on demand) and probe its
 
 SCAN_FIELDS = {"source", "options", "pages", "batch"}
 PLANNED = {  # endpoint -> the actor that will answer it
-    "uploads": "uploader", "ocr": "ocr", "barcodes": "barcode", "stream": "camera"}
+    "ocr": "ocr", "barcodes": "barcode", "stream": "camera"}
 
 
 async def gather_status(request: web.Request) -> dict:
@@ -167,8 +167,5 @@ def add_routes(router: web.UrlDispatcher, expect) -> None:
     router.add_get(f"{v1}/sessions/{{sid}}/scans", scans)
     router.add_get(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
     router.add_delete(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job, expect_handler=expect)
-    for what in ("uploads", "ocr", "barcodes"):
+    for what in ("ocr", "barcodes"):
         router.add_post(f"{v1}/sessions/{{sid}}/{what}", planned(what), expect_handler=expect)
-    router.add_get(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"))
-    router.add_delete(f"{v1}/sessions/{{sid}}/uploads/{{job}}", planned("uploads"),
-                      expect_handler=expect)

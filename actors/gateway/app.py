@@ -14,7 +14,7 @@ from broker.client import AsyncClient
 from broker.config import Config
 from broker.protocol import Error
 
-from . import api, images, openapi
+from . import api, images, openapi, uploads
 from .events import EventHub
 from .security import Allowlist, cors_headers, loopback_host, refusal
 from .sessions import Sessions
@@ -255,4 +255,5 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/docs/{name}.md", doc_page)
     api.add_routes(app.router, expect_continue)
     images.add_routes(app.router, expect_continue)
+    uploads.add_routes(app.router, expect_continue)
     return app

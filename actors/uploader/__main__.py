@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .uploader import Uploader
+
+main(Uploader)

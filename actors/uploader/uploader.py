@@ -1,0 +1,345 @@
+"""The uploader actor: takes upload jobs, renders their documents, delivers them.
+
+``submit`` checks the request (targets.py), renders the document into ``upload/<job>/``
+through the buffer, and only then acknowledges the job: from that moment it survives
+crashes and restarts (jobs.py). ``workers`` sender threads take due jobs from the queue
+and make attempts (delivery.py); a failed attempt that may succeed later is retried after
+an exponential backoff with jitter (or the receiver's Retry-After), up to
+``max_attempts``. Each job ends ``done``, ``failed`` or ``cancelled``; its files are then
+removed and its record kept ``job_keep`` seconds for status queries.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import shutil
+import threading
+import time
+import uuid
+import zipfile
+from typing import Any
+
+from broker.actor import Actor, operation
+from broker.client import Client
+from broker.procutil import atomic_write, atomic_write_with
+from broker.protocol import Error
+
+from . import delivery, targets
+from .jobs import FINAL, Jobs
+
+RENDER_TIMEOUT = 600.0  # seconds the buffer may take to render a large document
+PROGRESS_EVERY = 0.25  # seconds between two upload.progress events of one job
+DOCUMENT_OPTIONS = ("title", "author", "subject", "keywords", "pdfa", "compression",
+                    "quality", "tiff_compression", "order")
+EXTENSIONS = {"pdf": "pdf", "tiff": "tif", "jpeg": "jpg", "png": "png", "zip": "zip"}
+MEDIA_TYPES = {"pdf": "application/pdf", "tiff": "image/tiff", "jpeg": "image/jpeg",
+               "png": "image/png", "zip": "application/zip"}
+
+
+class Uploader(Actor):
+    service = "uploader"
+    capacity = 4  # submits render while status queries still answer at once
+    tick_interval = 60.0
+
+    def on_start(self) -> None:
+        self.settings = self.cfg.uploader
+        self.folder = self.home.upload
+        self.jobs = Jobs(self.folder)
+        stale, requeued = self.jobs.recover()
+        for job in stale:
+            shutil.rmtree(self.folder / job, ignore_errors=True)
+        if stale or requeued:
+            self.log.info("upload queue recovered", requeued=requeued,
+                          dropped_unfinished=len(stale))
+        self.tls = delivery.tls_context(self.settings.ca_bundle)
+        self.allowed = targets.AllowedTargets(self.cfg, self.log)
+        self.local = threading.local()
+        self.wake = threading.Condition()
+        self.cancels: set[str] = set()
+        self.stopping = False
+        self.senders = [threading.Thread(target=self._sender, name=f"upload-{n}", daemon=True)
+                        for n in range(self.settings.workers)]
+        for thread in self.senders:
+            thread.start()
+
+    def on_stop(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify_all()
+        for thread in self.senders:
+            thread.join(timeout=2)
+
+    def on_tick(self) -> None:
+        for job in self.jobs.expired(time.time() - self.settings.job_keep):
+            shutil.rmtree(self.folder / job, ignore_errors=True)
+
+    # --- operations
+
+    @operation
+    def submit(self, session: str, url: str, images: Any = None, origin: str | None = None,
+               method: str = "POST", format: str = "pdf", page_format: str = "jpeg",
+               fields: Any = None, headers: Any = None, filename: str | None = None,
+               field_name: str | None = None, auth: Any = None, **options: Any) -> dict:
+        """Accept an upload job: check, render into upload/<job>/, queue; answer the job."""
+        unknown = set(options) - set(DOCUMENT_OPTIONS)
+        if unknown:
+            raise Error("invalid_argument", f"unknown upload options: {', '.join(sorted(unknown))}")
+        try:
+            request = targets.check_request(
+                {"url": url, "method": method, "format": format, "page_format": page_format,
+                 "fields": fields, "headers": headers, "filename": filename,
+                 "field_name": field_name, "auth": auth},
+                origin, self.allowed.current())
+        except Error as exc:
+            if exc.code == "upload_target_not_allowed":
+                self.log.warning("refused upload target", url=str(url)[:200], origin=origin,
+                                 session=session)
+            raise
+        job = uuid.uuid4().hex
+        self.jobs.create(job, session, request, key=str(uuid.uuid4()))
+        try:
+            files = self._render(job, session, images, request, options)
+        except BaseException as exc:
+            self.jobs.remove(job)
+            shutil.rmtree(self.folder / job, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Error("disk_full", f"no room in {self.folder} for the document "
+                                         f"({exc.strerror})") from None
+            raise
+        self.jobs.queue(job, files)
+        self.log.info("upload accepted", job=job, session=session, url=request["url"],
+                      files=len(files), bytes=sum(f["bytes"] for f in files))
+        self.publish("upload.queued", {"session": session, "job": job})
+        with self.wake:
+            self.wake.notify()
+        return public(self.jobs.get(job))
+
+    @operation
+    def job(self, job: str, session: str | None = None) -> dict:
+        """One job's state, progress and result."""
+        return public(self._own(job, session))
+
+    @operation
+    def jobs(self, session: str) -> list:
+        """The session's upload jobs, oldest first."""
+        return [public(record) for record in self.jobs.of_session(session)]
+
+    @operation
+    def cancel(self, job: str, session: str | None = None) -> dict:
+        """Cancel a queued or running job (a finished one is left as it is)."""
+        record = self._own(job, session)
+        if record["state"] in FINAL:
+            return public(record)
+        self.cancels.add(job)
+        self.log.info("upload cancelled", job=job, state=record["state"])
+        if self.jobs.finish(job, "cancelled", error={"code": "cancelled",
+                                                     "message": "cancelled"},
+                            only_from=("queued",)):
+            self._ended(self.jobs.get(job))
+        # A running attempt sees the cancel between two chunks and ends the job itself.
+        return public(self.jobs.get(job))
+
+    @operation
+    def status(self) -> dict:
+        """Jobs per state."""
+        return {"jobs": self.jobs.counts(), "workers": len(self.senders)}
+
+    def _own(self, job: str, session: str | None) -> dict:
+        record = self.jobs.get(str(job))
+        if record is None or record["state"] == "preparing" or \
+                (session is not None and record["session"] != session):
+            raise Error("not_found", f"no upload job {str(job)[:40]!r} in this session")
+        return record
+
+    # --- rendering
+
+    def _client(self) -> Client:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = Client(self.home.broker_endpoint)
+        return client
+
+    def _render(self, job: str, session: str, images: Any, request: dict,
+                options: dict) -> list[dict]:
+        kind, stem = request["format"], request["filename"].rsplit(".", 1)[0] or "scan"
+        folder = self.folder / job
+        folder.mkdir(parents=True, exist_ok=True)
+        args = {"session": session, "images": images, **options}
+        if kind in ("pdf", "tiff"):
+            name = f"{stem}.{EXTENSIONS[kind]}"
+            saved = self._client().call("buffer", "save", {**args, "format": kind,
+                                                            "dest": f"{job}/{name}"},
+                                        timeout=RENDER_TIMEOUT)
+            return [{"path": saved["path"], "name": name, "media_type": MEDIA_TYPES[kind],
+                     "bytes": saved["bytes"]}]
+        page_kind = request["page_format"] if kind == "zip" else kind
+        ids = images if images is not None else \
+            [page["id"] for page in self._client().call("buffer", "list", {"session": session})]
+        if not isinstance(ids, list) or not ids:
+            raise Error("conflict" if isinstance(ids, list) else "invalid_argument",
+                        "there are no images to upload" if isinstance(ids, list) else
+                        "images must be a list of image ids")
+        if request["method"] == "PUT" and kind != "zip" and len(ids) > 1:
+            raise Error("invalid_argument", "PUT sends one file: choose pdf, tiff or zip for "
+                                            "several pages")
+        extension = EXTENSIONS[page_kind]
+        names = [f"{stem}.{extension}"] if len(ids) == 1 else \
+            [f"{stem}-{n:03d}.{extension}" for n in range(1, len(ids) + 1)]
+        quality = {"quality": options["quality"]} if "quality" in options else {}
+
+        def page(image) -> bytes:  # one at a time: memory stays one page, whatever the count
+            reply = self._client().request("buffer", "save", {
+                "session": session, "images": [image], "format": page_kind, **quality},
+                timeout=RENDER_TIMEOUT)
+            return reply.blobs[0].bytes
+        if kind == "zip":
+            name = f"{stem}.zip"
+
+            def write(out) -> None:
+                with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+                    for page_name, image in zip(names, ids, strict=True):
+                        archive.writestr(page_name, page(image))
+            size = atomic_write_with(folder / name, write, 0o600)
+            return [{"path": str(folder / name), "name": name,
+                     "media_type": MEDIA_TYPES["zip"], "bytes": size}]
+        files = []
+        for page_name, image in zip(names, ids, strict=True):
+            data = page(image)
+            atomic_write(folder / page_name, data, mode=0o600)
+            files.append({"path": str(folder / page_name), "name": page_name,
+                          "media_type": MEDIA_TYPES[kind], "bytes": len(data)})
+        return files
+
+    # --- sending
+
+    def _sender(self) -> None:
+        while True:
+            with self.wake:
+                if self.stopping:
+                    return
+                record = self.jobs.take(time.time())
+                if record is None:
+                    due = self.jobs.next_due()
+                    wait = 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
+                    self.wake.wait(wait)
+                    continue
+            try:
+                self._deliver(record)
+            except Exception as exc:  # a bug must not kill the sender; attempts still count
+                self.log.exception("upload attempt crashed", job=record["id"])
+                self._settle(record, delivery.Outcome(
+                    "retry", code="internal", message=f"the attempt crashed: {exc!r}"))
+
+    def _deliver(self, record: dict) -> None:
+        job, session = record["id"], record["session"]
+        settings = delivery.Settings(self.settings.connect_timeout, self.settings.timeout,
+                                     self.settings.chunk_kb * 1024, self.tls)
+        last = [0.0]
+
+        def progress(sent: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY or sent == total:
+                last[0] = now
+                self.jobs.progress(job, sent, total)
+                self.publish("upload.progress", {"session": session, "job": job,
+                                                 "sent": sent, "total": total,
+                                                 "attempt": record["attempts"]})
+
+        url = record["request"]["url"]
+        for _ in range(self.settings.max_redirects + 1):
+            outcome = delivery.attempt(record, url, settings, progress,
+                                       lambda: job in self.cancels)
+            if outcome.kind != "redirect":
+                break
+            self.log.info("upload redirected", job=job, to=outcome.location)
+            try:  # a redirect must stay on a target the job could have named itself
+                targets.check_url(outcome.location, record["request"].get("origin"),
+                                  self.allowed.current())
+            except Error as exc:
+                outcome = delivery.Outcome("fail", outcome.status, outcome.body,
+                                           code="upload_redirect_refused",
+                                           message=f"redirected to a target not allowed: "
+                                                   f"{exc.message}")
+                break
+            url = outcome.location
+        else:
+            outcome = delivery.Outcome("fail", outcome.status, outcome.body,
+                                       code="upload_redirect_refused",
+                                       message="too many redirects")
+        self._settle(record, outcome)
+
+    def _settle(self, record: dict, outcome: delivery.Outcome) -> None:
+        job, attempts = record["id"], record["attempts"]
+        result = {"status": outcome.status, "body": outcome.body} \
+            if outcome.status is not None else None
+        error = {"code": outcome.code, "message": outcome.message,
+                 **({"status": outcome.status} if outcome.status else {})}
+        if outcome.kind == "done":
+            self.jobs.finish(job, "done", result=result, only_from=("running",))
+            self.log.info("upload done", job=job, status=outcome.status, attempts=attempts)
+        elif outcome.kind == "cancelled" or job in self.cancels:
+            self.jobs.finish(job, "cancelled", error={"code": "cancelled",
+                                                      "message": "cancelled"})
+        elif outcome.kind == "retry" and attempts < self.settings.max_attempts:
+            delay = self._backoff(attempts)
+            if outcome.retry_after is not None:
+                delay = min(max(delay, outcome.retry_after), self.settings.backoff_max)
+            if self.jobs.retry(job, time.time() + delay, error):
+                self.log.warning("upload attempt failed; retrying", job=job, attempt=attempts,
+                                 delay=round(delay, 2), reason=outcome.message)
+                self.publish("upload.retry", {"session": record["session"], "job": job,
+                                              "attempt": attempts, "delay": delay,
+                                              "error": error})
+            return
+        else:
+            if outcome.kind == "retry":
+                error = {**error, "message": f"{outcome.message} (gave up after "
+                                             f"{attempts} attempts)"}
+            self.jobs.finish(job, "failed", result=result, error=error, only_from=("running",))
+            self.log.error("upload failed", job=job, attempts=attempts, **error)
+        self._ended(self.jobs.get(job))
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential with equal jitter (half to all of it), so clients do not retry in
+        step."""
+        ceiling = min(self.settings.backoff_max,
+                      self.settings.backoff_first * 2 ** max(0, attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _ended(self, record: dict | None) -> None:
+        if record is None:
+            return
+        job = record["id"]
+        self.cancels.discard(job)
+        shutil.rmtree(self.folder / job, ignore_errors=True)
+        body = {"session": record["session"], "job": job, "state": record["state"]}
+        if record["state"] == "done":
+            self.publish("upload.done", {**body, **(record["result"] or {})})
+        else:
+            self.publish("upload.error", {**body, **(record["error"] or {})})
+        with self.wake:
+            self.wake.notify()
+
+
+def public(record: dict) -> dict:
+    """A job as callers see it (no file paths, no password)."""
+    request = record["request"]
+    total, sent = record["total"], record["sent"]
+    answer = {"job": record["id"], "session": record["session"], "state": record["state"],
+              "progress": {"sent": sent if record["state"] != "done" else total,
+                           "total": total,
+                           "percent": 100.0 if record["state"] == "done" or not total
+                           else round(100.0 * sent / total, 1)},
+              "attempts": record["attempts"], "url": request["url"],
+              "method": request["method"], "format": request["format"],
+              "files": [{"name": f["name"], "bytes": f["bytes"]} for f in record["files"]],
+              "idempotency_key": record["idempotency_key"],
+              "created": record["created"], "updated": record["updated"]}
+    if record["state"] == "queued" and record["next_at"] > time.time():
+        answer["next_attempt"] = record["next_at"]
+    if record["result"]:
+        answer["result"] = record["result"]
+    if record["error"] and record["state"] != "done":
+        answer["error"] = record["error"]
+    return answer
