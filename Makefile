@@ -25,6 +25,7 @@ bench: venv-test
 	$(VPY) bench/scan.py
 	$(VPY) bench/gateway.py
 	$(VPY) bench/https.py
+	$(VPY) bench/upload.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:
