@@ -105,7 +105,10 @@ def retry_after(value: str | None) -> float | None:
 
 
 def attempt(job: dict, url: str, settings: Settings, progress: Callable[[int, int], None],
-            cancelled: Callable[[], bool]) -> Outcome:
+            cancelled: Callable[[], bool],
+            connected: Callable[[object], None] = lambda conn: None) -> Outcome:
+    """``connected(conn)`` gets the connection: a cancel shuts its socket down, which
+    ends a send or a wait for the answer at once."""
     request = job["request"]
     parts = urlsplit(url)
     segments, content_type = body_segments(job)
@@ -135,6 +138,7 @@ def attempt(job: dict, url: str, settings: Settings, progress: Callable[[int, in
         try:
             conn.connect()
             conn.sock.settimeout(settings.timeout)
+            connected(conn)
             conn.putrequest(request["method"], path, skip_accept_encoding=True)
             for name, value in headers.items():
                 conn.putheader(name, value)
@@ -147,6 +151,8 @@ def attempt(job: dict, url: str, settings: Settings, progress: Callable[[int, in
                            message=f"the certificate of {parts.hostname} does not verify: "
                                    f"{exc.verify_message}")
         except (OSError, http.client.HTTPException) as exc:
+            if cancelled():
+                return Outcome("cancelled", code="cancelled", message="cancelled while sending")
             # The receiver may have answered (e.g. 413) and closed before taking it all.
             early = _early_answer(conn)
             if early is not None:
@@ -156,6 +162,9 @@ def attempt(job: dict, url: str, settings: Settings, progress: Callable[[int, in
             response = conn.getresponse()
             answer = (response.status, response.read(MAX_RESPONSE), response.headers)
         except (OSError, http.client.HTTPException) as exc:
+            if cancelled():
+                return Outcome("cancelled", code="cancelled",
+                               message="cancelled while waiting for the answer")
             return Outcome("retry", code="upload_failed",
                            message=_describe(exc, "waiting for the answer"))
         return _judge(answer, url)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import random
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from . import delivery, targets
 from .jobs import FINAL, Jobs
 
 RENDER_TIMEOUT = 600.0  # seconds the buffer may take to render a large document
+CANCEL_WAIT = 3.0  # seconds cancel waits for a running attempt to stop before answering
 PROGRESS_EVERY = 0.25  # seconds between two upload.progress events of one job
 DOCUMENT_OPTIONS = ("title", "author", "subject", "keywords", "pdfa", "compression",
                     "quality", "tiff_compression", "order")
@@ -57,6 +59,7 @@ class Uploader(Actor):
         self.local = threading.local()
         self.wake = threading.Condition()
         self.cancels: set[str] = set()
+        self.live: dict[str, Any] = {}  # job -> the connection of its running attempt
         self.stopping = False
         self.senders = [threading.Thread(target=self._sender, name=f"upload-{n}", daemon=True)
                         for n in range(self.settings.workers)]
@@ -137,7 +140,17 @@ class Uploader(Actor):
                                                      "message": "cancelled"},
                             only_from=("queued",)):
             self._ended(self.jobs.get(job))
-        # A running attempt sees the cancel between two chunks and ends the job itself.
+        # A running attempt ends the job itself: its socket is shut down so that a send or
+        # a wait for the answer stops now, not at the timeout.
+        conn = self.live.get(job)
+        if conn is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+        end = time.monotonic() + CANCEL_WAIT
+        while self.jobs.get(job)["state"] not in FINAL and time.monotonic() < end:
+            time.sleep(0.02)
         return public(self.jobs.get(job))
 
     @operation
@@ -248,8 +261,12 @@ class Uploader(Actor):
 
         url = record["request"]["url"]
         for _ in range(self.settings.max_redirects + 1):
-            outcome = delivery.attempt(record, url, settings, progress,
-                                       lambda: job in self.cancels)
+            try:
+                outcome = delivery.attempt(record, url, settings, progress,
+                                           lambda: job in self.cancels,
+                                           lambda conn: self.live.__setitem__(job, conn))
+            finally:
+                self.live.pop(job, None)
             if outcome.kind != "redirect":
                 break
             self.log.info("upload redirected", job=job, to=outcome.location)
