@@ -255,8 +255,8 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "connect_timeout": Key("10", _float(0.1, 600),
                                    "seconds to connect to the receiver"),
             "timeout": Key("60", _float(0.1, 3600),
-                           "seconds the receiver may stall while taking the body or "
-                           "before it answers"),
+                           "seconds one write to the receiver, or the wait for its "
+                           "answer, may block before the attempt fails"),
             "chunk_kb": Key("256", _int(4, 65536), "size of the pieces the body is sent in"),
             "max_redirects": Key("3", _int(0, 20),
                                  "307/308 redirects followed, to the same origin only"),

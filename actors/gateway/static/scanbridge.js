@@ -16,6 +16,9 @@
  * }
  * const file = await session.save({ format: "pdf", filename: "scan" });  // a File (Blob + name)
  * session.on("buffer.changed", () => refresh());    // events over one WebSocket
+ * const upload = session.upload({url: "https://your.app/receive", format: "pdf",
+ *   onProgress: ({percent}) => bar.value = percent});  // the service sends it, with retries
+ * const {result} = await upload.done;               // {status, body}: the receiver's answer
  *
  * The page's origin must be allowed by the computer's administrator:
  * `scanbridge allow https://your.app`. See docs/js-client.md.
@@ -155,8 +158,82 @@
  */
 
 /**
+ * How far an upload is, as `onProgress` gets it: bytes of the request body (the multipart
+ * framing included) sent to the receiver by the current attempt.
+ * @typedef {object} UploadProgress
+ * @property {number} sent
+ * @property {number} total
+ * @property {number} percent                   0-100 (100 once the job is done)
+ * @property {number} [attempt]                 the attempt sending (1-based), from events
+ */
+
+/**
+ * An upload attempt failed and another one is scheduled, as `onRetry` gets it.
+ * @typedef {object} UploadRetry
+ * @property {number} attempt                   the attempt that failed (1-based)
+ * @property {number} delay                     seconds until the next one
+ * @property {{code: string, message: string, status?: number}} error   why it failed
+ */
+
+/**
+ * The receiver's answer to a finished upload (what other services call the response string).
+ * @typedef {object} UploadResult
+ * @property {number} status                    its HTTP status
+ * @property {string} body                      its body as text (the first MiB)
+ */
+
+/**
+ * An upload job's record, as the service keeps it.
+ * @typedef {object} UploadRecord
+ * @property {string} job                       the job id
+ * @property {string} session
+ * @property {"queued"|"running"|"done"|"failed"|"cancelled"} state
+ * @property {UploadProgress} progress
+ * @property {number} attempts                  attempts made so far
+ * @property {string} url                       the receiver
+ * @property {"POST"|"PUT"} method
+ * @property {"pdf"|"tiff"|"jpeg"|"png"|"zip"} format
+ * @property {{name: string, bytes: number}[]} files   what is sent (rendered at submit)
+ * @property {string} [idempotency_key]         the same in every attempt's header
+ * @property {number} [created]                 Unix time (seconds)
+ * @property {number} [updated]
+ * @property {number} [next_attempt]            Unix time of the next attempt (a retry waits)
+ * @property {UploadResult} [result]            the receiver's answer (also of a refusal)
+ * @property {{code: string, message: string, status?: number}} [error]
+ */
+
+/**
+ * What to upload, and where: see {@link Session#upload}.
+ * @typedef {object} UploadRequest
+ * @property {string} url                       the receiver: this page's origin, or a
+ *                                              prefix in user_config.ini [access] upload_targets
+ * @property {string[]} [images]                image ids, in this order (default: all pages)
+ * @property {"pdf"|"tiff"|"jpeg"|"png"|"zip"} [format]   default "pdf"; jpeg/png: one file
+ *                                              per page; zip: one zip of pages
+ * @property {"jpeg"|"png"} [pageFormat]        the pages of a zip (default "jpeg")
+ * @property {"POST"|"PUT"} [method]            POST: multipart/form-data (default); PUT:
+ *                                              the one file as the body
+ * @property {Object<string, string>} [fields]  form fields sent with the file(s) (POST)
+ * @property {Object<string, string>} [headers] extra request headers (not the framing ones)
+ * @property {string} [filename]                the file name without extension (default "scan")
+ * @property {string} [fieldName]               the form field of the file(s) (default "file")
+ * @property {{user: string, password?: string}} [auth]   basic auth for the receiver
+ * @property {string} [title]                   PDF metadata, also author, subject, keywords
+ * @property {string} [author]
+ * @property {string} [subject]
+ * @property {string[]} [keywords]
+ * @property {boolean} [pdfa]
+ * @property {"auto"|"jpeg"|"lossless"} [compression]
+ * @property {number} [quality]                 JPEG quality 1-100
+ * @property {(progress: UploadProgress) => void} [onProgress]
+ * @property {(retry: UploadRetry) => void} [onRetry]   an attempt failed; another follows
+ * @property {AbortSignal} [signal]             aborting cancels the job
+ */
+
+/**
  * An event of the session. Server topics: `scan.progress`, `scan.page`, `scan.done`,
- * `scan.error`, `buffer.changed`, `buffer.import`, `buffer.save`, `session.closed`.
+ * `scan.error`, `buffer.changed`, `buffer.import`, `buffer.save`, `upload.queued`,
+ * `upload.progress`, `upload.retry`, `upload.done`, `upload.error`, `session.closed`.
  * Made by this client (seq = the last seq seen): `events.connected`,
  * `events.disconnected`, `events.lost`.
  * @typedef {object} ScanbridgeEvent
@@ -229,7 +306,7 @@ const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const INTERNAL = Symbol("scanbridge.internal");
 
 /**
- * What a ScanJob may use of its Session.
+ * What a ScanJob or an UploadJob may use of its Session.
  * @typedef {object} SessionInternal
  * @property {(method: string, path: string, options?: RequestOptions) => Promise<any>} call
  * @property {string} path                      the session's API path
@@ -246,11 +323,22 @@ const INTERNAL = Symbol("scanbridge.internal");
  * @property {() => void} sync
  */
 
-/** What Sessions and ScanJobs share with each other, out of the API's sight. */
+/**
+ * What a Session may do to its UploadJobs.
+ * @typedef {object} UploadInternal
+ * @property {(record: UploadRecord) => void} attach
+ * @property {(event: ScanbridgeEvent) => void} event
+ * @property {(error: unknown) => void} fail
+ * @property {() => void} sync
+ */
+
+/** What Sessions and jobs share with each other, out of the API's sight. */
 /** @type {WeakMap<Session, SessionInternal>} */
 const sessionParts = new WeakMap();
 /** @type {WeakMap<ScanJob, JobInternal>} */
 const jobParts = new WeakMap();
+/** @type {WeakMap<UploadJob, UploadInternal>} */
+const uploadParts = new WeakMap();
 
 /** @param {Session} session @returns {SessionInternal} */
 function partsOf(session) {
@@ -262,9 +350,14 @@ function jobPartsOf(job) {
   return /** @type {JobInternal} */ (jobParts.get(job));
 }
 
+/** @param {UploadJob} job @returns {UploadInternal} */
+function uploadPartsOf(job) {
+  return /** @type {UploadInternal} */ (uploadParts.get(job));
+}
+
 /**
  * Every failure of this client: an error answer of the service (with its `code`), a
- * network failure (`unreachable`), a failed scan job (the job's error code).
+ * network failure (`unreachable`), a failed scan or upload job (the job's error code).
  */
 export class ScanbridgeError extends Error {
   /**
@@ -699,10 +792,11 @@ export class Session {
   /** @type {EventSocket|null} */ #events = null;
   /** @type {Map<string, Set<EventCallback>>} */ #listeners = new Map();
   /** @type {Map<string, ScanJob>} */ #jobs = new Map();
+  /** @type {Map<string, UploadJob>} */ #uploads = new Map();
   /** @type {Map<string, ScanbridgeEvent[]>} events of jobs whose POST has not answered */
   #unclaimed = new Map();
   #unclaimedCount = 0;
-  #starting = 0;  // scan POSTs not answered yet
+  #starting = 0;  // scan and upload POSTs not answered yet
 
   /**
    * Use {@link connect}.
@@ -729,7 +823,10 @@ export class Session {
       call: (method, path, options) => this.#call(method, path, options),
       path: this.#path,
       eventsLive: () => this.#events?.live ?? false,
-      forget: (jobId) => void this.#jobs.delete(jobId),
+      forget: (jobId) => {
+        this.#jobs.delete(jobId);
+        this.#uploads.delete(jobId);
+      },
     });
   }
 
@@ -802,18 +899,11 @@ export class Session {
         const record = await this.#call("POST", `${this.#path}/scans`, {json: body});
         this.#jobs.set(record.job, job);
         jobPartsOf(job).attach(record);
-        const early = this.#unclaimed.get(record.job) ?? [];
-        this.#unclaimed.delete(record.job);
-        this.#unclaimedCount -= early.length;
-        for (const event of early) jobPartsOf(job).event(event);
+        for (const event of this.#claim(record.job)) jobPartsOf(job).event(event);
       } catch (error) {
         jobPartsOf(job).fail(error);
       } finally {
-        this.#starting -= 1;
-        if (this.#starting === 0) {
-          this.#unclaimed.clear();
-          this.#unclaimedCount = 0;
-        }
+        this.#startedOne();
       }
     })();
     signal?.addEventListener("abort", () => {
@@ -828,6 +918,94 @@ export class Session {
    */
   async jobs() {
     return this.#call("GET", `${this.#path}/scans`);
+  }
+
+  /**
+   * The events of a job that came before its POST answered (they are handed over once).
+   * @param {string} jobId
+   * @returns {ScanbridgeEvent[]}
+   */
+  #claim(jobId) {
+    const early = this.#unclaimed.get(jobId) ?? [];
+    this.#unclaimed.delete(jobId);
+    this.#unclaimedCount -= early.length;
+    return early;
+  }
+
+  /** A job's POST answered (or failed): with none left, no event needs keeping. */
+  #startedOne() {
+    this.#starting -= 1;
+    if (this.#starting === 0) {
+      this.#unclaimed.clear();
+      this.#unclaimedCount = 0;
+    }
+  }
+
+  // --- uploads
+
+  /**
+   * Send images to a web server. The service renders the document before it answers (later
+   * edits do not change what is sent), then delivers it from its persistent queue: streamed,
+   * retried on network errors, 5xx and 429 with backoff (a restart of the service does not
+   * lose it), every attempt with the same `Idempotency-Key` header so the receiver can keep
+   * the document once. Answers at once with an {@link UploadJob}: await `job.done` for the
+   * receiver's answer. The target must be on this page's origin or allowed in the
+   * computer's user_config.ini ([access] upload_targets); else `done` rejects with
+   * `upload_target_not_allowed` (403).
+   * @param {UploadRequest} request
+   * @returns {UploadJob}
+   */
+  upload({url, images, format, pageFormat, method, fields, headers, filename, fieldName, auth,
+    onProgress, onRetry, signal, ...pdfOptions} = /** @type {any} */ ({})) {
+    const job = new UploadJob(INTERNAL, this, {onProgress, onRetry});
+    if (signal?.aborted) {
+      uploadPartsOf(job).fail(new ScanbridgeError("aborted",
+        "the upload was aborted before it started"));
+      return job;
+    }
+    let target;
+    try {
+      target = new URL(String(url ?? ""), globalThis.location?.href).href;
+    } catch {
+      target = null;
+    }
+    if (!url || target === null || !/^https?:$/.test(new URL(target).protocol)) {
+      uploadPartsOf(job).fail(new ScanbridgeError("invalid_argument",
+        `upload() needs the receiver's http(s) url, not ${JSON.stringify(url ?? null)}`));
+      return job;
+    }
+    /** @type {Object<string, unknown>} */
+    const body = {url: target};
+    const given = {images, format, page_format: pageFormat, method, fields, headers, filename,
+      field_name: fieldName, auth, ...pdfOptions};
+    for (const [key, value] of Object.entries(given)) {
+      if (value !== undefined && value !== null) body[key] = value;
+    }
+    this.#starting += 1;
+    (async () => {
+      try {
+        const record = await this.#call("POST", `${this.#path}/uploads`, {json: body});
+        this.#uploads.set(record.job, job);
+        uploadPartsOf(job).attach(record);
+        for (const event of this.#claim(record.job)) uploadPartsOf(job).event(event);
+      } catch (error) {
+        uploadPartsOf(job).fail(error);
+      } finally {
+        this.#startedOne();
+      }
+    })();
+    signal?.addEventListener("abort", () => {
+      job.cancel().catch(() => {});
+    }, {once: true});
+    return job;
+  }
+
+  /**
+   * The session's upload jobs (queued, running and finished ones), oldest first.
+   * @returns {Promise<UploadRecord[]>}
+   */
+  async uploads() {
+    return this.#call("GET", `${this.#path}/uploads`);
   }
 
   // --- images
@@ -1050,11 +1228,15 @@ export class Session {
 
   /** @param {ScanbridgeEvent} event */
   #dispatch(event) {
-    const jobId = event.topic.startsWith("scan.") ? event.data?.job : undefined;
+    const scan = event.topic.startsWith("scan.");
+    const jobId = scan || event.topic.startsWith("upload.") ? event.data?.job : undefined;
     if (typeof jobId === "string") {
-      const job = this.#jobs.get(jobId);
+      const job = scan ? this.#jobs.get(jobId) : undefined;
+      const upload = scan ? undefined : this.#uploads.get(jobId);
       if (job) {
         jobPartsOf(job).event(event);
+      } else if (upload) {
+        uploadPartsOf(upload).event(event);
       } else if (this.#starting > 0 && this.#unclaimedCount < UNCLAIMED_MAX) {
         // The job's POST has not answered yet: keep its events for it.
         const list = this.#unclaimed.get(jobId) ?? [];
@@ -1065,6 +1247,7 @@ export class Session {
     }
     if (event.topic === "events.lost") {
       for (const job of this.#jobs.values()) jobPartsOf(job).sync();
+      for (const upload of this.#uploads.values()) uploadPartsOf(upload).sync();
     }
     if (event.topic === "session.closed") this.#ended();
     const dot = event.topic.indexOf(".");
@@ -1106,7 +1289,9 @@ export class Session {
     if (this.#storageKey !== null) saveStored(this.#storageKey, null);
     const error = new ScanbridgeError("session_closed", "the session was closed");
     for (const job of [...this.#jobs.values()]) jobPartsOf(job).fail(error);
+    for (const upload of [...this.#uploads.values()]) uploadPartsOf(upload).fail(error);
     this.#jobs.clear();
+    this.#uploads.clear();
   }
 
   /**
@@ -1413,5 +1598,293 @@ export class ScanJob {
         return {value: undefined, done: true};
       },
     };
+  }
+}
+
+// --- upload jobs -----------------------------------------------------------------------
+
+/** @param {number} sent @param {number} total @returns {number} percent, one decimal */
+function percentOf(sent, total) {
+  return total > 0 ? Math.round(1000 * sent / total) / 10 : 0;
+}
+
+/**
+ * An upload on its way to a web server (see {@link Session#upload}). `done` resolves with
+ * the final {@link UploadRecord} (state "done"; `result` is the receiver's `{status,
+ * body}`) or rejects with a {@link ScanbridgeError}: the POST's error
+ * (`upload_target_not_allowed`, `invalid_argument`, `conflict` with no pages, ...) or the
+ * job's (`upload_rejected`: the receiver answered another 4xx, not retried;
+ * `upload_failed`: every attempt failed; `upload_tls_error`; `upload_redirect_refused`;
+ * `cancelled`), whose `details` has `job`, `attempts`, `status` (the receiver's) and
+ * `result` (the receiver's answer, when there was one).
+ */
+export class UploadJob {
+  /** @type {string|null} the job id, once the service answered the POST */ id = null;
+  /** @type {"starting"|"queued"|"running"|"done"|"failed"|"cancelled"} */ state = "starting";
+  /** @type {UploadRecord|null} the latest job record */ record = null;
+  /** @type {UploadProgress|null} the last progress */ progress = null;
+  /** @type {UploadResult|null} the receiver's answer, once there is one */ result = null;
+  /** @type {ScanbridgeError|null} why the job failed (what `done` rejects with) */ error = null;
+  /** @type {Promise<UploadRecord>} resolves with the POST's answer (the job is queued) */
+  started;
+  /** @type {Promise<UploadRecord>} resolves with the final job record */ done;
+
+  #session;
+  #onProgress;
+  #onRetry;
+  #retried = 0;      // the last failed attempt reported to onRetry
+  #ending = false;   // the end is known (its record may still be on its way)
+  #settled = false;
+  /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
+  #syncing = false;
+  /** @type {(record: UploadRecord) => void} */ #resolveStarted = () => {};
+  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
+  /** @type {(record: UploadRecord) => void} */ #resolveDone = () => {};
+  /** @type {(error: unknown) => void} */ #rejectDone = () => {};
+
+  /**
+   * Use {@link Session#upload}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {{onProgress?: (progress: UploadProgress) => void,
+   *          onRetry?: (retry: UploadRetry) => void}} options
+   */
+  constructor(key, session, {onProgress, onRetry}) {
+    if (key !== INTERNAL) throw new TypeError("use session.upload() to start an UploadJob");
+    this.#session = session;
+    this.#onProgress = onProgress;
+    this.#onRetry = onRetry;
+    this.started = new Promise((resolve, reject) => {
+      this.#resolveStarted = resolve;
+      this.#rejectStarted = reject;
+    });
+    this.done = new Promise((resolve, reject) => {
+      this.#resolveDone = resolve;
+      this.#rejectDone = reject;
+    });
+    // Not awaiting a job is legal: no unhandled-rejection report for it.
+    this.started.catch(() => {});
+    this.done.catch(() => {});
+    uploadParts.set(this, {
+      attach: (record) => this.#attach(record),
+      event: (event) => this.#event(event),
+      fail: (error) => this.#fail(error),
+      sync: () => void this.#sync(),
+    });
+  }
+
+  /** @returns {string} the job's API path */
+  #path() {
+    return `${partsOf(this.#session).path}/uploads/${encodeURIComponent(String(this.id))}`;
+  }
+
+  /** @param {UploadRecord} record */
+  #attach(record) {
+    this.id = record.job;
+    if (this.#settled) return;
+    this.#resolveStarted(record);
+    this.#poll = setInterval(() => {
+      if (!partsOf(this.#session).eventsLive()) void this.#sync();
+    }, POLL_EVERY);
+    this.#absorb(record);
+  }
+
+  /** @param {ScanbridgeEvent} event */
+  #event(event) {
+    if (this.#ending || this.record === null) return;
+    const data = event.data ?? {};
+    switch (event.topic) {
+      case "upload.progress":
+        this.state = "running";
+        this.record = {...this.record, state: "running"};
+        this.#progress({sent: data.sent, total: data.total,
+          percent: percentOf(data.sent, data.total), attempt: data.attempt});
+        break;
+      case "upload.retry":
+        this.state = "queued";
+        this.record = {...this.record, state: "queued", attempts: data.attempt,
+          error: data.error, next_attempt: Date.now() / 1000 + Number(data.delay || 0)};
+        this.#retry({attempt: data.attempt, delay: Number(data.delay || 0), error: data.error});
+        break;
+      case "upload.done":
+        this.#finish({...this.record, state: "done", error: undefined,
+          result: {status: data.status, body: data.body ?? ""},
+          progress: {sent: this.record.progress?.total ?? 0,
+            total: this.record.progress?.total ?? 0, percent: 100}});
+        break;
+      case "upload.error": {
+        const {code, message, status} = data;
+        this.#finish({...this.record, state: data.state ?? "failed",
+          error: {code, message, ...(status ? {status} : {})}});
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /**
+   * The end, from an event: settle with the service's record of it (the whole result and
+   * the attempts), or with what the event said when that cannot be read.
+   * @param {UploadRecord} fallback
+   */
+  #finish(fallback) {
+    this.#ending = true;
+    this.#stopPolling();
+    (async () => {
+      let final = fallback;
+      try {
+        const record = await partsOf(this.#session).call("GET", this.#path());
+        if (TERMINAL.has(record?.state)) final = record;
+      } catch {
+        // the event's data will do
+      }
+      this.#conclude(final);
+    })();
+  }
+
+  /** @param {UploadProgress} progress */
+  #progress(progress) {
+    this.progress = progress;
+    if (!this.#onProgress) return;
+    try {
+      this.#onProgress(progress);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /** @param {UploadRetry} retry */
+  #retry(retry) {
+    if (!(retry.attempt > this.#retried)) return;  // told already (by an event or a poll)
+    this.#retried = retry.attempt;
+    if (!this.#onRetry) return;
+    try {
+      this.#onRetry(retry);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /**
+   * A whole job record (from the POST, a poll or a cancel).
+   * @param {UploadRecord} record
+   */
+  #absorb(record) {
+    if (this.#ending) return;
+    this.record = record;
+    if (record.result) this.result = record.result;
+    if (TERMINAL.has(record.state)) {
+      this.#ending = true;
+      this.#stopPolling();
+      this.#conclude(record);
+      return;
+    }
+    this.state = record.state;
+    if (record.state === "queued" && record.attempts > 0 && record.error) {
+      this.#retry({attempt: record.attempts, error: record.error,
+        delay: Math.max(0, (record.next_attempt ?? 0) - Date.now() / 1000)});
+    }
+    const progress = record.progress;
+    if (record.state === "running" && progress && (progress.sent !== this.progress?.sent
+        || progress.total !== this.progress?.total)) {
+      this.#progress({sent: progress.sent, total: progress.total, percent: progress.percent,
+        attempt: record.attempts});
+    }
+  }
+
+  /** Ask the service for the job's record (the event socket is down, or events were lost). */
+  async #sync() {
+    if (this.#ending || this.#syncing || this.id === null) return;
+    this.#syncing = true;
+    try {
+      this.#absorb(await partsOf(this.#session).call("GET", this.#path()));
+    } catch (error) {
+      if (error instanceof ScanbridgeError && error.code === "not_found") this.#fail(error);
+      // else: unreachable for now; the next poll tries again
+    } finally {
+      this.#syncing = false;
+    }
+  }
+
+  /** @param {UploadRecord} record  a final one */
+  #conclude(record) {
+    this.record = record;
+    if (record.result) this.result = record.result;
+    if (record.state === "done") {
+      const progress = record.progress ?? {sent: 0, total: 0, percent: 100};
+      if (this.progress?.percent !== 100) {
+        this.#progress({sent: progress.total, total: progress.total, percent: 100,
+          attempt: record.attempts});
+      }
+      this.#settle(record, null);
+      return;
+    }
+    const failure = record.error ?? (record.state === "cancelled"
+      ? {code: "cancelled", message: "the upload was cancelled"}
+      : {code: "upload_failed", message: "the upload failed"});
+    const {code, message, ...rest} = failure;
+    this.#settle(record, new ScanbridgeError(String(code || "upload_failed"),
+      String(message || code), {details: {...rest, job: record.job, attempts: record.attempts,
+        result: record.result ?? null}}));
+  }
+
+  /** The job could not start, or its session ended. @param {unknown} error */
+  #fail(error) {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#stopPolling();
+    const failure = error instanceof ScanbridgeError ? error
+      : new ScanbridgeError("internal", String(error), {cause: error});
+    this.#rejectStarted(failure);
+    this.#settle(null, failure);
+  }
+
+  /** @param {UploadRecord|null} record @param {ScanbridgeError|null} error */
+  #settle(record, error) {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#stopPolling();
+    if (this.id !== null) partsOf(this.#session).forget(this.id);
+    if (error) {
+      this.state = record?.state === "cancelled" ? "cancelled" : "failed";
+      this.error = error;
+      this.#rejectDone(error);
+    } else {
+      this.state = "done";
+      this.#resolveDone(/** @type {UploadRecord} */ (record));
+    }
+  }
+
+  #stopPolling() {
+    if (this.#poll !== null) clearInterval(this.#poll);
+    this.#poll = null;
+  }
+
+  /**
+   * Cancel the job: a queued one (or one waiting for a retry) at once, a running one
+   * between two chunks of its body. `done` then rejects with code "cancelled". A job that
+   * ended already is left as it is. Before the POST answered, the cancel waits for it.
+   * @returns {Promise<UploadRecord|null>}  once the job has ended: its final record (state
+   *   "cancelled", or "done" when the receiver had it all already); null when the job
+   *   never started
+   */
+  async cancel() {
+    if (this.id === null) {
+      try {
+        await this.started;
+      } catch {
+        return null;
+      }
+    }
+    if (!this.#ending) {
+      try {
+        this.#absorb(await partsOf(this.#session).call("DELETE", this.#path()));
+      } catch (error) {
+        if (!this.#ending) throw error;  // else it ended meanwhile
+      }
+    }
+    await this.done.catch(() => {});
+    return this.record;
   }
 }

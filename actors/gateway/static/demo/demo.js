@@ -1,10 +1,11 @@
-// The Scanbridge demo: scan, see pages arrive, edit, reorder, import and save, through
-// /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
+// The Scanbridge demo: scan, see pages arrive, edit, reorder, import, save and upload,
+// through /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
 import { connect } from "/scanbridge.js";
 
 /** @typedef {import("/scanbridge.js").ImageInfo} ImageInfo */
 /** @typedef {import("/scanbridge.js").Session} Session */
 /** @typedef {import("/scanbridge.js").ScanJob} ScanJob */
+/** @typedef {import("/scanbridge.js").UploadJob} UploadJob */
 
 const THUMB_SIZE = 200;   // px, the thumbnails' longer side
 const COMMON_DPI = [75, 100, 150, 200, 240, 300, 400, 600, 1200];
@@ -27,6 +28,11 @@ const ui = {
   cropMargin: $("crop-margin"), moveLeft: $("move-left"), moveRight: $("move-right"),
   undo: $("undo"), delete: $("delete"), savePdf: $("save-pdf"), saveTiff: $("save-tiff"),
   status: $("status"), sessionId: $("session-id"), download: $("download"),
+  uploadForm: $("upload-form"), uploadUrl: $("upload-url"), uploadFormat: $("upload-format"),
+  uploadFields: $("upload-fields"), upload: $("upload"), uploadCancel: $("upload-cancel"),
+  uploadProgress: $("upload-progress"), uploadProgressText: $("upload-progress-text"),
+  uploadResult: $("upload-result"), uploadStatus: $("upload-status"),
+  uploadMessage: $("upload-message"), uploadBody: $("upload-body"),
 };
 const fields = {
   resolution: $("field-resolution"), mode: $("field-mode"),
@@ -38,6 +44,7 @@ const state = {
   /** @type {ImageInfo[]} pages in order, as last known */ images: [],
   /** @type {string|null} */ selected: null,
   /** @type {ScanJob|null} */ job: null,
+  /** @type {UploadJob|null} */ upload: null,
   /** @type {Map<string, {el: HTMLElement, img: HTMLImageElement, caption: HTMLElement,
    *  etag: string}>} */ thumbs: new Map(),
   /** @type {Record<string, any>} the current source's aliases */ aliases: {},
@@ -421,6 +428,8 @@ function updateButtons() {
   ui.moveRight.disabled = !picked || index === state.images.length - 1;
   ui.savePdf.disabled = !ready || !has;
   ui.saveTiff.disabled = !ready || !has;
+  ui.upload.disabled = !ready || !has || Boolean(state.upload);
+  ui.uploadCancel.disabled = !state.upload;
 }
 
 // --- editing ------------------------------------------------------------------------------
@@ -681,13 +690,17 @@ window.addEventListener("drop", (event) => {
 
 // --- save ---------------------------------------------------------------------------------
 
+/** @returns {string} the time now for file names, e.g. "2025-11-26-0942" */
+function stamp() {
+  return new Date().toISOString().slice(0, 16).replace("T", "-").replace(":", "");
+}
+
 /** @param {"pdf"|"tiff"} format */
 async function saveAs(format) {
   const session = state.session;
   if (!session || state.images.length === 0) return;
-  const stamp = new Date().toISOString().slice(0, 16).replace("T", "-").replace(":", "");
   const file = await act(`Saving ${state.images.length} page(s) as ${format.toUpperCase()}`,
-    () => session.save({format, filename: `scan-${stamp}`}));
+    () => session.save({format, filename: `scan-${stamp()}`}));
   if (!file) return;
   const url = URL.createObjectURL(file);
   ui.download.href = url;
@@ -695,6 +708,151 @@ async function saveAs(format) {
   ui.download.click();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
   say(`Saved ${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB).`, "ok");
+}
+
+// --- upload -------------------------------------------------------------------------------
+
+/** An error of the form, shown like the service's. @param {string} message */
+function formError(message) {
+  return Object.assign(new Error(message), {code: "invalid_argument"});
+}
+
+/** The receiver's URL from the form (http or https). @returns {string} */
+function uploadUrl() {
+  const text = ui.uploadUrl.value.trim();
+  if (!text) throw formError("enter the URL of the server that receives the document");
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    throw formError(`${text} is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw formError(`${text} is not an http or https URL`);
+  }
+  return url.href;
+}
+
+/** The form fields, from lines of name=value (blank lines and # comments skipped). */
+function uploadFields() {
+  /** @type {Record<string, string>} */
+  const fields = {};
+  String(ui.uploadFields.value).split(/\r?\n/).forEach((line, index) => {
+    if (!line.trim() || line.trim().startsWith("#")) return;
+    const at = line.indexOf("=");
+    const name = at > 0 ? line.slice(0, at).trim() : "";
+    if (!name) throw formError(`form fields, line ${index + 1}: "${line.trim()}" is not name=value`);
+    fields[name] = line.slice(at + 1).trim();
+  });
+  return fields;
+}
+
+/** @param {number} bytes */
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** @param {number} percent @param {string} text */
+function showUploadProgress(percent, text) {
+  ui.uploadProgress.value = Math.round(percent);
+  ui.uploadProgressText.textContent = text;
+}
+
+/**
+ * The end of an upload in the panel: the receiver's status and body, or the error.
+ * @param {"done"|"error"} kind @param {string} badge @param {string} message
+ * @param {string} [body]
+ */
+function showUploadResult(kind, badge, message, body = "") {
+  ui.uploadResult.dataset.state = kind;
+  ui.uploadStatus.textContent = badge;
+  ui.uploadMessage.textContent = message;
+  ui.uploadBody.textContent = body;
+  ui.uploadBody.hidden = body === "";
+  ui.uploadResult.hidden = false;
+}
+
+/** @param {unknown} error */
+function showUploadError(error) {
+  const e = /** @type {any} */ (error);
+  const result = e?.details?.result;
+  showUploadResult("error", String(e?.code ?? "error"), String(e?.message ?? error),
+    result ? String(result.body ?? "") : "");
+  ui.uploadResult.dataset.code = String(e?.code ?? "error");
+}
+
+async function startUpload() {
+  const session = state.session;
+  if (!session || state.upload || state.images.length === 0) return;
+  let url, fields;
+  try {
+    url = uploadUrl();
+    fields = uploadFields();
+  } catch (error) {
+    showUploadError(error);
+    fail(error, "Uploading");
+    ui.uploadUrl.focus();
+    return;
+  }
+  const format = ui.uploadFormat.value;
+  const pages = state.images.length;
+  ui.uploadResult.hidden = true;
+  delete ui.uploadResult.dataset.state;
+  delete ui.uploadResult.dataset.code;
+  showUploadProgress(0, `Preparing ${pages} page(s) as ${format.toUpperCase()}…`);
+  say(`Uploading ${pages} page(s) to ${url}…`, "busy");
+  const job = session.upload({
+    url, format, fields, filename: `scan-${stamp()}`,
+    onProgress: ({sent, total, percent, attempt}) => showUploadProgress(percent,
+      `${attempt && attempt > 1 ? `Attempt ${attempt}: sent` : "Sent"} ${size(sent)} of ${size(total)}`),
+    onRetry: ({attempt, delay, error}) => showUploadProgress(0, `Attempt ${attempt} failed ` +
+      `(${error?.message ?? "no answer"}); trying again in ${delay.toFixed(1)} s…`),
+  });
+  state.upload = job;
+  document.body.dataset.uploading = "1";
+  updateButtons();
+  job.started.then((record) => {
+    // Only while nothing happened yet: the first attempt (even its retry) may be known
+    // before the service's answer to the POST is.
+    if (job.state === "queued" && !job.progress && !job.record?.attempts) {
+      showUploadProgress(0, `Queued: ${record.files.length} file(s), ` +
+        `${size(record.files.reduce((sum, file) => sum + file.bytes, 0))}`);
+    }
+  }, () => {});
+  try {
+    const record = await job.done;
+    const status = record.result?.status ?? 0;
+    const files = record.files.map((file) => file.name).join(", ");
+    showUploadProgress(100, `Sent ${files} in ${record.attempts} attempt(s).`);
+    showUploadResult("done", String(status), `The receiver answered HTTP ${status}.`,
+      record.result?.body ?? "");
+    say(`Uploaded ${files} to ${url}: HTTP ${status}.`, "ok");
+  } catch (error) {
+    const code = /** @type {any} */ (error)?.code;
+    const attempts = job.record?.attempts ?? 0;
+    showUploadProgress(Number(ui.uploadProgress.value) || 0, job.id === null ? "Not sent."
+      : code === "cancelled" ? "Cancelled." : `Failed after ${attempts} attempt(s).`);
+    showUploadError(error);
+    fail(error, "Uploading");
+  } finally {
+    state.upload = null;
+    document.body.dataset.uploading = "0";
+    updateButtons();
+  }
+}
+
+async function cancelUpload() {
+  const job = state.upload;
+  if (!job) return;
+  ui.uploadCancel.disabled = true;
+  try {
+    await job.cancel();
+  } catch (error) {
+    fail(error, "Cancelling the upload");
+    updateButtons();
+  }
 }
 
 // --- wiring -------------------------------------------------------------------------------
@@ -728,6 +886,11 @@ ui.moveLeft.addEventListener("click", () => moveSelected(-1));
 ui.moveRight.addEventListener("click", () => moveSelected(1));
 ui.savePdf.addEventListener("click", () => saveAs("pdf"));
 ui.saveTiff.addEventListener("click", () => saveAs("tiff"));
+ui.uploadForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  startUpload();
+});
+ui.uploadCancel.addEventListener("click", cancelUpload);
 
 /** @param {"connecting"|"connected"|"reconnecting"|"closed"|"offline"} name @param {string} text */
 function connectionState(name, text) {
@@ -737,6 +900,7 @@ function connectionState(name, text) {
 
 async function main() {
   document.body.dataset.scanning = "0";
+  document.body.dataset.uploading = "0";
   let session;
   try {
     // Same origin as this page: the page's CSP (connect-src 'self') allows only that.
