@@ -26,6 +26,6 @@ status                                                {jobs: {state: count}, wor
 Events: ``upload.queued {session, job}``, ``upload.progress {session, job, sent, total,
 attempt}``, ``upload.retry {session, job, attempt, delay, error}``, ``upload.done
 {session, job, state, status, body}``, ``upload.error {session, job, state, code,
-message, status?}`` (code upload_rejected, upload_failed, upload_tls_error,
-upload_redirect_refused or cancelled).
+message, status?, body?}`` (code upload_rejected, upload_failed, upload_tls_error,
+upload_redirect_refused or cancelled; ``body``: the receiver's answer, when it gave one).
 """

@@ -334,7 +334,8 @@ class Uploader(Actor):
         if record["state"] == "done":
             self.publish("upload.done", {**body, **(record["result"] or {})})
         else:
-            self.publish("upload.error", {**body, **(record["error"] or {})})
+            self.publish("upload.error", {**body, **(record["result"] or {}),
+                                          **(record["error"] or {})})
         with self.wake:
             self.wake.notify()
 

@@ -148,8 +148,11 @@ class Request:
 
 
 class Receiver:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, default: Step | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, default: Step | None = None,
+                 tls=None):
+        """``tls``: an ``ssl.SSLContext`` with the server's certificate: HTTPS."""
         self.host, self.port = host, port
+        self.tls = tls
         self.default = default or store()
         self.lock = threading.Lock()
         self.requests_seen: list[Request] = []
@@ -194,7 +197,8 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self.tls)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
@@ -221,7 +225,7 @@ class Receiver:
 
     @property
     def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def url(self, path: str = "/") -> str:
         return self.origin + path
