@@ -893,22 +893,7 @@ export class Session {
     if (options !== undefined && options !== null) body.options = options;
     if (batch) body.batch = true;
     else if (pages !== undefined && pages !== null) body.pages = pages;
-    this.#starting += 1;
-    (async () => {
-      try {
-        const record = await this.#call("POST", `${this.#path}/scans`, {json: body});
-        this.#jobs.set(record.job, job);
-        jobPartsOf(job).attach(record);
-        for (const event of this.#claim(record.job)) jobPartsOf(job).event(event);
-      } catch (error) {
-        jobPartsOf(job).fail(error);
-      } finally {
-        this.#startedOne();
-      }
-    })();
-    signal?.addEventListener("abort", () => {
-      job.cancel().catch(() => {});
-    }, {once: true});
+    this.#launch(`${this.#path}/scans`, body, job, jobPartsOf(job), this.#jobs, signal);
     return job;
   }
 
@@ -918,6 +903,37 @@ export class Session {
    */
   async jobs() {
     return this.#call("GET", `${this.#path}/scans`);
+  }
+
+  /**
+   * Start a job: POST its request, then hand it its record and the events that came
+   * before the answer; aborting ``signal`` cancels it.
+   * @template {{cancel: () => Promise<unknown>}} J
+   * @param {string} path
+   * @param {Object<string, unknown>} body
+   * @param {J} job
+   * @param {{attach: (record: any) => void, event: (event: ScanbridgeEvent) => void,
+   *   fail: (error: unknown) => void}} parts
+   * @param {Map<string, J>} registry
+   * @param {AbortSignal} [signal]
+   */
+  #launch(path, body, job, parts, registry, signal) {
+    this.#starting += 1;
+    (async () => {
+      try {
+        const record = await this.#call("POST", path, {json: body});
+        registry.set(record.job, job);
+        parts.attach(record);
+        for (const event of this.#claim(record.job)) parts.event(event);
+      } catch (error) {
+        parts.fail(error);
+      } finally {
+        this.#startedOne();
+      }
+    })();
+    signal?.addEventListener("abort", () => {
+      job.cancel().catch(() => {});
+    }, {once: true});
   }
 
   /**
@@ -981,22 +997,8 @@ export class Session {
     for (const [key, value] of Object.entries(given)) {
       if (value !== undefined && value !== null) body[key] = value;
     }
-    this.#starting += 1;
-    (async () => {
-      try {
-        const record = await this.#call("POST", `${this.#path}/uploads`, {json: body});
-        this.#uploads.set(record.job, job);
-        uploadPartsOf(job).attach(record);
-        for (const event of this.#claim(record.job)) uploadPartsOf(job).event(event);
-      } catch (error) {
-        uploadPartsOf(job).fail(error);
-      } finally {
-        this.#startedOne();
-      }
-    })();
-    signal?.addEventListener("abort", () => {
-      job.cancel().catch(() => {});
-    }, {once: true});
+    this.#launch(`${this.#path}/uploads`, body, job, uploadPartsOf(job), this.#uploads,
+      signal);
     return job;
   }
 
