@@ -31,13 +31,14 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from tests.support.browser import Watched as WatchedPage
+from tests.support.browser import chromium
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, poll_for
 from tests.support.web import Api
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000  # the longest a page may take for one expected change (2 loaded cores)
 SCAN_OPTIONS = {"resolution": "75", "page_size": "A6"}
 SCREENSHOT = ROOT / "docs" / "demo.png"
@@ -73,24 +74,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
+    yield from chromium()
 
 
-class Watched:
-    """A page with its console errors and uncaught exceptions collected."""
-
-    def __init__(self, context):
-        self.page = context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(
-            f"console.{m.type}: {m.text} ({m.location.get('url')})") if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+class Watched(WatchedPage):
+    """A page with its console errors, uncaught exceptions and CSP violations collected."""
 
     def csp(self) -> list[str]:
         return self.page.evaluate("window.__csp ?? []")

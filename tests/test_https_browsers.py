@@ -39,13 +39,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from PIL import Image
 
+from tests.support.browser import CHROMIUM
 from tests.support.service import Service
 from tests.support.stack import free_port, poll_for
 from tests.support.web import Api
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = Path("/usr/bin/chromium")
 FIREFOX = shutil.which("firefox-esr")
 WAIT_MS = 30_000
 TRUSTED_WITHIN = 10.0  # seconds for the certificate helper to trust a new Firefox profile

@@ -38,20 +38,19 @@ import shutil
 import subprocess
 import threading
 import uuid
-from pathlib import Path
 
 import pymupdf
 import pytest
 from aiohttp import web
 from PIL import Image
 
+from tests.support.browser import Watched, chromium
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, write_ini
 from tests.support.web import Api
 
 pytestmark = pytest.mark.timeout(120)
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 30_000  # the longest a page may take for one expected change (2 loaded cores)
 RECEIPT = re.compile(r"receipt \d+: stored (\S+) \((\d+) bytes\) for customer (\S+)")
 
@@ -162,13 +161,7 @@ def service(tmp_path_factory, receiver):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
+    yield from chromium()
 
 
 @pytest.fixture
@@ -179,15 +172,6 @@ def context(browser):
     ctx.close()
 
 
-class Watched:
-    """A page with its console errors and uncaught exceptions collected."""
-
-    def __init__(self, context):
-        self.page = context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(
-            f"console.{m.type}: {m.text}") if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
 
 # --- helpers
