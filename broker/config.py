@@ -266,6 +266,11 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "job_keep": Key("86400", _float(0, 366 * 86400),
                             "seconds a finished job's state stays queryable"),
         },
+        "barcode": {
+            "engine": Key("zxing", _choice("zxing", "zbar"),
+                          "barcode engine: zxing (zxing-cpp, every format) or zbar (pyzbar: "
+                          "linear formats and QR)"),
+        },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
                         "addresses the gateway binds; keep loopback unless you know why"),

@@ -33,7 +33,7 @@ from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, env_for, free_port, poll_for, write_ini
 
 # Always running; the scanner runs on demand.
-PROGRAMS = ("broker", "buffer", "certhelper", "gateway", "monitor", "uploader")
+PROGRAMS = ("barcode", "broker", "buffer", "certhelper", "gateway", "monitor", "uploader")
 BAD_PORTS = "[ports]\nhttp = 18622, abc\n"
 BAD_PORTS_REASON = "2: http: 'abc' is not a whole number"
 
@@ -252,8 +252,8 @@ def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     done = shared.cli("restart", "nosuch")
     assert done.returncode == 2
     assert one_line(done.stderr) == (
-        "scanbridge: no program 'nosuch' (programs: broker, buffer, certhelper, gateway, "
-        "monitor, scanner, uploader)")
+        "scanbridge: no program 'nosuch' (programs: barcode, broker, buffer, certhelper, "
+        "gateway, monitor, scanner, uploader)")
 
 
 # --- logs
@@ -521,7 +521,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (6 of 7 programs; the others start on demand)" in oks
+    assert "ok    service running (7 of 8 programs; the others start on demand)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 

@@ -13,8 +13,8 @@ from broker import config as configlib
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
-DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [network], [log], [heartbeat], "
-               "[broker], [monitor], [ondemand], [limits], [buffer], [scanner]")
+DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [barcode], [network], [log], "
+               "[heartbeat], [broker], [monitor], [ondemand], [limits], [buffer], [scanner]")
 
 
 def defaults(name: str) -> dict:

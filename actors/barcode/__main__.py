@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .barcode import Barcode
+
+main(Barcode)

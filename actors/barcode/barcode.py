@@ -1,0 +1,120 @@
+"""The barcode actor: reads barcodes on a session's pages, or on an image given as a blob.
+
+Pages are read from the buffer's stored file (``locate``), decoded here with Pillow, so
+the buffer does no work for it. Results list, per page, every symbol found with its
+format, text, raw bytes (base64) and corners in page pixels. A blank or tiny page gives
+an empty list, not an error; a blob that is not an image gives ``invalid_image``; one over
+``max_image_megapixels`` gives ``too_large``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import warnings
+from typing import Any
+
+from PIL import Image
+
+from broker.actor import Actor, operation
+from broker.client import Client
+from broker.protocol import Error
+
+from . import engines
+
+MIN_SIDE = 8  # pixels: smaller images hold no readable symbol
+
+
+class Barcode(Actor):
+    service = "barcode"
+    capacity = 2  # zxing-cpp releases the GIL: two pages at once use two cores
+
+    def on_start(self) -> None:
+        self.engine = self.cfg.barcode.engine
+        self.max_pixels = self.cfg.limits.max_image_megapixels * 1_000_000
+        Image.MAX_IMAGE_PIXELS = self.max_pixels  # Pillow's own bomb check, at our limit
+        self.local = threading.local()
+
+    def _client(self) -> Client:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = Client(self.home.broker_endpoint)
+        return client
+
+    def _engine(self, engine: Any) -> str:
+        engine = self.engine if engine is None else engine
+        if engine not in engines.ENGINES:
+            raise Error("invalid_argument", f"engine must be one of {', '.join(engines.ENGINES)}")
+        return engine
+
+    @operation
+    def read(self, session: str, images: Any = None, formats: Any = None, region: Any = None,
+             engine: Any = None) -> dict:
+        """Barcodes on the session's pages (all, or ``images``), in page order."""
+        engine = self._engine(engine)
+        names = engines.check_formats(formats, engine)
+        client = self._client()
+        listed = client.call("buffer", "list", {"session": session})
+        if images is not None:
+            if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+                raise Error("invalid_argument", "images must be a list of image ids")
+            known = {page["id"]: page for page in listed}
+            missing = [i for i in images if i not in known]
+            if missing:
+                raise Error("not_found", f"no image {missing[0]!r} in this session")
+            chosen = set(images)
+            listed = [page for page in listed if page["id"] in chosen]  # in page order
+        started = time.perf_counter()
+        pages = []
+        for number, page in enumerate(listed, 1):
+            if self.call is not None:
+                self.call.check()
+            where = client.call("buffer", "locate", {"session": session, "image": page["id"]})
+            with self._open(where["path"]) as image:
+                found = self._read(image, names, region, engine)
+            pages.append({"image": page["id"], "index": page.get("index", number - 1),
+                          "barcodes": found})
+            self.publish("barcode.progress", {"session": session, "done": number,
+                                              "total": len(listed)})
+        return {"engine": engine, "pages": pages,
+                "seconds": round(time.perf_counter() - started, 3)}
+
+    @operation
+    def decode(self, blobs=(), formats: Any = None, region: Any = None,
+               engine: Any = None) -> dict:
+        """Barcodes on each image given as a blob (JPEG, PNG, TIFF, BMP)."""
+        engine = self._engine(engine)
+        names = engines.check_formats(formats, engine)
+        if not blobs:
+            raise Error("invalid_argument", "give the image as a blob")
+        pages = []
+        for number, blob in enumerate(blobs):
+            with self._open(io.BytesIO(bytes(blob))) as image:
+                pages.append({"index": number,
+                              "barcodes": self._read(image, names, region, engine)})
+        return {"engine": engine, "pages": pages}
+
+    def _open(self, source) -> Image.Image:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(source)
+                if image.width * image.height > self.max_pixels:
+                    raise Error("too_large", f"the image has {image.width}x{image.height} "
+                                             f"pixels, over the limit of "
+                                             f"{self.max_pixels // 1_000_000} megapixels")
+                image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise Error("too_large", "the image is over the pixel limit") from None
+        except (OSError, SyntaxError, ValueError):
+            raise Error("invalid_image", "not a readable JPEG, PNG, TIFF or BMP image") \
+                from None
+        return image
+
+    def _read(self, image: Image.Image, names: list[str], region: Any,
+              engine: str) -> list[dict]:
+        part, left, top = engines.crop(image, region)
+        if part.width < MIN_SIDE or part.height < MIN_SIDE:
+            return []
+        return engines.shifted(engines.read(part, names, engine), left, top)
