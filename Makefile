@@ -26,6 +26,7 @@ bench: venv-test
 	$(VPY) bench/gateway.py
 	$(VPY) bench/https.py
 	$(VPY) bench/upload.py
+	$(VPY) bench/ocr.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:
