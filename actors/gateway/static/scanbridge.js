@@ -1318,6 +1318,30 @@ export class Session {
 // --- scan jobs -------------------------------------------------------------------------
 
 /**
+ * A promise with its resolve and reject, for a job's `started` and `done`. Not awaiting a
+ * job is legal, so no unhandled-rejection report is made for it.
+ * @template T
+ * @returns {{promise: Promise<T>, resolve: (value: T) => void,
+ *   reject: (error: unknown) => void}}
+ */
+function deferred() {
+  /** @type {(value: T) => void} */ let resolve = () => {};
+  /** @type {(error: unknown) => void} */ let reject = () => {};
+  const promise = /** @type {Promise<T>} */ (new Promise((yes, no) => {
+    resolve = yes;
+    reject = no;
+  }));
+  promise.catch(() => {});
+  return {promise, resolve, reject};
+}
+
+/** @param {unknown} error @returns {ScanbridgeError} the error, as a ScanbridgeError */
+function asScanbridgeError(error) {
+  return error instanceof ScanbridgeError ? error
+    : new ScanbridgeError("internal", String(error), {cause: error});
+}
+
+/**
  * A running scan. `for await (const image of job)` yields each stored page's
  * {@link ImageInfo} in order (every iterator sees every page from the first; leaving the
  * loop early does not cancel the scan), and throws the job's error at the end if it
@@ -1365,18 +1389,14 @@ export class ScanJob {
     this.#batch = batch;
     this.#onPage = onPage;
     this.#onProgress = onProgress;
-    this.started = new Promise((resolve, reject) => {
-      this.#resolveStarted = resolve;
-      this.#rejectStarted = reject;
-    });
-    this.done = new Promise((resolve, reject) => {
-      this.#resolveDone = resolve;
-      this.#rejectDone = reject;
-    });
-    // The error also comes through the iterator and the callbacks' absence is legal:
-    // do not report an unhandled rejection for a job nobody awaits.
-    this.started.catch(() => {});
-    this.done.catch(() => {});
+    const started = /** @type {ReturnType<typeof deferred<Job>>} */ (deferred());
+    this.started = started.promise;
+    this.#resolveStarted = started.resolve;
+    this.#rejectStarted = started.reject;
+    const done = /** @type {ReturnType<typeof deferred<Job>>} */ (deferred());
+    this.done = done.promise;
+    this.#resolveDone = done.resolve;
+    this.#rejectDone = done.reject;
     jobParts.set(this, {
       attach: (record) => this.#attach(record),
       event: (event) => this.#event(event),
@@ -1518,8 +1538,7 @@ export class ScanJob {
     if (this.#ending) return;
     this.#ending = true;
     this.#stopPolling();
-    const failure = error instanceof ScanbridgeError ? error
-      : new ScanbridgeError("internal", String(error), {cause: error});
+    const failure = asScanbridgeError(error);
     this.#rejectStarted(failure);
     this.#chain = this.#chain.then(() => this.#settle(null, failure));
   }
@@ -1656,17 +1675,14 @@ export class UploadJob {
     this.#session = session;
     this.#onProgress = onProgress;
     this.#onRetry = onRetry;
-    this.started = new Promise((resolve, reject) => {
-      this.#resolveStarted = resolve;
-      this.#rejectStarted = reject;
-    });
-    this.done = new Promise((resolve, reject) => {
-      this.#resolveDone = resolve;
-      this.#rejectDone = reject;
-    });
-    // Not awaiting a job is legal: no unhandled-rejection report for it.
-    this.started.catch(() => {});
-    this.done.catch(() => {});
+    const started = /** @type {ReturnType<typeof deferred<UploadRecord>>} */ (deferred());
+    this.started = started.promise;
+    this.#resolveStarted = started.resolve;
+    this.#rejectStarted = started.reject;
+    const done = /** @type {ReturnType<typeof deferred<UploadRecord>>} */ (deferred());
+    this.done = done.promise;
+    this.#resolveDone = done.resolve;
+    this.#rejectDone = done.reject;
     uploadParts.set(this, {
       attach: (record) => this.#attach(record),
       event: (event) => this.#event(event),
@@ -1836,8 +1852,7 @@ export class UploadJob {
     if (this.#ending) return;
     this.#ending = true;
     this.#stopPolling();
-    const failure = error instanceof ScanbridgeError ? error
-      : new ScanbridgeError("internal", String(error), {cause: error});
+    const failure = asScanbridgeError(error);
     this.#rejectStarted(failure);
     this.#settle(null, failure);
   }
