@@ -33,6 +33,7 @@ from PIL import Image
 
 from tests.support.browser import Watched as WatchedPage
 from tests.support.browser import chromium
+from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, poll_for
 from tests.support.web import Api
@@ -97,12 +98,6 @@ def context(browser):
 
 
 # --- helpers
-
-
-def png(width: int, height: int, color: str) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 def open_demo(context, service: Service) -> Watched:

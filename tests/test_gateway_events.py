@@ -14,16 +14,15 @@ with ``session_close_delay = 1.5`` for the timer tests.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from PIL import Image
 
 from broker.protocol import Error
+from tests.support.images import png
 from tests.support.service import Service
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,12 +34,6 @@ SCAN_OPTIONS = {"resolution": 75}
 
 
 # --- helpers
-
-
-def png(width: int = 40, height: int = 30, color: str = "red") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 class Socket:

@@ -25,6 +25,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from broker import __version__
+from tests.support.images import png
 from tests.support.service import Service
 from tests.support.web import Answer, Api
 
@@ -38,12 +39,6 @@ EXAMPLES = 25  # schemathesis examples per operation and generation mode
 
 
 # --- helpers
-
-
-def png(width: int = 40, height: int = 30, color: str = "red") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 def escape(token: str) -> str:

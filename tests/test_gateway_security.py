@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import poll_for
 from tests.support.web import Answer, Api
@@ -46,12 +47,6 @@ CORS_EXPOSED = ("ETag", "Content-Disposition", "Location")
 
 
 # --- helpers
-
-
-def png(width: int = 40, height: int = 30, color: str = "red") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 def own(svc: Service, name: str = "127.0.0.1", port: int | None = None) -> str:

@@ -24,7 +24,6 @@ import base64
 import configparser
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -37,9 +36,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
-from PIL import Image
 
 from tests.support.browser import CHROMIUM
+from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import free_port, poll_for
 from tests.support.web import Api
@@ -97,12 +96,6 @@ def welcome_https_text(service: Service) -> str:
 def certhelper_status(service: Service, op: str = "status") -> dict:
     with service.client() as client:
         return client.call("certhelper", op, {}, timeout=30)
-
-
-def png(width: int, height: int, color: str) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 # --- Chromium

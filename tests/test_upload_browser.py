@@ -30,7 +30,6 @@ The demo's upload panel (element ids, in the style of the demo's others):
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -42,9 +41,9 @@ import uuid
 import pymupdf
 import pytest
 from aiohttp import web
-from PIL import Image
 
 from tests.support.browser import Watched, chromium
+from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, write_ini
 from tests.support.web import Api
@@ -172,15 +171,7 @@ def context(browser):
     ctx.close()
 
 
-
-
 # --- helpers
-
-
-def png(width: int, height: int, color: str) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 def demo_with_a_page(context, service: Service) -> Watched:
