@@ -117,13 +117,13 @@ def cmd_run(home: configlib.Home, opts: argparse.Namespace) -> int:
     print(f"Scanbridge starting in the foreground; welcome page: {welcome_url(cfg)} "
           "(Ctrl-C stops everything)", flush=True)
     argv = supervisord_argv(foreground=True)
-    os.execvpe(argv[0], argv, supervision.environment(home))
+    os.execvpe(argv[0], argv, supervision.environment(home, cfg))
 
 
 def cmd_start(home: configlib.Home, opts: argparse.Namespace) -> int:
     cfg = prepare(home)
-    done = subprocess.run(supervisord_argv(foreground=False), env=supervision.environment(home),
-                          capture_output=True, text=True)
+    done = subprocess.run(supervisord_argv(foreground=False),
+                          env=supervision.environment(home, cfg), capture_output=True, text=True)
     if done.returncode != 0:
         fail(f"supervisord did not start: {(done.stderr or done.stdout).strip()}")
     end = time.monotonic() + START_WAIT

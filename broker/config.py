@@ -177,6 +177,13 @@ def _user(raw: str) -> str:
     return raw
 
 
+def _ocr_languages(raw: str) -> str:
+    names = [n.strip() for n in raw.split("+")]
+    if not all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names):
+        raise ValueError(f"{raw!r} is not a Tesseract language list like eng or deu+eng")
+    return "+".join(names)
+
+
 def _program(raw: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", raw):
         raise ValueError(f"{raw!r} is not a program name")
@@ -270,6 +277,17 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "engine": Key("zxing", _choice("zxing", "zbar"),
                           "barcode engine: zxing (zxing-cpp, every format) or zbar (pyzbar: "
                           "linear formats and QR)"),
+        },
+        "ocr": {
+            "ocr_workers": Key("0", _int(0, 256),
+                               "OCR worker processes on this machine, load-balanced by the "
+                               "broker; 0 = one per core"),
+            "default_lang": Key("eng", _ocr_languages,
+                                "language(s) when a request names none, e.g. eng or deu+eng "
+                                "(installed: tesseract-ocr-* packages)"),
+            "auto_rotate": Key("true", _bool,
+                               "detect each page's orientation and read it upright (a "
+                               "request's rotate overrides)"),
         },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
@@ -521,6 +539,9 @@ class Config(SimpleNamespace):
     """
 
     home: Home
+
+    def ocr_workers(self) -> int:
+        return self.ocr.ocr_workers or os.cpu_count() or 1
 
     def idle_stop(self, program: str) -> float:
         specific = getattr(self.ondemand, f"{program}_idle_stop", None)

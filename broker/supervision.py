@@ -15,7 +15,7 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from .config import CHECKOUT, Home
+from .config import CHECKOUT, Config, Home
 
 SUPERVISOR_CONF = CHECKOUT / "supervisor.conf"
 
@@ -24,10 +24,11 @@ class NotRunning(Exception):
     """supervisord is not running for this home."""
 
 
-def environment(home: Home) -> dict[str, str]:
-    """What supervisor.conf expands: the home and the Python of this install."""
+def environment(home: Home, cfg: Config) -> dict[str, str]:
+    """What supervisor.conf expands: the home, the Python of this install, OCR workers."""
     return {**os.environ, "SCANBRIDGE_HOME": str(home.root),
-            "SCANBRIDGE_PYTHON": os.environ.get("SCANBRIDGE_PYTHON") or sys.executable}
+            "SCANBRIDGE_PYTHON": os.environ.get("SCANBRIDGE_PYTHON") or sys.executable,
+            "SCANBRIDGE_OCR_WORKERS": str(cfg.ocr_workers())}
 
 
 def socket_answers(path: Path) -> bool:

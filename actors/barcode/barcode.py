@@ -9,14 +9,13 @@ an empty list, not an error; a blob that is not an image gives ``invalid_image``
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-import warnings
 from typing import Any
 
 from PIL import Image
 
+from broker import images as images_lib
 from broker.actor import Actor, operation
 from broker.client import Client
 from broker.protocol import Error
@@ -49,6 +48,13 @@ class Barcode(Actor):
         return engine
 
     @operation
+    def check(self, formats: Any = None, region: Any = None, engine: Any = None) -> dict:
+        """Check a read's options before pages are sent: the formats it will look for."""
+        engine = self._engine(engine)
+        engines.check_region(region)
+        return {"engine": engine, "formats": engines.check_formats(formats, engine)}
+
+    @operation
     def read(self, session: str, images: Any = None, formats: Any = None, region: Any = None,
              engine: Any = None) -> dict:
         """Barcodes on the session's pages (all, or ``images``), in page order."""
@@ -71,7 +77,7 @@ class Barcode(Actor):
             if self.call is not None:
                 self.call.check()
             where = client.call("buffer", "locate", {"session": session, "image": page["id"]})
-            with self._open(where["path"]) as image:
+            with images_lib.decode(where["path"], self.max_pixels, "the stored page") as image:
                 found = self._read(image, names, region, engine)
             pages.append({"image": page["id"], "index": page.get("index", number - 1),
                           "barcodes": found})
@@ -90,27 +96,10 @@ class Barcode(Actor):
             raise Error("invalid_argument", "give the image as a blob")
         pages = []
         for number, blob in enumerate(blobs):
-            with self._open(io.BytesIO(bytes(blob))) as image:
+            with images_lib.decode(bytes(blob), self.max_pixels) as image:
                 pages.append({"index": number,
                               "barcodes": self._read(image, names, region, engine)})
         return {"engine": engine, "pages": pages}
-
-    def _open(self, source) -> Image.Image:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(source)
-                if image.width * image.height > self.max_pixels:
-                    raise Error("too_large", f"the image has {image.width}x{image.height} "
-                                             f"pixels, over the limit of "
-                                             f"{self.max_pixels // 1_000_000} megapixels")
-                image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise Error("too_large", "the image is over the pixel limit") from None
-        except (OSError, SyntaxError, ValueError):
-            raise Error("invalid_image", "not a readable JPEG, PNG, TIFF or BMP image") \
-                from None
-        return image
 
     def _read(self, image: Image.Image, names: list[str], region: Any,
               engine: str) -> list[dict]:

@@ -15,6 +15,7 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
+from broker import images
 from broker.protocol import Error
 
 # Our stable names -> zxing-cpp format, pyzbar symbol type (None: zbar cannot read it).
@@ -61,29 +62,35 @@ def check_formats(formats: Any, engine: str) -> list[str]:
     return names
 
 
-def crop(image: Image.Image, region: Any) -> tuple[Image.Image, int, int]:
-    """The image inside ``region`` {left, top, width, height} (pixels), and its offset."""
+def check_region(region: Any) -> tuple[int, int, int, int] | None:
+    """(left, top, width, height) of a region object; invalid_argument if it is none."""
     if region is None:
-        return image, 0, 0
+        return None
     try:
         left, top = int(region["left"]), int(region["top"])
         width, height = int(region["width"]), int(region["height"])
     except (TypeError, KeyError, ValueError):
         raise Error("invalid_argument", "region must be {left, top, width, height} in "
                                         "pixels") from None
-    if width <= 0 or height <= 0 or left < 0 or top < 0 or \
-            left + width > image.width or top + height > image.height:
+    if width <= 0 or height <= 0 or left < 0 or top < 0:
+        raise Error("invalid_argument", "region needs left, top >= 0 and width, height > 0")
+    return left, top, width, height
+
+
+def crop(image: Image.Image, region: Any) -> tuple[Image.Image, int, int]:
+    """The image inside ``region`` {left, top, width, height} (pixels), and its offset."""
+    checked = check_region(region)
+    if checked is None:
+        return image, 0, 0
+    left, top, width, height = checked
+    if left + width > image.width or top + height > image.height:
         raise Error("invalid_argument", f"region is not inside the {image.width}x"
                                         f"{image.height} image")
     return image.crop((left, top, left + width, top + height)), left, top
 
 
 def read(image: Image.Image, formats: list[str], engine: str) -> list[dict]:
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        # Transparent areas would turn black: put the page on white paper first.
-        paper = Image.new("RGBA", image.size, "white")
-        image = Image.alpha_composite(paper, image.convert("RGBA"))
-    gray = image if image.mode == "L" else image.convert("L")
+    gray = images.grayscale(image)
     if engine == "zbar":
         return _zbar(gray, formats)
     return _zxing(gray, formats)

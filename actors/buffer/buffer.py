@@ -16,7 +16,7 @@ from broker.actor import Actor, Result, operation
 from broker.procutil import atomic_write_with
 from broker.protocol import SESSION_CLOSED, SESSION_OPENED, Error
 
-from . import documents, imaging, importing
+from . import documents, imaging, importing, textlayer
 from .decoded import DecodedCache
 from .store import DISK_ERRORS, Store, describe, new_id
 
@@ -580,12 +580,13 @@ class Buffer(Actor):
              title: str = "", author: str = "", subject: str = "", keywords: Any = None,
              pdfa: bool = False, compression: str = "auto", quality: int = 85,
              tiff_compression: str = "lzw", output: str = "blob",
-             dest: str | None = None) -> Result:
+             dest: str | None = None, text_layers: Any = None) -> Result:
         """Save images as one PDF or TIFF, or each as jpeg|png|bmp|gif|tiff (one blob each).
 
         A PDF or TIFF can go to a file instead of a blob: ``output: "file"`` writes it under
         cache/buffer/out/ (removed after OUTPUT_KEEP s; for the gateway to stream), ``dest``
         durably under upload/ (for the uploader). Either way the result has its ``path``.
+        ``text_layers`` (PDF only, one per page) makes it searchable: see textlayer.py.
         """
         for name, value in (("title", title), ("author", author), ("subject", subject)):
             if not isinstance(value, str) or len(value) > 1000:
@@ -618,13 +619,20 @@ class Buffer(Actor):
                            "images": ids}, blobs)
         pages = [self._page(row) for row in rows]
         progress = self._progress(session, len(pages))
+        if text_layers is not None:
+            if kind != "pdf":
+                raise Error("invalid_argument", "text_layers are for PDF documents")
+            text_layers = textlayer.check_layers(text_layers, len(pages))
 
         def write(out) -> None:
             if kind == "pdf":
-                documents.write_pdf(pages, out, title=title, author=author, subject=subject,
-                                    keywords=keywords, pdfa=pdfa,
+                images_only = io.BytesIO() if text_layers is not None else out
+                documents.write_pdf(pages, images_only, title=title, author=author,
+                                    subject=subject, keywords=keywords, pdfa=pdfa,
                                     compression=compression, quality=quality,
                                     icc_folder=self.store.root, progress=progress)
+                if text_layers is not None:
+                    textlayer.add(images_only.getvalue(), text_layers, out)
             else:
                 documents.write_tiff(pages, out, compression=tiff_compression,
                                      quality=quality, progress=progress)

@@ -6,20 +6,16 @@ input. Nothing here touches the disk or the index (that is ``store``).
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from typing import Any, Callable
 
-from PIL import Image, ImageChops, ImageColor, ImageEnhance, ImageFile, ImageOps
+from PIL import Image, ImageChops, ImageColor, ImageEnhance, ImageOps
 
+from broker.images import (ACCEPTED, KEPT_AS_IS, check_pixels, load_checked,  # noqa: F401
+                           open_checked)
 from broker.protocol import Error
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a page
-
-# Formats kept byte for byte as they arrived (lossless, or already lossy like JPEG).
-KEPT_AS_IS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "TIFF": "tif"}
-ACCEPTED = ", ".join(["PDF", *KEPT_AS_IS])
 OUTPUT = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "tiff": "TIFF", "tif": "TIFF",
           "bmp": "BMP", "gif": "GIF"}
 EXTENSION = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
@@ -59,35 +55,6 @@ def memory_size(image: Image.Image) -> int:
     return image.width * image.height * per_pixel
 
 
-def check_pixels(width: int, height: int, limit: int) -> None:
-    if width <= 0 or height <= 0:
-        raise Error("invalid_image", f"the image has no pixels ({width}x{height})")
-    if width * height > limit:
-        raise Error("too_large", f"the image has {width}x{height} pixels "
-                                 f"({width * height / 1e6:.0f} MP); the limit is "
-                                 f"{limit / 1e6:.0f} MP (max_image_megapixels)")
-
-
-def open_checked(data: Any, limit: int, what: str = "the file") -> Image.Image:
-    """Open an encoded image (bytes or a path) lazily, checking type and size only."""
-    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise Error("too_large", f"{what} has more pixels than the limit of "
-                                 f"{limit / 1e6:.0f} MP (max_image_megapixels)") from None
-    except Exception:
-        raise Error("invalid_image", f"{what} is not an image of a supported type "
-                                     f"(accepted: {ACCEPTED})") from None
-    if image.format not in KEPT_AS_IS:
-        raise Error("invalid_image", f"{what} is {image.format}, which is not accepted "
-                                     f"(accepted: {ACCEPTED})")
-    check_pixels(image.width, image.height, limit)
-    return image
-
-
 def frames(image: Image.Image) -> int:
     """Pages of a TIFF (walking its page directories), 1 for other formats."""
     if image.format != "TIFF":
@@ -98,20 +65,6 @@ def frames(image: Image.Image) -> int:
             return image.n_frames
     except Exception as exc:
         raise Error("invalid_image", f"the TIFF's page directory is corrupt ({exc})") from None
-
-
-def load_checked(image: Image.Image, what: str = "the image") -> Image.Image:
-    """Decode all pixels now, so a truncated or corrupt file fails here and not later."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image.load()
-    except Image.DecompressionBombWarning:
-        raise Error("too_large", f"{what} has more pixels than the limit "
-                                 "(max_image_megapixels)") from None
-    except Exception as exc:
-        raise Error("invalid_image", f"{what} is corrupt or truncated ({exc})") from None
-    return image
 
 
 def upright(image: Image.Image) -> Image.Image:

@@ -16,8 +16,7 @@ STATUS_TIMEOUT = 2.0  # seconds the status waits for the broker and the monitor
 DEVICE_TIMEOUT = 30.0  # the scanner may have to start (on demand) and probe its devices
 
 SCAN_FIELDS = {"source", "options", "pages", "batch"}
-PLANNED = {  # endpoint -> the actor that will answer it
-    "ocr": "ocr", "barcodes": "barcode", "stream": "camera"}
+PLANNED = {"stream": "camera"}  # endpoint -> the actor that will answer it
 
 
 async def gather_status(request: web.Request) -> dict:
@@ -167,5 +166,3 @@ def add_routes(router: web.UrlDispatcher, expect) -> None:
     router.add_get(f"{v1}/sessions/{{sid}}/scans", scans)
     router.add_get(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)
     router.add_delete(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job, expect_handler=expect)
-    for what in ("ocr", "barcodes"):
-        router.add_post(f"{v1}/sessions/{{sid}}/{what}", planned(what), expect_handler=expect)

@@ -14,8 +14,9 @@ from broker.client import AsyncClient
 from broker.config import Config
 from broker.protocol import Error
 
-from . import api, images, openapi, uploads
+from . import api, images, openapi, recognition, uploads
 from .events import EventHub
+from .jobs import Jobs
 from .security import Allowlist, cors_headers, loopback_host, refusal
 from .sessions import Sessions
 from .shared import STATE, State, error_response, session_of, state
@@ -227,7 +228,12 @@ async def start_services(app: web.Application):
     st.broker = AsyncClient(st.cfg.home.broker_endpoint)
     st.sessions = Sessions(st.broker, st.cfg.gateway.session_close_delay, st.log)
     st.hub = EventHub(st.cfg.home.events_out, st.cfg.gateway.event_backlog, st.log)
-    st.hub.on_session_closed = st.sessions.forget
+    st.jobs = Jobs(st.hub.dispatch, st.log)
+
+    def session_closed(sid: str) -> None:
+        st.sessions.forget(sid)
+        st.jobs.forget(sid)
+    st.hub.on_session_closed = session_closed
     st.hub.listeners.append(partial(images.forget_located, st.located))
     st.hub.start()
     yield
@@ -256,4 +262,5 @@ def make_app(cfg: Config, log) -> web.Application:
     api.add_routes(app.router, expect_continue)
     images.add_routes(app.router, expect_continue)
     uploads.add_routes(app.router, expect_continue)
+    recognition.add_routes(app.router, expect_continue)
     return app

@@ -13,6 +13,7 @@ from broker.protocol import Error, http_status
 
 from . import bodies
 from .events import EventHub
+from .jobs import Jobs
 from .security import Allowlist
 from .sessions import Holder, Sessions
 
@@ -26,6 +27,7 @@ class State:
     sessions: Sessions | None = None
     hub: EventHub | None = None
     tls: Any = None  # the gateway's Tls (HTTPS certificate), set by the actor
+    jobs: Jobs | None = None  # OCR and barcode jobs
     # (session, image) -> the buffer's ``locate`` answer; see images.located()
     located: dict = field(default_factory=dict)
 

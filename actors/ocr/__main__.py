@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .ocr import Ocr
+
+main(Ocr)
