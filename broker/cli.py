@@ -11,6 +11,8 @@
     scanbridge doctor                   check the installation and say how to fix it
     scanbridge sources | options SRC    the scanners and their options
     scanbridge scan --source SRC -o OUT scan pages into a PDF, TIFF or image files
+    scanbridge ocr FILE... | barcodes FILE...   text, searchable PDF or barcodes of files
+    scanbridge worker ocr --connect tcp://HOST:PORT --server-key KEY   remote OCR workers
 
 Every failure is one line on stderr and a non-zero exit status: 1 for a failed operation,
 2 for bad usage or input, 3 when the service is not running, 78 for bad configuration.
@@ -435,6 +437,10 @@ def parser() -> argparse.ArgumentParser:
     certhelper_commands(sub)
     from actors.scanner.command import add_commands as scanner_commands
     scanner_commands(sub)
+    from actors.ocr.command import add_commands as ocr_commands
+    ocr_commands(sub)
+    from actors.ocr.remote import add_commands as worker_commands
+    worker_commands(sub)
     return top
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from broker.protocol import Error
 
-from . import bodies
+from . import bodies, splitting
 from .shared import call, json_body, json_value, query_int, session_of, state
 
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "tiff": "tiff", "tif": "tiff",
@@ -25,7 +25,8 @@ FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "tiff": "tiff", "tif": "
 IMPORT_TYPES = {"image/jpeg", "image/png", "image/tiff", "image/bmp", "image/x-ms-bmp",
                 "image/gif", "application/pdf", "application/octet-stream"}
 DOCUMENT_FIELDS = {"images", "format", "filename", "title", "author", "subject", "keywords",
-                   "pdfa", "compression", "quality", "tiff_compression", "order"}
+                   "pdfa", "compression", "quality", "tiff_compression", "order", "split_by",
+                   "separator"}
 LOCATED_MAX = 10000  # cached locate answers (a few hundred bytes each)
 REVALIDATE = "private, no-cache"
 FOREVER = "private, max-age=31536000, immutable"
@@ -231,7 +232,18 @@ async def document(request: web.Request) -> web.StreamResponse:
     kind = FORMATS.get(str(body.get("format", "pdf")).lower(), str(body.get("format", "pdf")))
     if "images" in body:
         _ids(body["images"], "images")
+    split_by, separator = body.pop("split_by", None), body.pop("separator", None)
     args = {"session": holder.id, **body, "format": kind}
+    if split_by is not None or separator is not None:
+        if split_by != "barcode" or kind not in ("pdf", "tiff"):
+            raise Error("invalid_argument", "split_by takes \"barcode\", for pdf or tiff "
+                                            "documents")
+        stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
+        archive, parts, pages = await splitting.split(request, holder.id, args, separator,
+                                                      stem, "pdf" if kind == "pdf" else "tif")
+        return web.Response(body=archive, content_type="application/zip", headers={
+            "Content-Disposition": attachment(f"{stem}.zip"), "Cache-Control": "no-store",
+            "X-Scanbridge-Parts": str(parts), "X-Scanbridge-Pages": str(pages)})
     if kind in ("pdf", "tiff"):
         saved = await call(request, "buffer", "save", {**args, "output": "file"},
                            timeout=IMPORT_TIMEOUT)
