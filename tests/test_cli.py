@@ -33,7 +33,13 @@ from tests.support.service import SCANBRIDGE, Service
 from tests.support.stack import ROOT, env_for, free_port, poll_for, write_ini
 
 # Always running; the scanner runs on demand.
-PROGRAMS = ("barcode", "broker", "buffer", "certhelper", "gateway", "monitor", "uploader")
+PROGRAMS = ("barcode", "broker", "buffer", "certhelper", "gateway", "monitor", "ocr_00",
+            "ocr_01", "uploader")
+
+
+def listed(program: str) -> str:
+    """How supervisorctl and `scanbridge status` name it: group:name for OCR workers."""
+    return f"ocr:{program}" if program.startswith("ocr_") else program
 BAD_PORTS = "[ports]\nhttp = 18622, abc\n"
 BAD_PORTS_REASON = "2: http: 'abc' is not a whole number"
 
@@ -67,7 +73,7 @@ def all_running(service: Service) -> bool:
 
 def actors_reported(service: Service) -> bool:
     actors = api_status(service).get("actors", {})
-    return all(actors.get(p, {}).get("state") == "RUNNING" for p in PROGRAMS)
+    return all(actors.get(listed(p), {}).get("state") == "RUNNING" for p in PROGRAMS)
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +184,7 @@ def test_status_lists_broker_gateway_and_monitor_running(lifecycle):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].split() == ["PROGRAM", "STATE", "PID", "UPTIME", "RUNS"]
     for program in PROGRAMS:
-        assert re.search(rf"^{program}\s+RUNNING\s+\d+\s+\d\d:\d\d:\d\d\s+always$",
+        assert re.search(rf"^{listed(program)}\s+RUNNING\s+\d+\s+\d\d:\d\d:\d\d\s+always$",
                          done.stdout, re.M), done.stdout
 
 
@@ -253,7 +259,7 @@ def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     assert done.returncode == 2
     assert one_line(done.stderr) == (
         "scanbridge: no program 'nosuch' (programs: barcode, broker, buffer, certhelper, "
-        "gateway, monitor, scanner, uploader)")
+        "gateway, monitor, ocr, scanner, uploader)")
 
 
 # --- logs
@@ -384,9 +390,9 @@ def test_call_monitor_status_prints_the_programs_as_json(shared):
     done = shared.cli("call", "monitor", "status")
     assert done.returncode == 0, done.stderr
     programs = {p["name"]: p for p in json.loads(done.stdout)["programs"]}
-    assert set(programs) == {*PROGRAMS, "scanner"}
-    assert all(programs[name]["state"] == "RUNNING" and programs[name]["pid"]
-               and not programs[name]["ondemand"] for name in PROGRAMS)
+    assert set(programs) == {*map(listed, PROGRAMS), "scanner"}
+    assert all(programs[listed(name)]["state"] == "RUNNING" and programs[listed(name)]["pid"]
+               and not programs[listed(name)]["ondemand"] for name in PROGRAMS)
     assert programs["scanner"]["ondemand"] and programs["scanner"]["state"] == "STOPPED"
 
 
@@ -521,7 +527,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (7 of 8 programs; the others start on demand)" in oks
+    assert "ok    service running (9 of 10 programs; the others start on demand)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 
@@ -559,7 +565,8 @@ def test_supervisorctl_status_lists_the_programs_running(shared):
     assert done.returncode == 3, done.stderr
     assert re.search(r"^scanner\s+STOPPED", done.stdout, re.M), done.stdout
     for program in PROGRAMS:
-        assert re.search(rf"^{program}\s+RUNNING\s+pid \d+", done.stdout, re.M), done.stdout
+        assert re.search(rf"^{listed(program)}\s+RUNNING\s+pid \d+", done.stdout, re.M), \
+            done.stdout
 
 
 def test_supervisorctl_tail_prints_the_log(shared):
@@ -587,7 +594,7 @@ def test_the_welcome_page_on_both_ports_names_the_service_version_and_actors(sha
         assert "<title>Scanbridge</title>" in page
         assert f"version {__version__}" in page
         for program in PROGRAMS:
-            assert f"<td>{program}</td>" in page, program
+            assert f"<td>{listed(program)}</td>" in page, program
 
 
 def test_every_link_of_the_welcome_page_answers(shared):
@@ -610,8 +617,8 @@ def test_api_status_reports_every_actor_running(shared):
     assert result["version"] == __version__
     assert result["broker"] == "RUNNING"
     for program in PROGRAMS:
-        assert result["actors"][program]["state"] == "RUNNING", program
-        assert result["actors"][program]["pid"] == shared.pid(program)
+        assert result["actors"][listed(program)]["state"] == "RUNNING", program
+        assert result["actors"][listed(program)]["pid"] == shared.pid(program)
 
 
 def test_a_request_with_a_foreign_host_is_forbidden(shared):

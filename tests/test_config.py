@@ -13,7 +13,8 @@ from broker import config as configlib
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
-DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [barcode], [network], [log], "
+DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [barcode], [ocr], [network], "
+               "[log], "
                "[heartbeat], [broker], [monitor], [ondemand], [limits], [buffer], [scanner]")
 
 

@@ -2,8 +2,9 @@
 
 Every page is one broker request (``ocr.page``, ``barcode.read``), idempotent, so the
 broker gives each to the next idle worker - local or remote - and re-queues it when a
-worker dies mid-page. A job keeps a few more pages in flight than there are workers, so
-no worker waits for the gateway, and cancelling wastes at most a page per worker. OCR pages
+worker dies mid-page. A job keeps two more pages in flight than there are workers, so no
+worker waits for the gateway; a cancel sends no more, but the pages already in flight (at
+most workers + 2) are still read, as the broker cannot take a request back. OCR pages
 travel as blobs (read here from the buffer's stored file) so remote workers can do them.
 """
 

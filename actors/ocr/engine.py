@@ -101,33 +101,41 @@ class Engine:
 
     def recognise(self, image: Image.Image, lang: str, hocr_page: int | None = None) -> dict:
         """Text, words with boxes and confidences, and hOCR (numbered ``hocr_page``) if asked."""
-        tesserocr = self.tesserocr
         with self.lock:
             api = self._api(lang)
             api.SetImage(image)
             dpi = image.info.get("dpi")
             if dpi:
                 api.SetSourceResolution(max(70, min(1200, round(float(dpi[0])))))
-            api.Recognize()
-            text = api.GetUTF8Text()
-            words = []
-            iterator = api.GetIterator()
-            level = tesserocr.RIL.WORD
-            block = line = -1
-            for item in tesserocr.iterate_level(iterator, level):
-                if item.IsAtBeginningOf(tesserocr.RIL.BLOCK):
-                    block += 1
-                if item.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
-                    line += 1
-                word = item.GetUTF8Text(level)
-                box = item.BoundingBox(level)
-                if not word or not word.strip() or box is None:
-                    continue
-                words.append({"text": word, "conf": round(item.Confidence(level), 1),
-                              "box": list(box), "line": line, "block": block})
-            hocr_body = None if hocr_page is None else api.GetHOCRText(hocr_page)
-            api.Clear()
+            try:
+                api.Recognize()
+                text = api.GetUTF8Text()
+                words = self._words(api)
+                hocr_body = None if hocr_page is None else api.GetHOCRText(hocr_page)
+            finally:
+                api.Clear()
         return {"text": text, "words": words, "hocr": hocr_body}
+
+    def _words(self, api: Any) -> list[dict]:
+        tesserocr = self.tesserocr
+        words: list[dict] = []
+        level = tesserocr.RIL.WORD
+        block = line = -1
+        for item in tesserocr.iterate_level(api.GetIterator(), level):
+            if item.IsAtBeginningOf(tesserocr.RIL.BLOCK):
+                block += 1
+            if item.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
+                line += 1
+            try:
+                word = item.GetUTF8Text(level)
+            except RuntimeError:  # "No text returned": a blank page still yields one item
+                continue
+            box = item.BoundingBox(level)
+            if not word or not word.strip() or box is None:
+                continue
+            words.append({"text": word, "conf": round(item.Confidence(level), 1),
+                          "box": list(box), "line": line, "block": block})
+        return words
 
 
 def upright(image: Image.Image, rotation: int) -> Image.Image:
