@@ -81,8 +81,9 @@ class Barcode(Actor):
                 found = self._read(image, names, region, engine)
             pages.append({"image": page["id"], "index": page.get("index", number - 1),
                           "barcodes": found})
-            self.publish("barcode.progress", {"session": session, "done": number,
-                                              "total": len(listed)})
+            if len(listed) > 1:  # the gateway's jobs ask page by page and report themselves
+                self.publish("barcode.progress", {"session": session, "done": number,
+                                                  "total": len(listed)})
         return {"engine": engine, "pages": pages,
                 "seconds": round(time.perf_counter() - started, 3)}
 

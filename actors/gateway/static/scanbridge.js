@@ -19,6 +19,10 @@
  * const upload = session.upload({url: "https://your.app/receive", format: "pdf",
  *   onProgress: ({percent}) => bar.value = percent});  // the service sends it, with retries
  * const {result} = await upload.done;               // {status, body}: the receiver's answer
+ * const ocr = session.ocr({lang: "eng", output: "pdf"});   // text recognition, a job too
+ * const {text} = await ocr.done;
+ * link.href = ocr.fileUrl("pdf", {download: true});  // the searchable PDF
+ * const {pages} = await session.barcodes({formats: ["qr"]}).done;  // codes with corners
  *
  * The page's origin must be allowed by the computer's administrator:
  * `scanbridge allow https://your.app`. See docs/js-client.md.
@@ -231,9 +235,106 @@
  */
 
 /**
+ * What an OCR job makes besides the result's text: "words" (each page's words with boxes,
+ * in the result), "hocr" (an hOCR document), "pdf" (a searchable PDF). "text" is always made.
+ * @typedef {"text"|"words"|"hocr"|"pdf"} OcrOutput
+ */
+
+/**
+ * How far an OCR or barcode job is, as `onProgress` gets it: pages read of the job's pages.
+ * @typedef {object} RecognitionProgress
+ * @property {number} done                      pages read so far
+ * @property {number} total                     pages of the job
+ * @property {number} percent                   0-100, one decimal
+ * @property {string} [image]                   the page just read (from events)
+ * @property {number} [index]                   its place in the job's pages (0-based)
+ */
+
+/**
+ * One word of an OCR page (`output` "words").
+ * @typedef {object} OcrWord
+ * @property {string} text
+ * @property {number} conf                      0-100
+ * @property {[number, number, number, number]} box   [x0, y0, x1, y1] in pixels of the
+ *                                              page turned upright (see `rotation`)
+ * @property {number} line
+ * @property {number} block
+ */
+
+/**
+ * One page of an OCR result.
+ * @typedef {object} OcrPage
+ * @property {string} image                     the image id
+ * @property {number} index                     its place in the job's pages (0-based)
+ * @property {string} text
+ * @property {0|90|180|270} rotation            degrees clockwise turned to read it upright
+ * @property {number} orientation_confidence
+ * @property {number} width                     pixels of the image as stored
+ * @property {number} height
+ * @property {number|null} confidence           the words' mean confidence (null: no words)
+ * @property {number} seconds
+ * @property {{host: string, pid: number}} worker
+ * @property {OcrWord[]} [words]                with `output` "words"
+ */
+
+/**
+ * What an OCR job found ({@link OcrJob#done}).
+ * @typedef {object} OcrResult
+ * @property {string} lang                      e.g. "eng", "deu+eng"
+ * @property {string} text                      every page's text, joined by "\f"
+ * @property {OcrPage[]} pages
+ * @property {{text: string, hocr?: string, pdf?: string}} files   API paths of the outputs
+ *                                              (use {@link OcrJob#fileUrl} for a link)
+ */
+
+/**
+ * One barcode or QR code found on a page.
+ * @typedef {object} Barcode
+ * @property {string} format                    e.g. "qr", "datamatrix", "code128", "ean13"
+ * @property {string} text
+ * @property {string} raw                       the bytes, base64
+ * @property {Array<[number, number]>} points   its four corners in pixels of the page
+ * @property {string} engine                    "zxing" or "zbar"
+ */
+
+/**
+ * What a barcode job found ({@link BarcodeJob#done}).
+ * @typedef {object} BarcodeResult
+ * @property {string} engine
+ * @property {number} count                     codes found on all pages
+ * @property {{image: string, index: number, barcodes: Barcode[]}[]} pages
+ */
+
+/**
+ * An OCR or barcode job's record, as the service keeps it.
+ * @template R
+ * @typedef {object} RecognitionRecord
+ * @property {string} job                       the job id
+ * @property {"ocr"|"barcodes"} kind
+ * @property {string} session
+ * @property {"queued"|"running"|"done"|"failed"|"cancelled"} state
+ * @property {{done: number, total: number}} progress   pages read of the job's pages
+ * @property {number} created                   Unix time (seconds)
+ * @property {number|null} finished
+ * @property {R} [result]                       once done
+ * @property {{code: string, message: string}} [error]
+ */
+
+/**
+ * The languages OCR can read ({@link Session#ocrLanguages}).
+ * @typedef {object} OcrLanguages
+ * @property {string[]} installed               e.g. ["deu", "eng", "fra"]
+ * @property {string} default                   used when a job names none
+ * @property {string} tesseract                 Tesseract's version
+ * @property {object} [worker]                  the worker that answered
+ */
+
+/**
  * An event of the session. Server topics: `scan.progress`, `scan.page`, `scan.done`,
  * `scan.error`, `buffer.changed`, `buffer.import`, `buffer.save`, `upload.queued`,
- * `upload.progress`, `upload.retry`, `upload.done`, `upload.error`, `session.closed`.
+ * `upload.progress`, `upload.retry`, `upload.done`, `upload.error`, `ocr.progress`,
+ * `ocr.done`, `ocr.failed`, `ocr.cancelled`, `barcode.progress`, `barcode.done`,
+ * `barcode.failed`, `barcode.cancelled`, `session.closed`.
  * Made by this client (seq = the last seq seen): `events.connected`,
  * `events.disconnected`, `events.lost`.
  * @typedef {object} ScanbridgeEvent
@@ -306,7 +407,7 @@ const TERMINAL = new Set(["done", "failed", "cancelled"]);
 const INTERNAL = Symbol("scanbridge.internal");
 
 /**
- * What a ScanJob or an UploadJob may use of its Session.
+ * What a ScanJob, UploadJob, OcrJob or BarcodeJob may use of its Session.
  * @typedef {object} SessionInternal
  * @property {(method: string, path: string, options?: RequestOptions) => Promise<any>} call
  * @property {string} path                      the session's API path
@@ -332,6 +433,15 @@ const INTERNAL = Symbol("scanbridge.internal");
  * @property {() => void} sync
  */
 
+/**
+ * What a Session may do to its OCR and barcode jobs.
+ * @typedef {object} RecognitionInternal
+ * @property {(record: RecognitionRecord<any>) => void} attach
+ * @property {(event: ScanbridgeEvent) => void} event
+ * @property {(error: unknown) => void} fail
+ * @property {() => void} sync
+ */
+
 /** What Sessions and jobs share with each other, out of the API's sight. */
 /** @type {WeakMap<Session, SessionInternal>} */
 const sessionParts = new WeakMap();
@@ -339,6 +449,8 @@ const sessionParts = new WeakMap();
 const jobParts = new WeakMap();
 /** @type {WeakMap<UploadJob, UploadInternal>} */
 const uploadParts = new WeakMap();
+/** @type {WeakMap<RecognitionJob<any>, RecognitionInternal>} */
+const recognitionParts = new WeakMap();
 
 /** @param {Session} session @returns {SessionInternal} */
 function partsOf(session) {
@@ -353,6 +465,11 @@ function jobPartsOf(job) {
 /** @param {UploadJob} job @returns {UploadInternal} */
 function uploadPartsOf(job) {
   return /** @type {UploadInternal} */ (uploadParts.get(job));
+}
+
+/** @param {RecognitionJob<any>} job @returns {RecognitionInternal} */
+function recognitionPartsOf(job) {
+  return /** @type {RecognitionInternal} */ (recognitionParts.get(job));
 }
 
 /**
@@ -793,10 +910,11 @@ export class Session {
   /** @type {Map<string, Set<EventCallback>>} */ #listeners = new Map();
   /** @type {Map<string, ScanJob>} */ #jobs = new Map();
   /** @type {Map<string, UploadJob>} */ #uploads = new Map();
+  /** @type {Map<string, RecognitionJob<any>>} OCR and barcode jobs */ #recognitions = new Map();
   /** @type {Map<string, ScanbridgeEvent[]>} events of jobs whose POST has not answered */
   #unclaimed = new Map();
   #unclaimedCount = 0;
-  #starting = 0;  // scan and upload POSTs not answered yet
+  #starting = 0;  // job POSTs (scan, upload, OCR, barcodes) not answered yet
 
   /**
    * Use {@link connect}.
@@ -826,6 +944,7 @@ export class Session {
       forget: (jobId) => {
         this.#jobs.delete(jobId);
         this.#uploads.delete(jobId);
+        this.#recognitions.delete(jobId);
       },
     });
   }
@@ -1010,6 +1129,97 @@ export class Session {
     return this.#call("GET", `${this.#path}/uploads`);
   }
 
+  // --- OCR and barcodes
+
+  /**
+   * The languages OCR can read, and the default one.
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<OcrLanguages>}
+   */
+  async ocrLanguages({signal} = {}) {
+    return this.#call("GET", `${API}/ocr/languages`, {signal});
+  }
+
+  /**
+   * Read the text of pages (Tesseract on the service's OCR workers, a page per worker at a
+   * time). Answers at once with an {@link OcrJob}: await `job.done` for the
+   * {@link OcrResult}; `job.fileUrl("pdf")` links the searchable PDF once it is done.
+   * @param {object} [request]
+   * @param {string[]} [request.images]          image ids (default: all pages, in page order)
+   * @param {string|string[]} [request.lang]     "eng", "deu+eng" or ["deu", "eng"]
+   *                                             (default: the service's default)
+   * @param {OcrOutput|OcrOutput[]} [request.output]   what to make besides the text:
+   *                                             "words" (in the result), "hocr", "pdf"
+   * @param {boolean} [request.rotate]           find each page's orientation and read it
+   *                                             upright (default: the service's setting)
+   * @param {number} [request.timeout]           seconds for the whole job (default 3600)
+   * @param {(progress: RecognitionProgress) => void} [request.onProgress]
+   * @param {AbortSignal} [request.signal]       aborting cancels the job
+   * @returns {OcrJob}
+   */
+  ocr({images, lang, output, rotate, timeout, onProgress, signal} = {}) {
+    const job = new OcrJob(INTERNAL, this, {onProgress});
+    this.#recognize(job, "ocr", {images, lang, output, rotate, timeout}, signal);
+    return job;
+  }
+
+  /**
+   * Find barcodes and QR codes on pages. Answers at once with a {@link BarcodeJob}: await
+   * `job.done` for the {@link BarcodeResult} (corners in page pixels).
+   * @param {object} [request]
+   * @param {string[]} [request.images]          image ids (default: all pages, in page order)
+   * @param {string[]} [request.formats]         only these, e.g. ["qr", "code128"] (default all)
+   * @param {{left: number, top: number, width: number, height: number}} [request.region]
+   *                                             only this box of each page, in pixels
+   * @param {"zxing"|"zbar"} [request.engine]    default: the service's setting
+   * @param {number} [request.timeout]           seconds for the whole job (default 3600)
+   * @param {(progress: RecognitionProgress) => void} [request.onProgress]
+   * @param {AbortSignal} [request.signal]       aborting cancels the job
+   * @returns {BarcodeJob}
+   */
+  barcodes({images, formats, region, engine, timeout, onProgress, signal} = {}) {
+    const job = new BarcodeJob(INTERNAL, this, {onProgress});
+    this.#recognize(job, "barcodes", {images, formats, region, engine, timeout}, signal);
+    return job;
+  }
+
+  /**
+   * @param {RecognitionJob<any>} job
+   * @param {"ocr"|"barcodes"} kind
+   * @param {Object<string, unknown>} given
+   * @param {AbortSignal} [signal]
+   */
+  #recognize(job, kind, given, signal) {
+    if (signal?.aborted) {
+      recognitionPartsOf(job).fail(new ScanbridgeError("aborted",
+        "the job was aborted before it started"));
+      return;
+    }
+    /** @type {Object<string, unknown>} */
+    const body = {};
+    for (const [key, value] of Object.entries(given)) {
+      if (value !== undefined && value !== null) body[key] = value;
+    }
+    this.#launch(`${this.#path}/${kind}`, body, job, recognitionPartsOf(job),
+      this.#recognitions, signal);
+  }
+
+  /**
+   * The session's OCR jobs (running and finished ones; finished ones are kept an hour).
+   * @returns {Promise<RecognitionRecord<OcrResult>[]>}
+   */
+  async ocrJobs() {
+    return this.#call("GET", `${this.#path}/ocr`);
+  }
+
+  /**
+   * The session's barcode jobs (running and finished ones).
+   * @returns {Promise<RecognitionRecord<BarcodeResult>[]>}
+   */
+  async barcodeJobs() {
+    return this.#call("GET", `${this.#path}/barcodes`);
+  }
+
   // --- images
 
   /**
@@ -1151,7 +1361,9 @@ export class Session {
   }
 
   /**
-   * Make a document of the images. Several JPEG/PNG/BMP pages come as one zip.
+   * Make a document of the images. Several JPEG/PNG/BMP pages come as one zip; so do the
+   * parts of a document split by separator barcodes (`split_by: "barcode"`): one PDF (or
+   * TIFF) per part.
    * @param {object} [options]
    * @param {string[]} [options.images]   ids, in this order (default: all, in page order)
    * @param {"pdf"|"tiff"|"jpeg"|"png"|"bmp"|"gif"} [options.format]
@@ -1163,6 +1375,10 @@ export class Session {
    * @param {boolean} [options.pdfa]
    * @param {"auto"|"jpeg"|"lossless"} [options.compression]
    * @param {number} [options.quality]
+   * @param {"barcode"} [options.split_by]  a page with a separator barcode starts a new part
+   * @param {{formats?: string[], pattern?: string, keep?: boolean}} [options.separator]
+   *   which barcodes separate (formats; pattern: a regular expression their text must
+   *   match); keep: the separator pages stay in the parts (default: dropped)
    * @param {AbortSignal} [options.signal]
    * @returns {Promise<File>}  a File: a Blob with `name` (from Content-Disposition) and `type`
    */
@@ -1177,7 +1393,8 @@ export class Session {
     const blob = await response.blob();
     /** @type {Record<string, string>} */
     const extensions = {jpeg: "jpg", tiff: "tif"};
-    const fallback = `scan.${extensions[format] ?? format}`;
+    const zipped = (response.headers.get("Content-Type") ?? "").startsWith("application/zip");
+    const fallback = `scan.${zipped ? "zip" : extensions[format] ?? format}`;
     const name = dispositionName(response.headers.get("Content-Disposition")) ?? fallback;
     return new File([blob], name, {type: blob.type || response.headers.get("Content-Type") || ""});
   }
@@ -1230,15 +1447,20 @@ export class Session {
 
   /** @param {ScanbridgeEvent} event */
   #dispatch(event) {
-    const scan = event.topic.startsWith("scan.");
-    const jobId = scan || event.topic.startsWith("upload.") ? event.data?.job : undefined;
+    const family = event.topic.slice(0, Math.max(0, event.topic.indexOf(".")));
+    const jobId = ["scan", "upload", "ocr", "barcode"].includes(family) ? event.data?.job
+      : undefined;
     if (typeof jobId === "string") {
-      const job = scan ? this.#jobs.get(jobId) : undefined;
-      const upload = scan ? undefined : this.#uploads.get(jobId);
+      const job = family === "scan" ? this.#jobs.get(jobId) : undefined;
+      const upload = family === "upload" ? this.#uploads.get(jobId) : undefined;
+      const recognition = family === "ocr" || family === "barcode"
+        ? this.#recognitions.get(jobId) : undefined;
       if (job) {
         jobPartsOf(job).event(event);
       } else if (upload) {
         uploadPartsOf(upload).event(event);
+      } else if (recognition) {
+        recognitionPartsOf(recognition).event(event);
       } else if (this.#starting > 0 && this.#unclaimedCount < UNCLAIMED_MAX) {
         // The job's POST has not answered yet: keep its events for it.
         const list = this.#unclaimed.get(jobId) ?? [];
@@ -1250,11 +1472,10 @@ export class Session {
     if (event.topic === "events.lost") {
       for (const job of this.#jobs.values()) jobPartsOf(job).sync();
       for (const upload of this.#uploads.values()) uploadPartsOf(upload).sync();
+      for (const job of this.#recognitions.values()) recognitionPartsOf(job).sync();
     }
     if (event.topic === "session.closed") this.#ended();
-    const dot = event.topic.indexOf(".");
-    const family = dot > 0 ? `${event.topic.slice(0, dot)}.*` : null;
-    for (const key of [event.topic, family, "*"]) {
+    for (const key of [event.topic, family ? `${family}.*` : null, "*"]) {
       if (key === null) continue;
       for (const callback of [...(this.#listeners.get(key) ?? [])]) {
         try {
@@ -1292,8 +1513,10 @@ export class Session {
     const error = new ScanbridgeError("session_closed", "the session was closed");
     for (const job of [...this.#jobs.values()]) jobPartsOf(job).fail(error);
     for (const upload of [...this.#uploads.values()]) uploadPartsOf(upload).fail(error);
+    for (const job of [...this.#recognitions.values()]) recognitionPartsOf(job).fail(error);
     this.#jobs.clear();
     this.#uploads.clear();
+    this.#recognitions.clear();
   }
 
   /**
@@ -1903,5 +2126,322 @@ export class UploadJob {
     }
     await this.done.catch(() => {});
     return this.record;
+  }
+}
+
+// --- OCR and barcode jobs --------------------------------------------------------------
+
+/**
+ * An OCR or barcode job: the part {@link OcrJob} and {@link BarcodeJob} share. `done`
+ * resolves with the job's result once every page is read, or rejects with a
+ * {@link ScanbridgeError}: the POST's error (`invalid_option`: a language that is not
+ * installed; `invalid_argument`; `not_found`: an unknown image; `conflict`: no pages;
+ * `busy`: the session runs 8 jobs already) or the job's (`cancelled`, `timeout`,
+ * `invalid_image`, `too_large`, ...), whose `details` has `job` and `progress`.
+ * @template R
+ */
+export class RecognitionJob {
+  /** @type {string|null} the job id, once the service answered the POST */ id = null;
+  /** @type {"starting"|"queued"|"running"|"done"|"failed"|"cancelled"} */ state = "starting";
+  /** @type {RecognitionRecord<R>|null} the latest job record */ record = null;
+  /** @type {RecognitionProgress|null} the last progress */ progress = null;
+  /** @type {R|null} the result, once done */ result = null;
+  /** @type {ScanbridgeError|null} why the job failed (what `done` rejects with) */ error = null;
+  /** @type {Promise<RecognitionRecord<R>>} resolves with the POST's answer (202) */ started;
+  /** @type {Promise<R>} resolves with the result */ done;
+
+  #session;
+  #kind;
+  #onProgress;
+  #ending = false;   // the end is known (its record may still be on its way)
+  #settled = false;
+  /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
+  #syncing = false;
+  /** @type {(record: RecognitionRecord<R>) => void} */ #resolveStarted = () => {};
+  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
+  /** @type {(result: R) => void} */ #resolveDone = () => {};
+  /** @type {(error: unknown) => void} */ #rejectDone = () => {};
+
+  /**
+   * Use {@link Session#ocr} or {@link Session#barcodes}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {"ocr"|"barcodes"} kind
+   * @param {{onProgress?: (progress: RecognitionProgress) => void}} options
+   */
+  constructor(key, session, kind, {onProgress}) {
+    if (key !== INTERNAL) throw new TypeError(`use session.${kind}() to start this job`);
+    this.#session = session;
+    this.#kind = kind;
+    this.#onProgress = onProgress;
+    const started = /** @type {ReturnType<typeof deferred<RecognitionRecord<R>>>} */ (deferred());
+    this.started = started.promise;
+    this.#resolveStarted = started.resolve;
+    this.#rejectStarted = started.reject;
+    const done = /** @type {ReturnType<typeof deferred<R>>} */ (deferred());
+    this.done = done.promise;
+    this.#resolveDone = done.resolve;
+    this.#rejectDone = done.reject;
+    recognitionParts.set(this, {
+      attach: (record) => this.#attach(record),
+      event: (event) => this.#event(event),
+      fail: (error) => this.#fail(error),
+      sync: () => void this.#sync(),
+    });
+  }
+
+  /** @returns {string} the job's API path */
+  #path() {
+    return `${partsOf(this.#session).path}/${this.#kind}/${encodeURIComponent(String(this.id))}`;
+  }
+
+  /** @param {RecognitionRecord<R>} record */
+  #attach(record) {
+    this.id = record.job;
+    if (this.#settled) return;
+    this.#resolveStarted(record);
+    this.#poll = setInterval(() => {
+      if (!partsOf(this.#session).eventsLive()) void this.#sync();
+    }, POLL_EVERY);
+    this.#absorb(record);
+  }
+
+  /** @param {ScanbridgeEvent} event  ocr.* or barcode.* of this job */
+  #event(event) {
+    if (this.#ending || this.record === null) return;
+    const data = event.data ?? {};
+    const what = event.topic.slice(event.topic.indexOf(".") + 1);
+    if (what === "progress") {
+      const progress = {done: Number(data.done), total: Number(data.total)};
+      this.state = "running";
+      this.record = {...this.record, state: "running", progress};
+      this.#progress({...progress, image: data.image, index: data.index});
+    } else if (what === "done" || what === "failed" || what === "cancelled") {
+      this.#finish({...this.record, state: what, ...(data.error ? {error: data.error} : {})});
+    }
+  }
+
+  /**
+   * The end, from an event: settle with the service's record (it has the result), or
+   * with what the event said when that cannot be read.
+   * @param {RecognitionRecord<R>} fallback
+   */
+  #finish(fallback) {
+    this.#ending = true;
+    this.#stopPolling();
+    (async () => {
+      let final = fallback;
+      try {
+        const record = await partsOf(this.#session).call("GET", this.#path());
+        if (TERMINAL.has(record?.state)) final = record;
+      } catch (error) {
+        if (fallback.state === "done") {  // the result is only in the record
+          this.#settle(fallback, asScanbridgeError(error));
+          return;
+        }
+      }
+      this.#conclude(final);
+    })();
+  }
+
+  /** @param {{done: number, total: number, image?: string, index?: number}} progress */
+  #progress({done, total, image, index}) {
+    if (this.progress && !(done > this.progress.done)) return;  // told already
+    /** @type {RecognitionProgress} */
+    const progress = {done, total, percent: percentOf(done, total)};
+    if (image !== undefined) progress.image = image;
+    if (index !== undefined) progress.index = index;
+    this.progress = progress;
+    if (!this.#onProgress) return;
+    try {
+      this.#onProgress(progress);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /**
+   * A whole job record (from the POST, a poll, a refresh or a cancel).
+   * @param {RecognitionRecord<R>} record
+   */
+  #absorb(record) {
+    if (this.#ending) return;
+    this.record = record;
+    if (TERMINAL.has(record.state)) {
+      this.#ending = true;
+      this.#stopPolling();
+      this.#conclude(record);
+      return;
+    }
+    this.state = record.state;
+    const progress = record.progress;
+    if (progress && progress.done > 0) this.#progress(progress);
+  }
+
+  /** Ask the service for the job's record (the event socket is down, or events were lost). */
+  async #sync() {
+    if (this.#ending || this.#syncing || this.id === null) return;
+    this.#syncing = true;
+    try {
+      this.#absorb(await partsOf(this.#session).call("GET", this.#path()));
+    } catch (error) {
+      if (error instanceof ScanbridgeError && error.code === "not_found") this.#fail(error);
+      // else: unreachable for now; the next poll tries again
+    } finally {
+      this.#syncing = false;
+    }
+  }
+
+  /** @param {RecognitionRecord<R>} record  a final one */
+  #conclude(record) {
+    this.record = record;
+    if (record.state === "done") {
+      const total = record.progress?.total ?? 0;
+      if (this.progress?.done !== total) this.#progress({done: total, total});
+      this.#settle(record, null);
+      return;
+    }
+    const failure = record.error ?? (record.state === "cancelled"
+      ? {code: "cancelled", message: "the job was cancelled"}
+      : {code: "failed", message: "the job failed"});
+    const {code, message, ...rest} = failure;
+    this.#settle(record, new ScanbridgeError(String(code || "failed"), String(message || code),
+      {details: {...rest, job: record.job, progress: record.progress}}));
+  }
+
+  /** The job could not start, or its session ended. @param {unknown} error */
+  #fail(error) {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#stopPolling();
+    const failure = asScanbridgeError(error);
+    this.#rejectStarted(failure);
+    this.#settle(null, failure);
+  }
+
+  /** @param {RecognitionRecord<R>|null} record @param {ScanbridgeError|null} error */
+  #settle(record, error) {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#stopPolling();
+    if (this.id !== null) partsOf(this.#session).forget(this.id);
+    if (error) {
+      this.state = record?.state === "cancelled" ? "cancelled" : "failed";
+      this.error = error;
+      this.#rejectDone(error);
+    } else {
+      this.state = "done";
+      this.result = /** @type {R} */ (record?.result);
+      this.#resolveDone(/** @type {R} */ (this.result));
+    }
+  }
+
+  #stopPolling() {
+    if (this.#poll !== null) clearInterval(this.#poll);
+    this.#poll = null;
+  }
+
+  /**
+   * The service's record of the job now (`GET`); the job takes it in (an end included).
+   * Before the POST answered, it waits for it.
+   * @returns {Promise<RecognitionRecord<R>>}
+   */
+  async refresh() {
+    if (this.id === null) await this.started;
+    const record = await partsOf(this.#session).call("GET", this.#path());
+    this.#absorb(record);
+    return record;
+  }
+
+  /**
+   * Cancel the job (`DELETE`): the pages being read are dropped, `done` rejects with code
+   * "cancelled". A job that ended already is left as it is. Before the POST answered, the
+   * cancel waits for it.
+   * @returns {Promise<RecognitionRecord<R>|null>}  once the job has ended: its final record
+   *   (state "cancelled", or "done" when it finished first); null when it never started
+   */
+  async cancel() {
+    if (this.id === null) {
+      try {
+        await this.started;
+      } catch {
+        return null;
+      }
+    }
+    if (!this.#ending) {
+      try {
+        this.#absorb(await partsOf(this.#session).call("DELETE", this.#path()));
+      } catch (error) {
+        if (!this.#ending) throw error;  // else it ended meanwhile
+      }
+    }
+    await this.done.catch(() => {});
+    return this.record;
+  }
+}
+
+/**
+ * Text recognition of pages (see {@link Session#ocr}); `done` resolves with the
+ * {@link OcrResult}.
+ * @extends {RecognitionJob<OcrResult>}
+ */
+export class OcrJob extends RecognitionJob {
+  #session;
+
+  /**
+   * Use {@link Session#ocr}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {{onProgress?: (progress: RecognitionProgress) => void}} options
+   */
+  constructor(key, session, options) {
+    super(key, session, "ocr", options);
+    this.#session = session;
+  }
+
+  /**
+   * The URL of an output of the finished job, for `<a href>`, `<iframe src>` or `fetch`
+   * (the token is in the query). "text": text/plain (pages split by form feeds); "hocr":
+   * the hOCR document; "pdf": the searchable PDF (the pages as stored, with an invisible
+   * text layer). hocr and pdf exist when the job's `output` asked for them.
+   * @param {"text"|"hocr"|"pdf"} [output]
+   * @param {{download?: boolean, filename?: string}} [options]  download: as an attachment
+   *   named `filename` (without extension; default "ocr")
+   * @returns {string}
+   * @throws {ScanbridgeError} `conflict` before the service answered the POST;
+   *   `invalid_argument` for another output
+   */
+  fileUrl(output = "text", {download = false, filename} = {}) {
+    if (!["text", "hocr", "pdf"].includes(output)) {
+      throw new ScanbridgeError("invalid_argument",
+        `the outputs are text, hocr and pdf, not ${JSON.stringify(output)}`);
+    }
+    if (this.id === null) {
+      throw new ScanbridgeError("conflict", "the job has not started yet (await job.started)");
+    }
+    const session = this.#session;
+    const url = new URL(`${session.url}${partsOf(session).path}/ocr/` +
+      `${encodeURIComponent(this.id)}/${output}`);
+    if (download) url.searchParams.set("download", "1");
+    if (download && filename) url.searchParams.set("filename", filename);
+    url.searchParams.set("token", session.token);
+    return url.href;
+  }
+}
+
+/**
+ * Barcodes and QR codes of pages (see {@link Session#barcodes}); `done` resolves with the
+ * {@link BarcodeResult}.
+ * @extends {RecognitionJob<BarcodeResult>}
+ */
+export class BarcodeJob extends RecognitionJob {
+  /**
+   * Use {@link Session#barcodes}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {{onProgress?: (progress: RecognitionProgress) => void}} options
+   */
+  constructor(key, session, options) {
+    super(key, session, "barcodes", options);
   }
 }

@@ -1,11 +1,16 @@
-// The Scanbridge demo: scan, see pages arrive, edit, reorder, import, save and upload,
-// through /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
+// The Scanbridge demo: scan, see pages arrive, edit, reorder, import, save, upload, read
+// text (OCR) and barcodes, through /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
 import { connect } from "/scanbridge.js";
 
 /** @typedef {import("/scanbridge.js").ImageInfo} ImageInfo */
 /** @typedef {import("/scanbridge.js").Session} Session */
 /** @typedef {import("/scanbridge.js").ScanJob} ScanJob */
 /** @typedef {import("/scanbridge.js").UploadJob} UploadJob */
+/** @typedef {import("/scanbridge.js").OcrJob} OcrJob */
+/** @typedef {import("/scanbridge.js").BarcodeJob} BarcodeJob */
+/** @typedef {import("/scanbridge.js").Barcode} Barcode */
+
+const SVG = "http://www.w3.org/2000/svg";
 
 const THUMB_SIZE = 200;   // px, the thumbnails' longer side
 const COMMON_DPI = [75, 100, 150, 200, 240, 300, 400, 600, 1200];
@@ -33,6 +38,16 @@ const ui = {
   uploadProgress: $("upload-progress"), uploadProgressText: $("upload-progress-text"),
   uploadResult: $("upload-result"), uploadStatus: $("upload-status"),
   uploadMessage: $("upload-message"), uploadBody: $("upload-body"),
+  ocrForm: $("ocr-form"), ocrLang: $("ocr-lang"), ocrRotate: $("ocr-rotate"),
+  ocrAll: $("ocr-all"), ocrSelected: $("ocr-selected"), ocrCancel: $("ocr-cancel"),
+  ocrProgress: $("ocr-progress"), ocrProgressText: $("ocr-progress-text"),
+  ocrResult: $("ocr-result"), ocrStatus: $("ocr-status"), ocrMessage: $("ocr-message"),
+  ocrPdf: $("ocr-pdf"), ocrHocr: $("ocr-hocr"), ocrText: $("ocr-text"), ocrPages: $("ocr-pages"),
+  barcodeForm: $("barcode-form"), barcodeFormat: $("barcode-format"),
+  barcodeRead: $("barcode-read"), barcodeCancel: $("barcode-cancel"),
+  barcodeProgress: $("barcode-progress"), barcodeProgressText: $("barcode-progress-text"),
+  barcodeResult: $("barcode-result"), barcodeStatus: $("barcode-status"),
+  barcodeMessage: $("barcode-message"), barcodeList: $("barcode-list"),
 };
 const fields = {
   resolution: $("field-resolution"), mode: $("field-mode"),
@@ -45,8 +60,14 @@ const state = {
   /** @type {string|null} */ selected: null,
   /** @type {ScanJob|null} */ job: null,
   /** @type {UploadJob|null} */ upload: null,
+  /** @type {OcrJob|null} */ ocr: null,
+  /** @type {BarcodeJob|null} */ barcodes: null,
+  ocrReady: false,   // the OCR languages are known
   /** @type {Map<string, {el: HTMLElement, img: HTMLImageElement, caption: HTMLElement,
-   *  etag: string}>} */ thumbs: new Map(),
+   *  frame: HTMLElement, overlay: SVGSVGElement|null, etag: string}>} */ thumbs: new Map(),
+  /** @type {Map<string, {etag: string, width: number, height: number,
+   *  barcodes: Barcode[]}>} the codes found on each page, as it was when read */
+  codes: new Map(),
   /** @type {Record<string, any>} the current source's aliases */ aliases: {},
   optionsLoad: 0,    // numbers getOptions calls: only the latest one fills the form
 };
@@ -366,6 +387,7 @@ function render() {
     if (ui.grid.children[index] !== thumb.el) {
       ui.grid.insertBefore(thumb.el, ui.grid.children[index] ?? null);
     }
+    drawCodes(thumb, info);
   });
   ui.count.textContent = String(state.images.length);
   ui.empty.hidden = state.images.length > 0;
@@ -386,11 +408,16 @@ function makeThumb(info) {
   img.draggable = false;
   img.decoding = "async";
   img.addEventListener("error", () => el.classList.add("broken"));
-  img.addEventListener("load", () => el.classList.remove("broken"));
   frame.append(img);
   const caption = document.createElement("figcaption");
   el.append(frame, caption);
-  return {el, img, caption, etag: ""};
+  const thumb = {el, img, caption, frame, overlay: /** @type {SVGSVGElement|null} */ (null),
+    etag: ""};
+  img.addEventListener("load", () => {
+    el.classList.remove("broken");
+    sizeOverlay(thumb);
+  });
+  return thumb;
 }
 
 /** @param {string|null} id @param {{focus?: boolean}} [options] */
@@ -430,6 +457,11 @@ function updateButtons() {
   ui.saveTiff.disabled = !ready || !has;
   ui.upload.disabled = !ready || !has || Boolean(state.upload);
   ui.uploadCancel.disabled = !state.upload;
+  ui.ocrAll.disabled = !ready || !has || !state.ocrReady || Boolean(state.ocr);
+  ui.ocrSelected.disabled = !picked || !state.ocrReady || Boolean(state.ocr);
+  ui.ocrCancel.disabled = !state.ocr;
+  ui.barcodeRead.disabled = !ready || !has || Boolean(state.barcodes);
+  ui.barcodeCancel.disabled = !state.barcodes;
 }
 
 // --- editing ------------------------------------------------------------------------------
@@ -855,6 +887,265 @@ async function cancelUpload() {
   }
 }
 
+// --- OCR ----------------------------------------------------------------------------------
+
+/** Fill the language list from the service. */
+async function loadLanguages() {
+  const session = state.session;
+  if (!session) return;
+  try {
+    const {installed, default: preferred} = await session.ocrLanguages();
+    fillSelect(ui.ocrLang, installed, (v) => String(v), preferred);
+    ui.ocrLang.disabled = installed.length === 0;
+    state.ocrReady = installed.length > 0;
+    if (!state.ocrReady) ui.ocrLang.replaceChildren(new Option("no language installed", ""));
+  } catch (error) {
+    // Not worth the status line: the rest of the page works without OCR.
+    ui.ocrLang.replaceChildren(new Option("OCR is not available", ""));
+    ui.ocrLang.title = `${/** @type {any} */ (error)?.code ?? "error"}: ` +
+      `${/** @type {any} */ (error)?.message ?? error}`;
+    console.warn("Reading the OCR languages failed", error);
+  }
+  updateButtons();
+}
+
+/**
+ * One of the OCR panel's links: shown with its URL, or hidden.
+ * @param {HTMLAnchorElement} link @param {string|null} url
+ */
+function showLink(link, url) {
+  link.hidden = url === null;
+  if (url === null) link.removeAttribute("href");
+  else link.href = url;
+}
+
+/** @param {number} percent @param {string} text */
+function showOcrProgress(percent, text) {
+  ui.ocrProgress.value = Math.round(percent);
+  ui.ocrProgressText.textContent = text;
+}
+
+/**
+ * The end of a job in its panel's result box.
+ * @param {HTMLElement} box @param {HTMLElement} badge @param {HTMLElement} line
+ * @param {"done"|"error"} kind @param {string} code @param {string} message
+ */
+function showJobResult(box, badge, line, kind, code, message) {
+  box.dataset.state = kind;
+  if (kind === "error") box.dataset.code = code;
+  else delete box.dataset.code;
+  badge.textContent = code;
+  line.textContent = message;
+  box.hidden = false;
+}
+
+/** @param {"all"|"selected"} scope */
+async function startOcr(scope) {
+  const session = state.session;
+  if (!session || state.ocr || state.images.length === 0) return;
+  const picked = scope === "selected" ? selectedInfo() : null;
+  if (scope === "selected" && !picked) return;
+  const lang = ui.ocrLang.value;
+  const output = ["text", ...[...ui.ocrForm.querySelectorAll('input[name="ocr-output"]:checked')]
+    .map((box) => box.value)];
+  const count = picked ? 1 : state.images.length;
+  ui.ocrResult.hidden = true;
+  ui.ocrPages.replaceChildren();
+  for (const link of [ui.ocrPdf, ui.ocrHocr, ui.ocrText]) showLink(link, null);
+  showOcrProgress(0, `Starting: ${count} page(s) in ${lang}…`);
+  say(`Reading the text of ${picked ? pageLabel(picked.id) : `${count} page(s)`}…`, "busy");
+  const job = session.ocr({
+    images: picked ? [picked.id] : undefined, lang, output, rotate: ui.ocrRotate.checked,
+    onProgress: ({done, total, percent}) => showOcrProgress(percent,
+      `Read ${done} of ${total} page(s)…`),
+  });
+  state.ocr = job;
+  document.body.dataset.ocr = "1";
+  updateButtons();
+  try {
+    const result = await job.done;
+    const words = result.pages.reduce((sum, page) => sum + (page.text.match(/\S+/g) ?? []).length, 0);
+    showOcrProgress(100, `Read ${result.pages.length} page(s).`);
+    showLink(ui.ocrText, job.fileUrl("text"));
+    if (result.files.pdf) {
+      showLink(ui.ocrPdf, job.fileUrl("pdf", {download: true, filename: `scan-${stamp()}-ocr`}));
+    }
+    if (result.files.hocr) showLink(ui.ocrHocr, job.fileUrl("hocr"));
+    ui.ocrPages.replaceChildren(...result.pages.map((page) => {
+      const section = document.createElement("section");
+      section.className = "ocr-page";
+      section.dataset.image = page.image;
+      const at = state.images.findIndex((image) => image.id === page.image);
+      const title = document.createElement("h3");
+      title.textContent = [`Page ${at >= 0 ? at + 1 : page.index + 1}`,
+        page.rotation ? `turned ${page.rotation}°` : "",
+        page.confidence === null ? "no text found" : `${Math.round(page.confidence)} % sure`,
+        page.words ? `${page.words.length} word box(es)` : ""].filter(Boolean).join(" · ");
+      const text = document.createElement("pre");
+      text.textContent = page.text.trim() || "(no text)";
+      section.append(title, text);
+      return section;
+    }));
+    showJobResult(ui.ocrResult, ui.ocrStatus, ui.ocrMessage, "done", result.lang,
+      `${words} word(s) on ${result.pages.length} page(s).`);
+    say(`Read ${words} word(s) on ${result.pages.length} page(s).`, "ok");
+  } catch (error) {
+    const e = /** @type {any} */ (error);
+    showOcrProgress(Number(ui.ocrProgress.value) || 0,
+      e?.code === "cancelled" ? "Cancelled." : "Stopped.");
+    showJobResult(ui.ocrResult, ui.ocrStatus, ui.ocrMessage, "error", String(e?.code ?? "error"),
+      String(e?.message ?? error));
+    if (e?.code !== "cancelled") fail(error, "Reading the text");
+    else say("Text recognition cancelled.", "ok");
+  } finally {
+    state.ocr = null;
+    document.body.dataset.ocr = "0";
+    updateButtons();
+  }
+}
+
+/** @param {OcrJob|BarcodeJob|null} job @param {HTMLButtonElement} button @param {string} what */
+async function cancelJob(job, button, what) {
+  if (!job) return;
+  button.disabled = true;
+  try {
+    await job.cancel();
+  } catch (error) {
+    fail(error, `Cancelling ${what}`);
+    updateButtons();
+  }
+}
+
+// --- barcodes -----------------------------------------------------------------------------
+
+/** @param {number} percent @param {string} text */
+function showBarcodeProgress(percent, text) {
+  ui.barcodeProgress.value = Math.round(percent);
+  ui.barcodeProgressText.textContent = text;
+}
+
+async function startBarcodes() {
+  const session = state.session;
+  if (!session || state.barcodes || state.images.length === 0) return;
+  const formats = ui.barcodeFormat.value ? ui.barcodeFormat.value.split(",") : undefined;
+  // The pages as they are now: the boxes belong to these versions of them.
+  const pages = new Map(state.images.map((info) => [info.id, info]));
+  ui.barcodeResult.hidden = true;
+  showBarcodeProgress(0, `Starting: ${pages.size} page(s)…`);
+  say(`Looking for barcodes on ${pages.size} page(s)…`, "busy");
+  const job = session.barcodes({
+    formats,
+    onProgress: ({done, total, percent}) => showBarcodeProgress(percent,
+      `Read ${done} of ${total} page(s)…`),
+  });
+  state.barcodes = job;
+  document.body.dataset.barcodes = "1";
+  updateButtons();
+  try {
+    const result = await job.done;
+    state.codes.clear();
+    const items = [];
+    for (const page of result.pages) {
+      const info = pages.get(page.image);
+      if (info && page.barcodes.length) {
+        state.codes.set(page.image, {etag: info.etag, width: info.width, height: info.height,
+          barcodes: page.barcodes});
+      }
+      for (const code of page.barcodes) items.push(codeItem(code, page.image, page.index));
+    }
+    ui.barcodeList.replaceChildren(...items);
+    render();
+    showBarcodeProgress(100, `Read ${result.pages.length} page(s).`);
+    const found = `${result.count} code(s) on ${result.pages.length} page(s)`;
+    showJobResult(ui.barcodeResult, ui.barcodeStatus, ui.barcodeMessage, "done",
+      String(result.count), result.count ? `Found ${found}.` : "No codes found.");
+    say(`Found ${found}.`, "ok");
+  } catch (error) {
+    const e = /** @type {any} */ (error);
+    showBarcodeProgress(Number(ui.barcodeProgress.value) || 0,
+      e?.code === "cancelled" ? "Cancelled." : "Stopped.");
+    ui.barcodeList.replaceChildren();
+    showJobResult(ui.barcodeResult, ui.barcodeStatus, ui.barcodeMessage, "error",
+      String(e?.code ?? "error"), String(e?.message ?? error));
+    if (e?.code !== "cancelled") fail(error, "Reading barcodes");
+    else say("Barcode reading cancelled.", "ok");
+  } finally {
+    state.barcodes = null;
+    document.body.dataset.barcodes = "0";
+    updateButtons();
+  }
+}
+
+/** A line of the list of codes. @param {Barcode} code @param {string} image @param {number} index */
+function codeItem(code, image, index) {
+  const item = document.createElement("li");
+  item.dataset.image = image;
+  item.dataset.format = code.format;
+  const format = document.createElement("span");
+  format.className = "format";
+  format.textContent = code.format;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = code.text;
+  const where = document.createElement("span");
+  where.className = "where";
+  const at = state.images.findIndex((info) => info.id === image);
+  where.textContent = `page ${at >= 0 ? at + 1 : index + 1}`;
+  item.append(format, " ", text, " · ", where);
+  item.title = `${code.format} on ${where.textContent}: ${code.text}`;
+  return item;
+}
+
+/**
+ * The codes found on a page, as boxes over its thumbnail: an SVG whose viewBox is the
+ * page's pixels, sized to the image as shown (so the points need no scaling of their own).
+ * A page edited since it was read loses its boxes.
+ * @param {{frame: HTMLElement, img: HTMLImageElement, overlay: SVGSVGElement|null}} thumb
+ * @param {ImageInfo} info
+ */
+function drawCodes(thumb, info) {
+  const found = state.codes.get(info.id);
+  if (!found || found.etag !== info.etag) {
+    if (found) state.codes.delete(info.id);
+    thumb.overlay?.remove();
+    thumb.overlay = null;
+    return;
+  }
+  const overlay = /** @type {SVGSVGElement} */ (document.createElementNS(SVG, "svg"));
+  overlay.classList.add("codes-overlay");
+  overlay.setAttribute("viewBox", `0 0 ${found.width} ${found.height}`);
+  overlay.setAttribute("preserveAspectRatio", "none");
+  overlay.setAttribute("aria-hidden", "true");
+  for (const code of found.barcodes) {
+    const box = document.createElementNS(SVG, "polygon");
+    box.classList.add("code-box");
+    box.setAttribute("points", code.points.map(([x, y]) => `${x},${y}`).join(" "));
+    box.dataset.format = code.format;
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = `${code.format}: ${code.text}`;
+    box.append(title);
+    overlay.append(box);
+  }
+  thumb.overlay?.remove();
+  thumb.overlay = overlay;
+  thumb.frame.append(overlay);
+  sizeOverlay(thumb);
+}
+
+/** The overlay as large as the thumbnail as shown. @param {{img: HTMLImageElement,
+ *  overlay: SVGSVGElement|null}} thumb */
+function sizeOverlay(thumb) {
+  if (!thumb.overlay) return;
+  thumb.overlay.setAttribute("width", String(thumb.img.clientWidth));
+  thumb.overlay.setAttribute("height", String(thumb.img.clientHeight));
+}
+
+// A thumbnail's size follows the grid's column width.
+const resized = new ResizeObserver(() => {
+  for (const thumb of state.thumbs.values()) sizeOverlay(thumb);
+});
+resized.observe(ui.grid);
+
 // --- wiring -------------------------------------------------------------------------------
 
 ui.form.addEventListener("submit", (event) => {
@@ -891,6 +1182,18 @@ ui.uploadForm.addEventListener("submit", (event) => {
   startUpload();
 });
 ui.uploadCancel.addEventListener("click", cancelUpload);
+ui.ocrForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  startOcr("all");
+});
+ui.ocrSelected.addEventListener("click", () => startOcr("selected"));
+ui.ocrCancel.addEventListener("click", () => cancelJob(state.ocr, ui.ocrCancel, "the OCR"));
+ui.barcodeForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  startBarcodes();
+});
+ui.barcodeCancel.addEventListener("click", () =>
+  cancelJob(state.barcodes, ui.barcodeCancel, "the barcode reading"));
 
 /** @param {"connecting"|"connected"|"reconnecting"|"closed"|"offline"} name @param {string} text */
 function connectionState(name, text) {
@@ -901,6 +1204,8 @@ function connectionState(name, text) {
 async function main() {
   document.body.dataset.scanning = "0";
   document.body.dataset.uploading = "0";
+  document.body.dataset.ocr = "0";
+  document.body.dataset.barcodes = "0";
   let session;
   try {
     // Same origin as this page: the page's CSP (connect-src 'self') allows only that.
@@ -932,6 +1237,7 @@ async function main() {
     updateButtons();
   });
   await refreshImages();
+  loadLanguages();      // in parallel: the OCR workers may still be starting
   await loadSources();  // sets body[data-ready] once the sources are listed
 }
 
