@@ -6,8 +6,10 @@ a running batch, invalid options, unknown fields, a batch on the flatbed); image
 list, the stored file with its caching headers and 304s, conversions, thumbnails, info
 and history, edits and undo, delete, order, imports of PNG, JPEG and PDF and their
 refusals, the import size limit); documents (PDF, TIFF, JPEG and ZIP, the download name,
-an empty session); the planned endpoints (503); and the answers to unknown paths, wrong
-methods and bad bodies. Every error answer must be JSON ``{error: {code, message}}``.
+an empty session); OCR and barcode requests refused before a job starts (no token, bad
+fields, unknown languages, an empty session); the planned camera stream (503); and the
+answers to unknown paths, wrong methods and bad bodies. Every error answer must be JSON
+``{error: {code, message}}``.
 (The event WebSocket has its own file, test_gateway_events.py.)
 
 One shared service (starting supervisord costs seconds); a second one with
@@ -976,18 +978,68 @@ def test_a_document_of_an_empty_session_is_409(session):
         assert_error(session.document(format=fmt), 409, "conflict")
 
 
+# --- OCR and barcode requests that are refused (the jobs themselves: test_ocr.py,
+# test_barcode.py)
+
+
+def test_ocr_languages_need_no_session(api):
+    answer = api.get(f"{V1}/ocr/languages")
+    assert answer.status == 200, answer.body
+    languages = answer.json()
+    assert "eng" in languages["installed"] and languages["default"] == "eng"
+    assert languages["tesseract"]
+
+
+@pytest.mark.parametrize("kind", ["ocr", "barcodes"])
+def test_ocr_and_barcode_jobs_need_the_session_token(api, session, kind):
+    session.imported(picture())
+    assert_error(api.post(f"{session.path}/{kind}", json={}), 401, "unauthorized")
+    assert_error(session.post(f"/{kind}", json={}, token="x" * 22), 403, "forbidden")
+    assert_error(api.get(f"{session.path}/{kind}"), 401, "unauthorized")
+    assert_error(session.get(f"/{kind}/nosuchjob"), 404, "not_found")
+    assert_error(session.delete(f"/{kind}/nosuchjob"), 404, "not_found")
+    assert session.get(f"/{kind}").json() == []  # nothing was started
+
+
+@pytest.mark.parametrize("kind, body, status, code", [
+    ("ocr", {"bogus": 1}, 400, "invalid_argument"),
+    ("ocr", {"lang": "klingon"}, 422, "invalid_option"),
+    ("ocr", {"lang": ["eng", 5]}, 400, "invalid_argument"),
+    ("ocr", {"output": "docx"}, 400, "invalid_argument"),
+    ("ocr", {"output": []}, 400, "invalid_argument"),
+    ("ocr", {"rotate": "yes"}, 400, "invalid_argument"),
+    ("ocr", {"timeout": 0}, 400, "invalid_argument"),
+    ("ocr", {"images": ["nosuchimage"]}, 404, "not_found"),
+    ("ocr", {"images": "all"}, 400, "invalid_argument"),
+    ("barcodes", {"bogus": 1}, 400, "invalid_argument"),
+    ("barcodes", {"formats": ["nosuchformat"]}, 400, "invalid_argument"),
+    ("barcodes", {"engine": "nosuchengine"}, 400, "invalid_argument"),
+    ("barcodes", {"engine": "zbar", "formats": ["datamatrix"]}, 400, "invalid_argument"),
+    ("barcodes", {"region": {"left": -1, "top": 0, "width": 10, "height": 10}}, 400,
+     "invalid_argument"),
+    ("barcodes", {"timeout": "soon"}, 400, "invalid_argument"),
+    ("barcodes", {"images": ["nosuchimage"]}, 404, "not_found"),
+])
+def test_a_bad_ocr_or_barcode_request_is_refused_before_a_job_starts(session, kind, body,
+                                                                     status, code):
+    session.imported(picture())
+    error = assert_error(session.post(f"/{kind}", json=body), status, code)
+    if code == "invalid_option":
+        assert "eng" in error["installed"], error
+    assert session.get(f"/{kind}").json() == []
+
+
+@pytest.mark.parametrize("kind", ["ocr", "barcodes"])
+def test_ocr_or_barcodes_of_an_empty_session_is_409(session, kind):
+    assert_error(session.post(f"/{kind}", json={}), 409, "conflict")
+
+
 # --- planned endpoints
 
 
-@pytest.mark.parametrize("method, path, actor", [
-    ("POST", "/ocr", "ocr"), ("POST", "/barcodes", "barcode"), ("GET", "stream", "camera")])
-def test_planned_endpoints_are_503_not_available(api, session, method, path, actor):
-    if path == "stream":
-        answer = api.get(f"{V1}/sources/test%3A0/stream")
-    else:
-        answer = session.request(method, path, json={} if method == "POST" else None)
-    error = assert_error(answer, 503, "not_available")
-    assert error["actor"] == actor
+def test_the_camera_stream_is_503_not_available(api):
+    error = assert_error(api.get(f"{V1}/sources/test%3A0/stream"), 503, "not_available")
+    assert error["actor"] == "camera"
 
 
 # --- unknown paths, methods and bodies

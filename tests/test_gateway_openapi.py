@@ -4,7 +4,8 @@ Covers: the document is valid OpenAPI 3.1 (the OpenAPI 3.1 meta-schema, then str
 responses everywhere, every ``$ref`` resolves, path parameters match the templates); the
 routes the gateway registers under ``/api/v1`` and the spec's operations are the same set;
 real answers of a running service (sessions, sources, options, scan jobs, images, import,
-edits, order, delete, documents, errors) validate against the spec's schemas with
+edits, order, delete, documents and their split by barcode, OCR and barcode jobs with
+their files, errors) validate against the spec's schemas with
 ``jsonschema``; and a property-based run of schemathesis over every operation but the
 WebSocket finds no server error and no answer outside the spec.
 """
@@ -17,10 +18,12 @@ import json
 import time
 import zipfile
 
+import pymupdf
 import pytest
 import requests
+import zxingcpp
 from jsonschema import Draft202012Validator
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -373,6 +376,118 @@ def test_image_answers_match_their_schemas(api, conformance):
     assert cleared == {"deleted": [b]}
 
 
+def text_page(text: str = "Scanbridge reads this") -> bytes:
+    """A small PNG of one line of black text, big enough for Tesseract."""
+    image = Image.new("L", (700, 120), 255)
+    font = ImageFont.truetype("DejaVuSans.ttf", 48)
+    ImageDraw.Draw(image).text((20, 30), text, fill=0, font=font)
+    out = io.BytesIO()
+    image.save(out, "PNG", dpi=(300, 300))
+    return out.getvalue()
+
+
+def qr_page(text: str) -> bytes:
+    """A PNG of a QR code with its quiet zone."""
+    code = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode)
+    out = io.BytesIO()
+    Image.fromarray(zxingcpp.write_barcode_to_image(code, scale=4)).save(out, "PNG")
+    return out.getvalue()
+
+
+def finished(api: Api, url: str, token: str, timeout: float = 60) -> Answer:
+    """GET an OCR or barcode job until it is no longer queued or running."""
+    end = time.monotonic() + timeout
+    while True:
+        answer = api.get(url, token=token)
+        if answer.status != 200 or answer.json()["state"] not in ("queued", "running"):
+            return answer
+        assert time.monotonic() < end, f"{url} still running after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_ocr_and_barcode_job_answers_match_their_schemas(api, conformance):
+    sid, token = api.open_session()
+    here, base = f"/api/v1/sessions/{sid}", "/api/v1/sessions/{sid}"
+    ids = []
+    for data in (text_page(), qr_page("SB-0042"), png(200, 100, "white")):
+        added = api.post(f"{here}/images", token=token, data=data,
+                         headers={"Content-Type": "image/png"})
+        ids.append(added.json()["images"][0]["id"])
+
+    languages = conformance.check(api.get("/api/v1/ocr/languages"), "GET",
+                                  "/api/v1/ocr/languages", 200)
+    assert "eng" in languages["installed"] and languages["default"] == "eng"
+
+    answer = api.post(f"{here}/ocr", token=token, json={
+        "images": [ids[0], ids[2]], "lang": ["eng"],
+        "output": ["text", "words", "hocr", "pdf"]})
+    started = conformance.check(answer, "POST", base + "/ocr", 202)
+    job = started["job"]
+    assert answer.headers["Location"] == f"{here}/ocr/{job}"
+    assert started["kind"] == "ocr" and started["progress"]["total"] == 2
+    done = conformance.check(finished(api, f"{here}/ocr/{job}", token), "GET",
+                             base + "/ocr/{job}", 200)
+    assert done["state"] == "done", done.get("error")
+    result = done["result"]
+    assert "Scanbridge" in result["text"] and result["lang"] == "eng"
+    page, blank = result["pages"]
+    assert page["image"] == ids[0] and page["rotation"] == 0
+    assert "reads" in [word["text"] for word in page["words"]]
+    # A blank page: no words, no mean confidence (null in the schema), empty text.
+    assert (blank["image"], blank["words"], blank["confidence"]) == (ids[2], [], None)
+    assert result["text"].split("\f")[1].strip() == ""
+    assert set(result["files"]) == {"text", "hocr", "pdf"}
+    for output, starts in (("text", b"Scanbridge"), ("hocr", b"<?xml"), ("pdf", b"%PDF")):
+        body = conformance.check(api.get(f"{here}/ocr/{job}/{output}?download=1",
+                                         token=token), "GET", base + "/ocr/{job}/{output}",
+                                 200)
+        assert body.startswith(starts), (output, body[:40])
+    listed = conformance.check(api.get(f"{here}/ocr", token=token), "GET", base + "/ocr", 200)
+    assert [j["job"] for j in listed] == [job]
+    again = conformance.check(api.request("DELETE", f"{here}/ocr/{job}", token=token),
+                              "DELETE", base + "/ocr/{job}", 200)
+    assert again["state"] == "done"  # cancelling a finished job changes nothing
+    conformance.check(api.get(f"{here}/ocr/{job}/nope", token=token), "GET",
+                      base + "/ocr/{job}/{output}", 404, "not_found")
+
+    answer = api.post(f"{here}/barcodes", token=token, json={"formats": ["qr"]})
+    started = conformance.check(answer, "POST", base + "/barcodes", 202)
+    job = started["job"]
+    assert started["kind"] == "barcodes" and started["progress"]["total"] == 3
+    done = conformance.check(finished(api, f"{here}/barcodes/{job}", token), "GET",
+                             base + "/barcodes/{job}", 200)
+    assert done["state"] == "done", done
+    assert done["result"]["count"] == 1
+    assert [[b["text"] for b in p["barcodes"]] for p in done["result"]["pages"]] == \
+        [[], ["SB-0042"], []]
+    listed = conformance.check(api.get(f"{here}/barcodes", token=token), "GET",
+                               base + "/barcodes", 200)
+    assert [j["job"] for j in listed] == [job]
+    conformance.check(api.request("DELETE", f"{here}/barcodes/{job}", token=token),
+                      "DELETE", base + "/barcodes/{job}", 200)
+    conformance.check(api.post(f"{here}/barcodes", token=token, json={"formats": ["nope"]}),
+                      "POST", base + "/barcodes", 400, "invalid_argument")
+
+
+def test_a_document_split_by_barcode_matches_its_schema(api, conformance):
+    sid, token = api.open_session()
+    here = f"/api/v1/sessions/{sid}"
+    for data in (png(), qr_page("SPLIT"), png(color="blue"), png(color="green")):
+        api.post(f"{here}/images", token=token, data=data,
+                 headers={"Content-Type": "image/png"})
+    answer = api.post(f"{here}/documents", token=token, json={
+        "format": "pdf", "split_by": "barcode", "separator": {"pattern": "^SPLIT$"}})
+    body = conformance.check(answer, "POST", "/api/v1/sessions/{sid}/documents", 200)
+    assert answer.headers["Content-Type"] == "application/zip"
+    assert answer.headers["X-Scanbridge-Parts"] == "2"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        pages = []
+        for name in archive.namelist():
+            with pymupdf.open(stream=archive.read(name), filetype="pdf") as document:
+                pages.append(document.page_count)
+    assert pages == [1, 2]  # the separator page is dropped
+
+
 def test_error_answers_match_the_error_schema(api, conformance):
     sid, token = api.open_session()
     other_sid, other_token = api.open_session()
@@ -411,8 +526,20 @@ def test_error_answers_match_the_error_schema(api, conformance):
          "POST", base + "/uploads", 403, "upload_target_not_allowed"),
         (api.get(f"{here}/uploads/nope", token=token), "GET", base + "/uploads/{job}", 404,
          "not_found"),
-        (api.post(f"{here}/ocr", token=token, json={}), "POST", base + "/ocr", 503,
-         "not_available"),
+        (api.post(f"{here}/ocr", token=token, json={"lang": "xx"}), "POST", base + "/ocr",
+         422, "invalid_option"),
+        (api.post(f"{here}/ocr", token=token, json={}), "POST", base + "/ocr", 409,
+         "conflict"),
+        (api.post(f"{here}/ocr", token=token, json={"output": "docx"}), "POST",
+         base + "/ocr", 400, "invalid_argument"),
+        (api.get(f"{here}/ocr/nope", token=token), "GET", base + "/ocr/{job}", 404,
+         "not_found"),
+        (api.get(f"{here}/ocr/nope/pdf", token=token), "GET", base + "/ocr/{job}/{output}",
+         404, "not_found"),
+        (api.post(f"{here}/barcodes", token=token, json={}), "POST", base + "/barcodes",
+         409, "conflict"),
+        (api.request("DELETE", f"{here}/barcodes/nope", token=token), "DELETE",
+         base + "/barcodes/{job}", 404, "not_found"),
         (api.get("/api/v1/sources/test%3A0/stream"), "GET", "/api/v1/sources/{src}/stream",
          503, "not_available"),
         (api.get("/api/v1/sources/nope%3A9/options"), "GET", "/api/v1/sources/{src}/options",
@@ -481,13 +608,29 @@ def test_a_field_of_the_wrong_json_type_is_refused_with_a_4xx_not_a_500(
 
 
 class Target:
-    """A real session with images and a finished scan job, for the generated requests."""
+    """A real session with images and finished scan, OCR and barcode jobs, for the
+    generated requests."""
 
     def __init__(self, service: Service):
         self.api = Api(service)
         self.renew()
         job = self.api.scan(self.sid, self.token, pages=1)
         self.jobs = [job["job"]]
+        here = f"/api/v1/sessions/{self.sid}"
+        added = self.api.post(f"{here}/images", token=self.token, data=text_page(),
+                              headers={"Content-Type": "image/png"})
+        page = added.json()["images"][0]["id"]
+        for kind, body in (("ocr", {"output": ["text", "hocr", "pdf"]}), ("barcodes", {})):
+            body["images"] = [page]
+            started = self.api.post(f"{here}/{kind}", token=self.token, json=body)
+            assert started.status == 202, started.body
+            url = f"{here}/{kind}/{started.json()['job']}"
+            done = finished(self.api, url, self.token).json()
+            assert done["state"] == "done", (kind, done.get("error"))
+            self.jobs.append(started.json()["job"])
+        # Generated OCR jobs read every page: without the text page they are quick.
+        assert self.api.request("DELETE", f"{here}/images/{page}", token=self.token).status \
+            == 200
 
     def renew(self) -> None:
         self.sid, self.token = self.api.open_session()

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the v1 API, served at ``/api/v1/openapi.json``.
 
 Tests check the gateway's real answers against these schemas, so keep them in step with
-the handlers in ``api.py`` and ``images.py``.
+the handlers in ``api.py``, ``images.py``, ``uploads.py`` and ``recognition.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ def binary(*media_types: str, description: str = "the file") -> dict:
         kind: {"schema": {"type": "string", "format": "binary"}} for kind in media_types}}}
 
 
+def accepted(schema: dict) -> dict:
+    return {"202": {"description": "accepted: the job runs; Location is its URL",
+                    "headers": {"Location": {"schema": STRING}},
+                    "content": json_content(schema)}}
+
+
 ERROR_RESPONSES = {"default": {"description": "an error: see error.code",
                                "content": json_content(ref("Error"))}}
 SID = {"name": "sid", "in": "path", "required": True, "schema": STRING,
@@ -73,6 +79,24 @@ def op(summary: str, responses: dict, *, params: tuple = (), body: dict | None =
 
 def json_body(schema: dict, required: bool = True) -> dict:
     return {"required": required, "content": json_content(schema)}
+
+
+OCR_OUTPUT = {"enum": ["text", "words", "hocr", "pdf"]}
+BARCODE_FORMAT = {"type": "string", "description": "qr, micro_qr, datamatrix, pdf417, aztec, "
+                  "code128, code39, code93, ean8, ean13, upca, upce, itf, codabar"}
+TIMEOUT = {"type": "number", "minimum": 1, "maximum": 86400,
+           "description": "seconds the whole job may take (default 3600)"}
+
+
+def recognition_job(kind: str, result: dict) -> dict:
+    """The view of an OCR or barcode job."""
+    return obj(["job", "kind", "session", "state", "progress", "created", "finished"],
+               job=STRING, kind={"const": kind}, session=STRING,
+               state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
+               progress=obj(["done", "total"], done=INTEGER, total=INTEGER),
+               created=NUMBER, finished={"type": ["number", "null"]},
+               result={**result, "description": "when the state is done"},
+               error=obj(["code", "message"], code=STRING, message=STRING))
 
 
 SCHEMAS = {
@@ -165,8 +189,70 @@ SCHEMAS = {
                               keywords=array(STRING), pdfa=BOOLEAN,
                               compression={"enum": ["auto", "jpeg", "lossless"]},
                               quality={"type": "integer", "minimum": 1, "maximum": 100},
-                              tiff_compression=STRING, order={"enum": ["given", "buffer"]}),
+                              tiff_compression=STRING, order={"enum": ["given", "buffer"]},
+                              split_by={"enum": ["barcode"], "description":
+                                        "one document per part: a page with a separator "
+                                        "barcode starts a new part (the answer is a zip)"},
+                              separator={**obj([], formats=array(BARCODE_FORMAT),
+                                               pattern={"type": "string", "description":
+                                                        "a regular expression the "
+                                                        "barcode's text must match"},
+                                               keep={"type": "boolean", "description":
+                                                     "keep the separator page (default: "
+                                                     "dropped)"}),
+                                         "additionalProperties": False}),
                         "additionalProperties": False},
+    "Languages": obj(["installed", "default", "tesseract"], installed=array(STRING),
+                     default=STRING, tesseract=STRING, worker=ref("Worker")),
+    "Worker": obj(["host", "pid"], host=STRING, pid=INTEGER),
+    "OcrRequest": {**obj([], images=array(STRING),
+                         lang={"oneOf": [{"type": "string", "description": "eng, deu+eng"},
+                                         {**array(STRING), "minItems": 1}]},
+                         output={"oneOf": [OCR_OUTPUT, {**array(OCR_OUTPUT), "minItems": 1}],
+                                 "description": "what the result holds (default text)"},
+                         rotate={"type": "boolean", "description": "detect the page's "
+                                 "orientation and read it upright (default [ocr] "
+                                 "auto_rotate)"},
+                         timeout=TIMEOUT),
+                   "additionalProperties": False},
+    "Word": obj(["text", "conf", "box", "line", "block"], text=STRING, conf=NUMBER,
+                box={**array(NUMBER), "minItems": 4, "maxItems": 4,
+                     "description": "x0, y0, x1, y1 in pixels of the upright page"},
+                line=INTEGER, block=INTEGER),
+    "OcrPage": obj(["image", "index", "text", "rotation", "orientation_confidence", "width",
+                    "height", "confidence", "seconds", "worker"],
+                   image=STRING, index=INTEGER, text=STRING,
+                   rotation={"enum": [0, 90, 180, 270], "description": "clockwise degrees "
+                             "the page was turned to read it upright"},
+                   orientation_confidence=NUMBER, width=INTEGER, height=INTEGER,
+                   confidence={"type": ["number", "null"], "description": "the words' mean "
+                               "confidence, 0..100 (null: no words)"},
+                   seconds=NUMBER, worker=ref("Worker"), words=array(ref("Word"))),
+    "OcrResult": obj(["lang", "text", "pages", "files"], lang=STRING,
+                     text={"type": "string", "description": "the pages' text, joined by "
+                           "form feeds"},
+                     pages=array(ref("OcrPage")),
+                     files=obj(["text"], text=STRING, hocr=STRING, pdf=STRING)),
+    "Barcode": obj(["format", "text", "raw", "points", "engine"], format=BARCODE_FORMAT,
+                   text=STRING, raw={"type": "string", "contentEncoding": "base64"},
+                   points={**array({**array(NUMBER), "minItems": 2, "maxItems": 2}),
+                           "description": "the four corners in pixels of the page"},
+                   engine=STRING),
+    "BarcodeRequest": {**obj([], images=array(STRING),
+                             formats={**array(BARCODE_FORMAT), "minItems": 1},
+                             region={**obj(["left", "top", "width", "height"],
+                                           left={"type": "integer", "minimum": 0},
+                                           top={"type": "integer", "minimum": 0},
+                                           width={"type": "integer", "minimum": 1},
+                                           height={"type": "integer", "minimum": 1}),
+                                     "description": "where to look, in pixels of the page"},
+                             engine={"enum": ["zxing", "zbar"]}, timeout=TIMEOUT),
+                       "additionalProperties": False},
+    "BarcodeResult": obj(["engine", "count", "pages"], engine=STRING, count=INTEGER,
+                         pages=array(obj(["image", "index", "barcodes"], image=STRING,
+                                         index=INTEGER, barcodes=array(ref("Barcode"))))),
+    "OcrJob": recognition_job("ocr", ref("OcrResult")),
+    "BarcodeJob": recognition_job("barcodes", ref("BarcodeResult")),
 }
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "image/gif")
@@ -240,8 +326,13 @@ PATHS = {
         "Set the page order (every id once)", ok(ref("Order")),
         body=json_body({"oneOf": [array(STRING), ref("Order")]}))},
     "/api/v1/sessions/{sid}/documents": {"post": op(
-        "Save images as one PDF or TIFF, or each as JPEG/PNG/BMP/GIF (a zip for several)",
-        binary("application/pdf", "image/tiff", "application/zip", *IMAGE_TYPES),
+        "Save images as one PDF or TIFF, or each as JPEG/PNG/BMP/GIF (a zip for several); "
+        "with split_by barcode, a zip of one PDF or TIFF per part",
+        {"200": {**binary("application/pdf", "image/tiff", "application/zip",
+                          *IMAGE_TYPES)["200"], "headers": {
+            "X-Scanbridge-Pages": {"schema": INTEGER, "description": "pages (or files) made"},
+            "X-Scanbridge-Parts": {"schema": INTEGER,
+                                   "description": "with split_by: documents in the zip"}}}},
         body=json_body(ref("DocumentRequest"), required=False))},
     "/api/v1/sessions/{sid}/uploads": {
         "post": op("Queue an upload of images to a web server (rendered at once, sent with "
@@ -252,10 +343,37 @@ PATHS = {
         "get": op("An upload job: state, progress, the receiver's answer",
                   ok(ref("UploadJob")), params=(JOB,)),
         "delete": op("Cancel an upload job", ok(ref("UploadJob")), params=(JOB,))},
-    "/api/v1/sessions/{sid}/ocr": {"post": op("OCR images", NOT_YET,
-                                              body=json_body(ANY_OBJECT))},
-    "/api/v1/sessions/{sid}/barcodes": {"post": op("Read barcodes", NOT_YET,
-                                                   body=json_body(ANY_OBJECT))},
+    "/api/v1/ocr/languages": {"get": op(
+        "The OCR languages installed, the default and the Tesseract version",
+        ok(ref("Languages")), session=False, tag="recognition")},
+    "/api/v1/sessions/{sid}/ocr": {
+        "post": op("Start an OCR job over the session's pages (text, words, hOCR, "
+                   "searchable PDF)", accepted(ref("OcrJob")),
+                   body=json_body(ref("OcrRequest"), required=False), tag="recognition"),
+        "get": op("The session's OCR jobs", ok(array(ref("OcrJob"))), tag="recognition")},
+    "/api/v1/sessions/{sid}/ocr/{job}": {
+        "get": op("An OCR job: state, progress, result", ok(ref("OcrJob")), params=(JOB,),
+                  tag="recognition"),
+        "delete": op("Cancel an OCR job", ok(ref("OcrJob")), params=(JOB,),
+                     tag="recognition")},
+    "/api/v1/sessions/{sid}/ocr/{job}/{output}": {"get": op(
+        "A finished OCR job's text, hOCR or searchable PDF (409 before it is done)",
+        binary("text/plain", "text/html", "application/pdf"),
+        params=(JOB, {"name": "output", "in": "path", "required": True,
+                      "schema": {"enum": ["text", "hocr", "pdf"]}},
+                query("download", STRING, "true or 1: answer as an attachment"),
+                query("filename", STRING, "the attachment's name")), tag="recognition")},
+    "/api/v1/sessions/{sid}/barcodes": {
+        "post": op("Start a barcode job over the session's pages",
+                   accepted(ref("BarcodeJob")),
+                   body=json_body(ref("BarcodeRequest"), required=False), tag="recognition"),
+        "get": op("The session's barcode jobs", ok(array(ref("BarcodeJob"))),
+                  tag="recognition")},
+    "/api/v1/sessions/{sid}/barcodes/{job}": {
+        "get": op("A barcode job: state, progress, result", ok(ref("BarcodeJob")),
+                  params=(JOB,), tag="recognition"),
+        "delete": op("Cancel a barcode job", ok(ref("BarcodeJob")), params=(JOB,),
+                     tag="recognition")},
 }
 
 SPEC = {

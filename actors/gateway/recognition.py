@@ -22,7 +22,7 @@ from broker.protocol import Error
 
 from .images import _filename, attachment, located
 from .jobs import Job
-from .shared import call, json_body, session_of, state
+from .shared import call, json_body, query_bool, session_of, state
 
 OCR_FIELDS = {"images", "lang", "output", "rotate", "timeout"}
 OCR_OUTPUTS = ("text", "words", "hocr", "pdf")
@@ -215,7 +215,7 @@ async def ocr_file(request: web.Request) -> web.StreamResponse:
         raise Error("not_found", f"the job did not make {name} (ask for it in output)")
     content, media = job.files[name]
     headers = {"Cache-Control": "no-store", "Content-Type": media}
-    if request.query.get("download"):
+    if query_bool(request, "download"):
         filename = _filename(request.query.get("filename"), "ocr", EXTENSION[name])
         headers["Content-Disposition"] = attachment(filename)
     if isinstance(content, bytes):
