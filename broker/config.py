@@ -184,6 +184,22 @@ def _ocr_languages(raw: str) -> str:
     return "+".join(names)
 
 
+def _camera_sources(raw: str) -> dict[str, str]:
+    """``name=target, ...`` -> {name: target}; names are what source ids are made of."""
+    sources: dict[str, str] = {}
+    for item in [part.strip() for part in raw.split(",") if part.strip()]:  # paths may hold spaces
+        name, sep, target = item.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep or not target:
+            raise ValueError(f"{item!r} is not name=URL-or-file")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+            raise ValueError(f"camera name {name!r}: use a-z, 0-9, - and _ (up to 40)")
+        if name in sources:
+            raise ValueError(f"camera {name!r} is listed twice")
+        sources[name] = target
+    return sources
+
+
 def _program(raw: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", raw):
         raise ValueError(f"{raw!r} is not a program name")
@@ -289,6 +305,21 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                                "detect each page's orientation and read it upright (a "
                                "request's rotate overrides)"),
         },
+        "camera": {
+            "sources": Key("", _camera_sources,
+                           "named camera sources, name=URL-or-file, comma-separated: an MJPEG "
+                           "camera (http://...), an RTSP stream (rtsp://...) or a video file "
+                           "(played in a loop, paced at its frame rate)"),
+            "v4l2": Key("true", _bool, "list the machine's V4L2 cameras (/dev/video*)"),
+            "max_fps": Key("30", _float(1, 120),
+                           "highest live-view frame rate sent to one viewer (?fps= asks less)"),
+            "jpeg_quality": Key("90", _int(50, 100),
+                                "JPEG quality of frames from sources that do not send JPEG "
+                                "(JPEG frames are kept as they come)"),
+            "release_after": Key("2", _float(0.2, 600),
+                                 "seconds a camera stays open after its last viewer or "
+                                 "capture left"),
+        },
         "network": {
             "bind": Key("127.0.0.1, ::1", _list_of(_address, allow_empty=False),
                         "addresses the gateway binds; keep loopback unless you know why"),
@@ -327,7 +358,7 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
                              "last log lines of the actor written into a crash dump"),
         },
         "ondemand": {
-            "programs": Key("scanner", _list_of(_program),
+            "programs": Key("scanner, camera", _list_of(_program),
                             "programs started when needed (a session is open or a request "
                             "waits) and stopped when idle"),
             "idle_stop": Key("60", _float(0, 86400),

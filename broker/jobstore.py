@@ -1,6 +1,6 @@
-"""Scan job records in SQLite (``cache/scanner/jobs.db``), so a job's end is known even
-when the scanner died during it: at start, jobs left ``running`` become ``failed`` with
-``actor_died`` (see ``Scanner.on_start``)."""
+"""Scan job records in SQLite (``cache/<actor>/jobs.db``, for the scanner and the camera),
+so a job's end is known even when its actor died during it: at start, jobs left
+``running`` become ``failed`` with ``actor_died`` (see ``Scanner.on_start``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""v1 handlers: status, sessions, sources, scans, the event socket, and the endpoints whose
-actors do not exist yet."""
+"""v1 handlers: status, sessions, sources (scanners and cameras), scans, the event socket."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -10,13 +10,13 @@ from aiohttp import web
 from broker import __version__
 from broker.protocol import Error
 
+from . import cameras
 from .shared import call, json_body, query_bool, query_int, session_of, state
 
 STATUS_TIMEOUT = 2.0  # seconds the status waits for the broker and the monitor
 DEVICE_TIMEOUT = 30.0  # the scanner may have to start (on demand) and probe its devices
 
 SCAN_FIELDS = {"source", "options", "pages", "batch"}
-PLANNED = {"stream": "camera"}  # endpoint -> the actor that will answer it
 
 
 async def gather_status(request: web.Request) -> dict:
@@ -102,14 +102,31 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 
 # --- sources
 
+def device_actor(source) -> str:
+    """Which actor a source id belongs to: cameras are ``camera:...``."""
+    return "camera" if isinstance(source, str) and source.startswith("camera:") else "scanner"
+
+
 async def sources(request: web.Request) -> web.Response:
-    listing = await call(request, "scanner", "sources",
-                         {"refresh": query_bool(request, "refresh")}, timeout=DEVICE_TIMEOUT)
+    args = {"refresh": query_bool(request, "refresh")}
+    scanners, cameras = await asyncio.gather(
+        call(request, "scanner", "sources", args, timeout=DEVICE_TIMEOUT),
+        call(request, "camera", "sources", args, timeout=DEVICE_TIMEOUT),
+        return_exceptions=True)
+    if isinstance(scanners, BaseException) and isinstance(cameras, BaseException):
+        raise scanners
+    listing = []
+    for found, actor in ((scanners, "scanner"), (cameras, "camera")):
+        if isinstance(found, BaseException):
+            state(request).log.warning("sources incomplete", actor=actor, error=str(found))
+        else:
+            listing += found
     return web.json_response(listing)
 
 
 async def options(request: web.Request) -> web.Response:
-    described = await call(request, "scanner", "options", {"source": request.match_info["src"]},
+    source = request.match_info["src"]
+    described = await call(request, device_actor(source), "options", {"source": source},
                            timeout=DEVICE_TIMEOUT)
     return web.json_response(described)
 
@@ -122,33 +139,27 @@ async def start_scan(request: web.Request) -> web.Response:
     if "options" in body and body["options"] is not None and not isinstance(
             body["options"], dict):
         raise Error("invalid_argument", "options must be an object of option: value")
-    job = await call(request, "scanner", "scan", {"session": holder.id, **body},
-                     timeout=DEVICE_TIMEOUT)
+    job = await call(request, device_actor(body["source"]), "scan",
+                     {"session": holder.id, **body}, timeout=DEVICE_TIMEOUT)
     return web.json_response(job, status=202, headers={
         "Location": f"/api/v1/sessions/{holder.id}/scans/{job['job']}"})
 
 
 async def scans(request: web.Request) -> web.Response:
     holder = await session_of(request)
-    return web.json_response(await call(request, "scanner", "jobs", {"session": holder.id}))
+    found = []
+    for actor in ("scanner", "camera"):
+        found += await call(request, actor, "jobs", {"session": holder.id})
+    return web.json_response(sorted(found, key=lambda job: job.get("created", 0)))
 
 
 async def scan_job(request: web.Request) -> web.Response:
     holder = await session_of(request)
     op = "cancel" if request.method == "DELETE" else "job"
-    return web.json_response(await call(request, "scanner", op, {
-        "job": request.match_info["job"], "session": holder.id}))
-
-
-# --- not there yet
-
-def planned(what: str):
-    async def handler(request: web.Request) -> web.Response:
-        if "sid" in request.match_info:
-            await session_of(request)
-        raise Error("not_available", f"{what} needs the {PLANNED[what]} actor, which this "
-                    f"version of Scanbridge does not have yet", actor=PLANNED[what])
-    return handler
+    job = request.match_info["job"]
+    actor = "camera" if job.startswith("cam-") else "scanner"
+    return web.json_response(await call(request, actor, op, {
+        "job": job, "session": holder.id}))
 
 
 def add_routes(router: web.UrlDispatcher, expect) -> None:
@@ -161,7 +172,7 @@ def add_routes(router: web.UrlDispatcher, expect) -> None:
     router.add_get(f"{v1}/sessions/{{sid}}/events", events)
     router.add_get(f"{v1}/sources", sources)
     router.add_get(f"{v1}/sources/{{src:.+}}/options", options)
-    router.add_get(f"{v1}/sources/{{src:.+}}/stream", planned("stream"))
+    router.add_get(f"{v1}/sources/{{src:.+}}/stream", cameras.stream)
     router.add_post(f"{v1}/sessions/{{sid}}/scans", start_scan, expect_handler=expect)
     router.add_get(f"{v1}/sessions/{{sid}}/scans", scans)
     router.add_get(f"{v1}/sessions/{{sid}}/scans/{{job}}", scan_job)

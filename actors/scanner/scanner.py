@@ -18,7 +18,7 @@ from broker.client import Client
 from broker.protocol import Error
 
 from . import devices as devicelib
-from .jobstore import JobStore
+from broker.jobstore import JobStore
 from .options import SOURCE_PATTERNS, Settings
 from .scanjob import Context, ScanJob, Stagers
 

@@ -1,0 +1,5 @@
+from broker.actor import main
+
+from .camera import Camera
+
+main(Camera)

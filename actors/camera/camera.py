@@ -1,0 +1,282 @@
+"""The camera actor: sources, live-view frames, and capture jobs into the buffer.
+
+On demand, like the scanner. Live view is pulled: the gateway asks ``frame(after=N)`` for
+each frame it streams, so the actor never pushes frames nobody takes. Captures are scan
+jobs (``scan``/``job``/``jobs``/``cancel``, events ``scan.page``/``scan.done``/
+``scan.error``) whose pages are frames, each stored by the buffer as the JPEG it came as
+(or, in document mode, as the page found in it, straightened).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from typing import Any
+
+from broker.actor import Actor, Result, operation
+from broker.client import Client
+from broker.jobstore import JobStore
+from broker.protocol import Error
+
+from . import sources as sourcelib
+from .feeds import Feed
+
+FRAME_WAIT = 5.0  # seconds a viewer waits for the next frame
+OPEN_WAIT = 10.0  # seconds a capture waits for a camera's first frame
+MAX_FRAMES = 1000  # frames one capture may take
+MAX_INTERVAL = 3600.0
+ADD_TIMEOUT = 60.0
+SCAN_OPTIONS = {"resolution", "interval", "document"}
+
+
+def parse_size(value: Any) -> tuple[int, int] | None:
+    if value is None or value == "":
+        return None
+    match = re.fullmatch(r"\s*(\d{2,5})\s*[xX]\s*(\d{2,5})\s*", str(value))
+    if not match:
+        raise Error("invalid_argument", "resolution must be WIDTHxHEIGHT, e.g. 1280x720")
+    return int(match[1]), int(match[2])
+
+
+class Camera(Actor):
+    service = "camera"
+    capacity = 16  # viewers wait for frames on actor threads
+    tick_interval = 0.5
+
+    def on_start(self) -> None:
+        self.feeds: dict[str, Feed] = {}
+        self.feeds_lock = threading.Lock()
+        self.store = JobStore(self.home.cache / "camera")
+        for orphan in self.store.orphans():
+            self.store.finish(orphan["job"], "failed", {
+                "code": "actor_died", "message": "the camera actor stopped during the capture"})
+        self.running: dict[str, threading.Event] = {}  # job -> cancel flag
+        self.local = threading.local()
+
+    def on_stop(self) -> None:
+        for flag in self.running.values():
+            flag.set()
+        with self.feeds_lock:
+            feeds, self.feeds = list(self.feeds.values()), {}
+        for feed in feeds:
+            feed.close()
+        self.store.close()
+
+    def on_tick(self) -> None:
+        release_after = self.cfg.camera.release_after
+        with self.feeds_lock:
+            done = [sid for sid, feed in self.feeds.items()
+                    if feed.ended or feed.idle(release_after)]
+            closing = [self.feeds.pop(sid) for sid in done]
+        for feed in closing:
+            feed.close()
+
+    def _client(self) -> Client:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = Client(self.home.broker_endpoint)
+        return client
+
+    def _sources(self) -> list[dict]:
+        return sourcelib.listing(self.cfg.camera.sources, self.cfg.camera.v4l2)
+
+    def _feed(self, source: Any, size: tuple[int, int] | None = None) -> Feed:
+        entry = sourcelib.find(self._sources(), source)
+        with self.feeds_lock:
+            feed = self.feeds.get(entry["id"])
+            if feed is not None and feed.ended:
+                self.feeds.pop(entry["id"])
+                feed = None
+            if feed is None:
+                feed = self.feeds[entry["id"]] = Feed(entry, size, self.cfg.camera.jpeg_quality,
+                                                      self.log)
+        if size and feed.asked_size != size and (feed.size is None or feed.size != size):
+            raise Error("busy", f"the camera is open at another resolution for another "
+                                f"viewer or capture ({_size_text(feed.size or feed.asked_size)})")
+        return feed
+
+    # --- sources and live view
+
+    @operation
+    def sources(self, refresh: bool = False) -> list:
+        """The cameras: named ones from the ini, then V4L2 devices."""
+        with self.feeds_lock:
+            open_ids = {sid for sid, feed in self.feeds.items() if not feed.ended}
+        return [{**sourcelib.public(entry), "open": entry["id"] in open_ids}
+                for entry in self._sources()]
+
+    @operation
+    def options(self, source: str) -> dict:
+        """What the camera offers: resolution, frame rate, adjustable properties."""
+        feed = self._feed(source)
+        feed.opened.wait(OPEN_WAIT)
+        if feed.error is not None and feed.seq == 0:
+            raise feed.error
+        if feed.size is None:
+            raise Error("timeout", "the camera sent no frame in time")
+        size = _size_text(feed.size)
+        reader = feed.reader
+        properties = reader.properties() if hasattr(reader, "properties") else {}
+        options = [
+            {"name": "resolution", "type": "string", "list": [size], "default": size,
+             "title": "frame size (WIDTHxHEIGHT)"},
+            {"name": "interval", "type": "float", "unit": "s",
+             "range": {"min": 0, "max": MAX_INTERVAL}, "default": 0,
+             "title": "time between frames of one capture"},
+            {"name": "document", "type": "bool", "default": False,
+             "title": "find the page in the frame, straighten and crop it"},
+        ]
+        options += [{"name": name, "type": "float", "default": value, "settable": True}
+                    for name, value in properties.items()]
+        return {"source": feed.source["id"], "kind": feed.source["kind"], "size": size,
+                "fps": feed.fps, "properties": properties, "options": options}
+
+    @operation
+    def frame(self, source: str, after: int = 0, viewer: str | None = None,
+              resolution: Any = None, timeout: float = FRAME_WAIT) -> Result:
+        """The newest frame after ``after`` (a JPEG blob); opens the camera if needed."""
+        if not isinstance(after, int) or after < 0:
+            raise Error("invalid_argument", "after must be a frame number")
+        if viewer is not None and (not isinstance(viewer, str) or len(viewer) > 64):
+            raise Error("invalid_argument", "viewer must be a short id")
+        feed = self._feed(source, parse_size(resolution))
+        seq, jpeg, size = feed.frame(after, min(float(timeout), FRAME_WAIT * 4), viewer)
+        return Result({"source": feed.source["id"], "seq": seq, "width": size[0],
+                       "height": size[1], "fps": feed.fps}, [jpeg])
+
+    @operation
+    def release(self, source: str, viewer: str) -> dict:
+        """A viewer left: the camera closes once nobody else watches."""
+        with self.feeds_lock:
+            feed = self.feeds.get(sourcelib.find(self._sources(), source)["id"])
+        if feed is not None:
+            feed.release(viewer)
+        return {"released": feed is not None}
+
+    @operation(name="set")
+    def set_properties(self, source: str, values: dict) -> dict:
+        """Set adjustable properties (brightness, focus, exposure, ...) of an open camera."""
+        if not isinstance(values, dict) or not values:
+            raise Error("invalid_argument", "values must be an object of property: number")
+        feed = self._feed(source)
+        feed.opened.wait(OPEN_WAIT)
+        reader = feed.reader
+        available = reader.properties() if hasattr(reader, "properties") else {}
+        for name, value in values.items():
+            if name not in available:
+                raise Error("invalid_option", f"this camera has no property {name!r} "
+                            f"(it has: {', '.join(available) or 'none'})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Error("invalid_argument", f"{name} must be a number")
+            if not reader.set_property(name, float(value)):
+                raise Error("invalid_option", f"the camera refused {name} = {value}")
+        return {"properties": reader.properties()}
+
+    @operation
+    def status(self) -> dict:
+        with self.feeds_lock:
+            return {"feeds": [feed.describe() for feed in self.feeds.values()],
+                    "captures": len(self.running)}
+
+    # --- captures (scan jobs)
+
+    @operation
+    def scan(self, session: str, source: str, options: dict | None = None, pages: Any = 1,
+             batch: Any = None) -> dict:
+        """Capture ``pages`` frames into the session, ``interval`` seconds apart."""
+        options = options or {}
+        if not isinstance(options, dict) or set(options) - SCAN_OPTIONS:
+            unknown = ", ".join(sorted(set(options) - SCAN_OPTIONS)) if isinstance(
+                options, dict) else "?"
+            raise Error("invalid_option", f"a camera has no option {unknown} (it has: "
+                                          f"{', '.join(sorted(SCAN_OPTIONS))})")
+        count = MAX_FRAMES if batch else pages
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FRAMES:
+            raise Error("invalid_argument", f"pages must be 1..{MAX_FRAMES} frames")
+        interval = options.get("interval", 0)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+                or not 0 <= interval <= MAX_INTERVAL:
+            raise Error("invalid_option", f"interval must be 0..{MAX_INTERVAL:g} seconds")
+        document = options.get("document", False)
+        if not isinstance(document, bool):
+            raise Error("invalid_option", "document must be true or false")
+        size = parse_size(options.get("resolution"))
+        feed = self._feed(source, size)
+        with feed.cond:
+            feed.holds += 1
+        job = f"cam-{secrets.token_hex(6)}"
+        request = {"source": feed.source["id"], "pages": count, "options": options}
+        self.store.create(job, session, feed.source["id"], request)
+        cancel = self.running[job] = threading.Event()
+        threading.Thread(target=self._capture, name=f"capture-{job}", daemon=True,
+                         args=(job, session, feed, count, float(interval), document,
+                               cancel)).start()
+        return self.store.get(job)
+
+    def _capture(self, job: str, session: str, feed: Feed, count: int, interval: float,
+                 document: bool, cancel: threading.Event) -> None:
+        images: list[str] = []
+        error: Error | None = None
+        client = Client(self.home.broker_endpoint)
+        try:
+            seq = 0
+            next_at = time.monotonic()
+            for number in range(1, count + 1):
+                if cancel.wait(max(0.0, next_at - time.monotonic())):
+                    break
+                next_at = time.monotonic() + interval
+                seq, jpeg, size = feed.frame(seq, OPEN_WAIT)
+                meta = {"job": job, "frame": seq, "device": feed.source["device"]}
+                if document:
+                    from .document import document as straighten
+                    jpeg, found = straighten(jpeg, self.cfg.camera.jpeg_quality)
+                    meta["document"] = found
+                info = client.call("buffer", "add", {
+                    "session": session, "source": feed.source["id"],
+                    "key": f"{job}:{number}", "meta": meta}, blobs=[jpeg],
+                    timeout=ADD_TIMEOUT, idempotent=True)
+                images.append(info["id"])
+                self.store.page(job, images)
+                self.publish("scan.page", {"session": session, "job": job, "page": number,
+                                           "image": info, "pages": len(images)})
+        except Error as exc:
+            error = exc
+        except Exception as exc:
+            self.log.exception("capture failed", job=job)
+            error = Error("internal", f"the capture failed: {exc}")
+        finally:
+            client.close()
+            with feed.cond:
+                feed.holds -= 1
+            self.running.pop(job, None)
+        state = "failed" if error else "cancelled" if cancel.is_set() else "done"
+        self.store.finish(job, state, error.to_wire() if error else None)
+        body = {"session": session, "job": job, "state": state, "pages": len(images),
+                "images": images}
+        if error is not None:
+            self.publish("scan.error", {**body, "error": error.to_wire(), "code": error.code,
+                                        "message": error.message})
+        else:
+            self.publish("scan.done", body)
+
+    @operation
+    def job(self, job: str, session: str | None = None) -> dict:
+        return self.store.get(job, session)
+
+    @operation
+    def jobs(self, session: str) -> list:
+        return self.store.of_session(session)
+
+    @operation
+    def cancel(self, job: str, session: str | None = None) -> dict:
+        self.store.get(job, session)
+        flag = self.running.get(job)
+        if flag is not None:
+            flag.set()
+        return self.store.get(job, session)
+
+
+def _size_text(size: Any) -> str:
+    return f"{size[0]}x{size[1]}" if size else "unknown"

@@ -1,0 +1,184 @@
+"""Frames from a camera source, as JPEG bytes, one after another.
+
+JPEG frames are passed on as the source made them: an MJPEG camera's parts, a V4L2
+device's MJPG buffers, an MJPG video file's packets (OpenCV's raw mode). Only other
+sources (raw YUV webcams, H.264 streams and files) are decoded and encoded here.
+A video file plays in a loop at its own frame rate, like a camera that never stops.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+import cv2
+from PIL import Image
+
+from broker.protocol import Error
+
+OPEN_TIMEOUT = 5.0  # seconds to reach an MJPEG camera or read its next part
+MAX_PART = 32 * 1024 * 1024  # bytes: a bigger "frame" is a broken stream
+COMMON_SIZES = ((640, 480), (800, 600), (1280, 720), (1920, 1080), (2560, 1440),
+                (3840, 2160))
+PROPERTIES = {"brightness": cv2.CAP_PROP_BRIGHTNESS, "contrast": cv2.CAP_PROP_CONTRAST,
+              "saturation": cv2.CAP_PROP_SATURATION, "gain": cv2.CAP_PROP_GAIN,
+              "exposure": cv2.CAP_PROP_EXPOSURE, "auto_exposure": cv2.CAP_PROP_AUTO_EXPOSURE,
+              "focus": cv2.CAP_PROP_FOCUS, "autofocus": cv2.CAP_PROP_AUTOFOCUS,
+              "zoom": cv2.CAP_PROP_ZOOM}
+
+
+def jpeg_size(jpeg: bytes) -> tuple[int, int]:
+    try:
+        return Image.open(io.BytesIO(jpeg)).size  # reads the header only
+    except Exception:
+        raise Error("device_gone", "the camera sent a frame that is not a JPEG") from None
+
+
+class MjpegReader:
+    """An MJPEG camera over HTTP: ``multipart/x-mixed-replace`` of JPEG parts."""
+
+    def __init__(self, url: str):
+        try:
+            self.response = urllib.request.urlopen(url, timeout=OPEN_TIMEOUT)
+        except urllib.error.HTTPError as exc:
+            raise Error("device_gone", f"the camera answered HTTP {exc.code}") from None
+        except (OSError, ValueError) as exc:
+            raise Error("device_gone", f"the camera does not answer: {exc}") from None
+        ctype = self.response.headers.get("Content-Type", "")
+        if not ctype.startswith("multipart/"):
+            self.response.close()
+            raise Error("invalid_option", f"the camera URL sends {ctype or 'no type'}, not an "
+                                          "MJPEG stream (multipart/x-mixed-replace)")
+        boundary = ctype.partition("boundary=")[2].strip().strip('"')
+        self.boundary = b"--" + boundary.removeprefix("--").encode()
+        self.size: tuple[int, int] | None = None
+        self.fps: float | None = None
+
+    def frames(self) -> Iterator[bytes]:
+        stream = self.response
+        try:
+            while True:
+                line = stream.readline(1024)
+                if not line:
+                    raise Error("device_gone", "the camera ended its stream")
+                if not line.startswith(self.boundary):
+                    continue
+                length = None
+                while True:
+                    header = stream.readline(4096)
+                    if not header:
+                        raise Error("device_gone", "the camera ended its stream")
+                    if header in (b"\r\n", b"\n"):
+                        break
+                    name, _, value = header.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                if length is None or not 0 < length <= MAX_PART:
+                    raise Error("device_gone", "the camera's stream has parts without a "
+                                               "usable Content-Length")
+                jpeg = stream.read(length)
+                if len(jpeg) != length:
+                    raise Error("device_gone", "the camera ended its stream mid-frame")
+                if self.size is None:
+                    self.size = jpeg_size(jpeg)
+                yield jpeg
+        except (OSError, ValueError) as exc:
+            raise Error("device_gone", f"the camera's stream broke: {exc}") from None
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class OpenCvReader:
+    """A V4L2 device, an RTSP stream or a video file, through OpenCV."""
+
+    def __init__(self, target: str, kind: str, size: tuple[int, int] | None, quality: int):
+        self.kind = kind
+        self.quality = quality
+        if kind == "v4l2":
+            cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
+            if cap.isOpened():
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+                if size:
+                    cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+                    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+        else:
+            if kind == "file" and not os.path.isfile(target):
+                raise Error("device_gone", "the camera's video file is not there")
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            if kind == "v4l2" and os.path.exists(target):
+                raise Error("device_busy", "the camera is in use by another program")
+            raise Error("device_gone", "the camera cannot be opened")
+        self.cap = cap
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+        self.raw = fourcc == b"MJPG" and (
+            cap.set(cv2.CAP_PROP_CONVERT_RGB, 0) if kind == "v4l2"
+            else cap.set(cv2.CAP_PROP_FORMAT, -1))
+        self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        if size and self.size != tuple(size):
+            cap.release()
+            raise Error("invalid_option", f"the camera gives {self.size[0]}x{self.size[1]}, "
+                                          f"not {size[0]}x{size[1]}")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps <= 240 else 25.0
+
+    def frames(self) -> Iterator[bytes]:
+        period = 1.0 / self.fps
+        due = time.monotonic()
+        misses = 0
+        while True:
+            ok, frame = self.cap.read()
+            if not ok:
+                misses += 1
+                if self.kind == "file" and misses < 3:
+                    self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # play it again
+                    continue
+                raise Error("device_gone", "the camera stopped sending frames")
+            misses = 0
+            if self.raw and frame.ndim <= 2 and frame.shape[0] == 1:
+                jpeg = frame.tobytes()
+            else:
+                ok, encoded = cv2.imencode(".jpg", frame,
+                                           [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                if not ok:
+                    raise Error("device_gone", "a frame could not be encoded")
+                jpeg = encoded.tobytes()
+            if self.kind == "file":  # a camera's pace, not the disk's
+                due += period
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    due = time.monotonic()
+            yield jpeg
+
+    def properties(self) -> dict[str, float]:
+        """The device's adjustable properties that it answers for (V4L2 only)."""
+        if self.kind != "v4l2":
+            return {}
+        found = {}
+        for name, prop in PROPERTIES.items():
+            value = self.cap.get(prop)
+            if value not in (-1.0,):
+                found[name] = value
+        return found
+
+    def set_property(self, name: str, value: float) -> bool:
+        return self.kind == "v4l2" and name in PROPERTIES and bool(
+            self.cap.set(PROPERTIES[name], value))
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def open_reader(source: dict, size: tuple[int, int] | None, quality: int):
+    if source["kind"] == "mjpeg":
+        reader = MjpegReader(source["target"])
+        return reader
+    return OpenCvReader(source["target"], source["kind"], size, quality)

@@ -1,0 +1,96 @@
+"""v1 live view: ``GET /api/v1/sources/{src}/stream`` as MJPEG (multipart/x-mixed-replace).
+
+The stream pulls frames from the camera actor one at a time (``camera.frame`` with the
+last frame number), at most ``fps`` a second, so each viewer gets the newest frame and a
+slow one skips frames instead of queueing them. The camera is opened once however many
+viewers there are (the actor shares one reader) and released when the last one leaves.
+A stream needs a session (``?session=SID&token=TOKEN``): a page that may not use the
+service cannot show the user's camera either. When the camera goes away the stream ends
+cleanly and the session gets a ``camera.error`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+from aiohttp import web
+
+from broker.protocol import Error
+
+from .shared import state
+
+BOUNDARY = "scanbridge-frame"
+FRAME_TIMEOUT = 30.0  # seconds for the first frame: the actor may have to start
+
+
+def _fps(request: web.Request, cap: float) -> float:
+    raw = request.query.get("fps")
+    if raw is None or raw == "":
+        return cap
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 120:
+        raise Error("invalid_argument", "fps must be a number of frames a second, 0..120")
+    return min(value, cap)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    st = state(request)
+    sid = request.query.get("session")
+    if not sid:
+        raise Error("unauthorized", "a live view needs ?session=SID&token=TOKEN")
+    holder = await st.sessions.check(request, sid)
+    source = request.match_info["src"]
+    fps = _fps(request, st.cfg.camera.max_fps)
+    viewer = secrets.token_hex(8)
+    args = {"source": source, "viewer": viewer}
+    if request.query.get("resolution"):
+        args["resolution"] = request.query["resolution"]
+    # The first frame before the answer starts: a bad source is a JSON error, not a
+    # broken image.
+    reply = await st.broker.request("camera", "frame", {**args, "after": 0},
+                                    timeout=FRAME_TIMEOUT)
+    response = web.StreamResponse(headers={
+        "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    await response.prepare(request)
+    period = 1.0 / fps
+    try:
+        while True:
+            sent = time.monotonic()
+            frame = reply.result
+            jpeg = reply.blobs[0].bytes
+            await response.write(
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                f"X-Frame: {frame['seq']}\r\n\r\n".encode() + jpeg + b"\r\n")
+            delay = period - (time.monotonic() - sent)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            reply = await st.broker.request("camera", "frame", {
+                **args, "after": frame["seq"]}, timeout=FRAME_TIMEOUT)
+    except Error as exc:
+        st.log.info("live view ended", source=source, code=exc.code)
+        st.hub.dispatch("camera.error", {"session": holder.id, "source": source,
+                                         "code": exc.code, "message": exc.message})
+        try:
+            await response.write(f"--{BOUNDARY}--\r\n".encode())
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the viewer left
+    finally:
+        asyncio.ensure_future(_release(st, source, viewer))
+    return response
+
+
+async def _release(st, source: str, viewer: str) -> None:
+    try:
+        await st.broker.call("camera", "release", {"source": source, "viewer": viewer},
+                             timeout=5.0)
+    except Error:
+        pass  # its lease runs out by itself
