@@ -258,8 +258,8 @@ def test_restart_of_an_unknown_program_exits_2_naming_the_programs(shared):
     done = shared.cli("restart", "nosuch")
     assert done.returncode == 2
     assert one_line(done.stderr) == (
-        "scanbridge: no program 'nosuch' (programs: barcode, broker, buffer, certhelper, "
-        "gateway, monitor, ocr, scanner, uploader)")
+        "scanbridge: no program 'nosuch' (programs: barcode, broker, buffer, camera, "
+        "certhelper, gateway, monitor, ocr, scanner, uploader)")
 
 
 # --- logs
@@ -390,10 +390,11 @@ def test_call_monitor_status_prints_the_programs_as_json(shared):
     done = shared.cli("call", "monitor", "status")
     assert done.returncode == 0, done.stderr
     programs = {p["name"]: p for p in json.loads(done.stdout)["programs"]}
-    assert set(programs) == {*map(listed, PROGRAMS), "scanner"}
+    assert set(programs) == {*map(listed, PROGRAMS), "camera", "scanner"}
     assert all(programs[listed(name)]["state"] == "RUNNING" and programs[listed(name)]["pid"]
                and not programs[listed(name)]["ondemand"] for name in PROGRAMS)
-    assert programs["scanner"]["ondemand"] and programs["scanner"]["state"] == "STOPPED"
+    for name in ("camera", "scanner"):
+        assert programs[name]["ondemand"] and programs[name]["state"] == "STOPPED", name
 
 
 def test_call_broker_services_lists_the_actors(shared):
@@ -527,7 +528,7 @@ def test_doctor_on_the_running_service_finds_it_answering_on_both_ports(shared):
     assert done.returncode == (1 if failures else 0), done.stdout
     oks = doctor_lines(done, "ok")
     assert f"ok    configuration in {shared.home.resolve() / 'ini'} is valid" in oks
-    assert "ok    service running (9 of 10 programs; the others start on demand)" in oks
+    assert "ok    service running (9 of 11 programs; the others start on demand)" in oks
     for port in shared.ports:
         assert f"ok    port {port}: Scanbridge answers" in oks
 

@@ -13,8 +13,8 @@ from broker import config as configlib
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
-DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [barcode], [ocr], [network], "
-               "[log], "
+DS_SECTIONS = ("[ports], [gateway], [certhelper], [uploader], [barcode], [ocr], [camera], "
+               "[network], [log], "
                "[heartbeat], [broker], [monitor], [ondemand], [limits], [buffer], [scanner]")
 
 
@@ -81,7 +81,7 @@ def test_a_home_without_ini_files_has_all_defaults(tmp_path):
     assert cfg.network.bind == ["127.0.0.1", "::1"]
     assert cfg.heartbeat.interval == 1.0 and cfg.heartbeat.liveness == 3
     assert cfg.broker.tcp_endpoint == "" and cfg.broker.curve_clients == []
-    assert cfg.ondemand.programs == ["scanner"] and cfg.ondemand.idle_stop == 60.0
+    assert cfg.ondemand.programs == ["scanner", "camera"] and cfg.ondemand.idle_stop == 60.0
     assert cfg.service.name == "scanbridge" and cfg.service.display_name == "Scanbridge"
     assert cfg.access.allowed_origins == []
 
