@@ -21,6 +21,7 @@ from broker.jobstore import JobStore
 from broker.protocol import Error
 
 from . import sources as sourcelib
+from .document import document as straighten
 from .feeds import Feed
 
 FRAME_WAIT = 5.0  # seconds a viewer waits for the next frame
@@ -230,7 +231,6 @@ class Camera(Actor):
                 seq, jpeg, size = feed.frame(seq, OPEN_WAIT)
                 meta = {"job": job, "frame": seq, "device": feed.source["device"]}
                 if document:
-                    from .document import document as straighten
                     jpeg, found = straighten(jpeg, self.cfg.camera.jpeg_quality)
                     meta["document"] = found
                 info = client.call("buffer", "add", {
