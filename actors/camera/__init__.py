@@ -9,7 +9,7 @@ op       args                                               result
 =======  =================================================  =============================
 sources  refresh?                                           [{id, type: camera, name,
                                                              kind, device, open}]
-options  source                                             {source, kind, size, fps,
+options  source                                             {source, kind, size, fps, modes,
                                                              properties, options}
 frame    source, after?, viewer?, resolution?, timeout?     {source, seq, width, height,
                                                              fps} + the JPEG blob

@@ -21,6 +21,7 @@ from broker.jobstore import JobStore
 from broker.protocol import Error
 
 from . import sources as sourcelib
+from . import v4l2
 from .document import document as straighten
 from .feeds import Feed
 
@@ -85,6 +86,11 @@ class Camera(Actor):
 
     def _feed(self, source: Any, size: tuple[int, int] | None = None) -> Feed:
         entry = sourcelib.find(self._sources(), source)
+        if size and entry["kind"] == "v4l2":
+            offered = {(m["width"], m["height"]) for m in v4l2.modes(entry["device"])}
+            if offered and size not in offered:
+                raise Error("invalid_option", f"the camera does not offer {_size_text(size)} "
+                            f"(it offers: {', '.join(_size_text(s) for s in sorted(offered))})")
         with self.feeds_lock:
             feed = self.feeds.get(entry["id"])
             if feed is not None and feed.ended:
@@ -120,9 +126,11 @@ class Camera(Actor):
         size = _size_text(feed.size)
         reader = feed.reader
         properties = reader.properties() if hasattr(reader, "properties") else {}
+        modes = v4l2.modes(feed.source["device"]) if feed.source["kind"] == "v4l2" else []
+        sizes = sorted({(m["width"], m["height"]) for m in modes}) or [feed.size]
         options = [
-            {"name": "resolution", "type": "string", "list": [size], "default": size,
-             "title": "frame size (WIDTHxHEIGHT)"},
+            {"name": "resolution", "type": "string", "list": [_size_text(s) for s in sizes],
+             "default": size, "title": "frame size (WIDTHxHEIGHT)"},
             {"name": "interval", "type": "float", "unit": "s",
              "range": {"min": 0, "max": MAX_INTERVAL}, "default": 0,
              "title": "time between frames of one capture"},
@@ -131,8 +139,12 @@ class Camera(Actor):
         ]
         options += [{"name": name, "type": "float", "default": value, "settable": True}
                     for name, value in properties.items()]
+        if not modes:  # a file or stream offers what it sends
+            modes = [{"format": "MJPG", "width": feed.size[0], "height": feed.size[1],
+                      "fps": [feed.fps] if feed.fps else []}]
         return {"source": feed.source["id"], "kind": feed.source["kind"], "size": size,
-                "fps": feed.fps, "properties": properties, "options": options}
+                "fps": feed.fps, "modes": modes, "properties": properties,
+                "options": options}
 
     @operation
     def frame(self, source: str, after: int = 0, viewer: str | None = None,
