@@ -100,6 +100,10 @@ class Camera(Actor):
                 feed = self.feeds[entry["id"]] = Feed(entry, size, self.cfg.camera.jpeg_quality,
                                                       self.log)
         if size and feed.asked_size != size and (feed.size is None or feed.size != size):
+            if entry["kind"] != "v4l2":  # a file or stream has one size only
+                raise Error("invalid_option", f"the camera gives "
+                                              f"{_size_text(feed.size or feed.asked_size)}, "
+                                              f"not {_size_text(size)}")
             raise Error("busy", f"the camera is open at another resolution for another "
                                 f"viewer or capture ({_size_text(feed.size or feed.asked_size)})")
         return feed

@@ -28,6 +28,8 @@ class Feed:
         self.jpeg: bytes | None = None
         self.size: tuple[int, int] | None = None
         self.fps: float | None = None
+        self.measured: float | None = None
+        self.last_frame = 0.0
         self.error: Error | None = None
         self.ended = False
         self.stopping = False
@@ -51,6 +53,14 @@ class Feed:
                     raise Error("invalid_option", f"the camera gives {size[0]}x{size[1]}, "
                                                   f"not {self.asked_size[0]}x"
                                                   f"{self.asked_size[1]}")
+                now = time.monotonic()
+                if getattr(self.reader, "fps", None) is None and self.seq:
+                    # A stream that does not say its rate: measure it (smoothed).
+                    rate = 1.0 / max(now - self.last_frame, 1e-3)
+                    self.measured = rate if self.measured is None else \
+                        0.9 * self.measured + 0.1 * rate
+                    self.fps = round(self.measured, 1)
+                self.last_frame = now
                 with self.cond:
                     self.seq += 1
                     self.jpeg, self.size = jpeg, size
