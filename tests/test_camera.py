@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
 import cv2
 import numpy as np
+import pymupdf
 import pytest
 import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
@@ -588,3 +590,22 @@ def test_document_mode_straightens_the_page_in_the_frame(session):
     assert (width, height) != (W, H)
     assert height / width == pytest.approx(A4, rel=0.05), page.shape
     check_markers(page)  # upright, not mirrored: each corner holds its own marker
+
+
+def test_the_cli_lists_cameras_and_captures_frames_into_a_pdf(service, media, tmp_path):
+    listed = service.cli("sources", check=True).stdout
+    assert re.search(r"^camera:clip\s+clip: .*clip\.avi \(file camera\)$", listed, re.M), listed
+    assert re.search(r"^test:0\s", listed, re.M), listed  # scanners are still there
+    options = service.cli("options", "camera:clip", check=True).stdout
+    assert options.splitlines()[0].split()[:2] == [f"{W}x{H}", "MJPG"], options
+    out = tmp_path / "frames.pdf"
+    done = service.cli("scan", "--source", "camera:clip", "--pages", "2",
+                       "--option", "interval=0.1", "-o", str(out), check=True)
+    assert done.stdout.strip() == str(out)
+    with pymupdf.open(out) as pdf:
+        frames = [pdf.extract_image(page.get_images()[0][0])["image"] for page in pdf]
+    assert len(frames) == 2 and all(frame in media.clip_packets for frame in frames)
+    refused = service.cli("scan", "--source", "camera:clip", "--option", "zoom=2", "-o",
+                          str(tmp_path / "x.pdf"))
+    assert refused.returncode != 0 and "invalid_option" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from broker import __version__
-from broker.protocol import Error
+from broker.protocol import Error, device_service
 
 from . import cameras
 from .shared import call, json_body, query_bool, query_int, session_of, state
@@ -102,11 +102,6 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 
 # --- sources
 
-def device_actor(source) -> str:
-    """Which actor a source id belongs to: cameras are ``camera:...``."""
-    return "camera" if isinstance(source, str) and source.startswith("camera:") else "scanner"
-
-
 async def sources(request: web.Request) -> web.Response:
     args = {"refresh": query_bool(request, "refresh")}
     scanners, cameras = await asyncio.gather(
@@ -126,7 +121,7 @@ async def sources(request: web.Request) -> web.Response:
 
 async def options(request: web.Request) -> web.Response:
     source = request.match_info["src"]
-    described = await call(request, device_actor(source), "options", {"source": source},
+    described = await call(request, device_service(source), "options", {"source": source},
                            timeout=DEVICE_TIMEOUT)
     return web.json_response(described)
 
@@ -139,7 +134,7 @@ async def start_scan(request: web.Request) -> web.Response:
     if "options" in body and body["options"] is not None and not isinstance(
             body["options"], dict):
         raise Error("invalid_argument", "options must be an object of option: value")
-    job = await call(request, device_actor(body["source"]), "scan",
+    job = await call(request, device_service(body["source"]), "scan",
                      {"session": holder.id, **body}, timeout=DEVICE_TIMEOUT)
     return web.json_response(job, status=202, headers={
         "Location": f"/api/v1/sessions/{holder.id}/scans/{job['job']}"})

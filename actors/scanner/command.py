@@ -5,6 +5,9 @@ running service (broker, buffer, scanner), with a progress bar.
     scanbridge options test:0
     scanbridge scan --source test:0 --resolution 300 --mode color -o out.pdf
     scanbridge scan --source test:0 --batch -o page-%d.png
+    scanbridge scan --source camera:desk --pages 3 --option interval=1 -o frames.pdf
+
+Sources named ``camera:...`` are cameras: the same commands go to the camera actor.
 
 The pages go into a session of the buffer like any web page's scans; the output is
 written once the job ended (also after a scan error or Ctrl-C: the pages read are kept),
@@ -26,7 +29,7 @@ from broker.cli import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, fail, load_con
 from broker.client import Client, Subscription
 from broker.procutil import atomic_write
 from broker.progress import Progress
-from broker.protocol import Error
+from broker.protocol import Error, device_service
 
 DOCUMENTS = {".pdf": "pdf", ".tif": "tiff", ".tiff": "tiff"}
 IMAGES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff",
@@ -58,11 +61,11 @@ def add_commands(sub: Any) -> None:
                       help="any device option (see: scanbridge options SOURCE); repeatable")
     scan.add_argument("--quality", type=int, default=85, help="JPEG quality (85)")
     scan.set_defaults(func=cmd_scan)
-    sources = sub.add_parser("sources", help="list the scanners")
+    sources = sub.add_parser("sources", help="list the scanners and cameras")
     sources.add_argument("--refresh", action="store_true", help="look for devices again")
     sources.add_argument("--json", action="store_true")
     sources.set_defaults(func=cmd_sources)
-    options = sub.add_parser("options", help="a scanner's options and allowed values")
+    options = sub.add_parser("options", help="a scanner's or camera's options and allowed values")
     options.add_argument("source")
     options.add_argument("--json", action="store_true")
     options.set_defaults(func=cmd_options)
@@ -83,10 +86,10 @@ def _call(client: Client, service: str, op: str, args: dict, **kwargs: Any) -> A
         fail(f"{exc.code}: {exc.message}")
 
 
-def _ask(home: Any, op: str, args: dict, as_json: bool) -> Any:
-    """The scanner's answer to ``op``; printed as JSON (and None returned) with --json."""
+def _ask(home: Any, op: str, args: dict, as_json: bool, service: str = "scanner") -> Any:
+    """The device actor's answer to ``op``; printed as JSON (and None returned) with --json."""
     with _client(home) as client:
-        found = _call(client, "scanner", op, args, timeout=START_TIMEOUT)
+        found = _call(client, service, op, args, timeout=START_TIMEOUT)
     if as_json:
         print(json.dumps(found, indent=2))
         return None
@@ -94,20 +97,40 @@ def _ask(home: Any, op: str, args: dict, as_json: bool) -> Any:
 
 
 def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
-    found = _ask(home, "sources", {"refresh": opts.refresh}, opts.json)
-    if found is None:
+    args = {"refresh": opts.refresh}
+    with _client(home) as client:
+        found = _call(client, "scanner", "sources", args, timeout=START_TIMEOUT)
+        try:
+            found += client.call("camera", "sources", args, timeout=START_TIMEOUT)
+        except Error as exc:
+            print(f"scanbridge: cameras not listed: {exc.code}: {exc.message}", file=sys.stderr)
+    if opts.json:
+        print(json.dumps(found, indent=2))
         return 0
     if not found:
-        print("no scanners found (see: scanbridge doctor)")
+        print("no scanners or cameras found (see: scanbridge doctor)")
     for entry in found:
+        if entry["type"] == "camera":
+            print(f"{entry['id']:<24} {entry['name']}: {entry['device']} ({entry['kind']} "
+                  f"camera)")
+            continue
         busy = "  (busy)" if entry["busy"] else ""
         print(f"{entry['id']:<24} {entry['vendor']} {entry['model']} ({entry['kind']}){busy}")
     return 0
 
 
 def cmd_options(home: Any, opts: argparse.Namespace) -> int:
-    found = _ask(home, "options", {"source": opts.source}, opts.json)
+    service = device_service(opts.source)
+    found = _ask(home, "options", {"source": opts.source}, opts.json, service)
     if found is None:
+        return 0
+    if service == "camera":
+        for mode in found["modes"]:
+            rates = ", ".join(f"{fps:g}" for fps in mode["fps"]) or "?"
+            print(f"{mode['width']}x{mode['height']:<8} {mode['format']:<6} fps {rates}")
+        for name, value in found["properties"].items():
+            print(f"{name:<28} {value}")
+        print("\ncapture options: resolution=WxH, interval=SECONDS, document=true|false")
         return 0
     from .options import allowed_text
     for entry in found["options"]:
@@ -188,14 +211,14 @@ def cmd_scan(home: Any, opts: argparse.Namespace) -> int:
             session = _call(client, "buffer", "open_session",
                             {"meta": {"client": "scanbridge scan"}})["session"]
             try:
-                job = client.call("scanner", "scan", {
+                job = client.call(device_service(opts.source), "scan", {
                     "session": session, "source": opts.source, "options": options,
                     "pages": None if opts.batch else opts.pages, "batch": opts.batch},
                     timeout=START_TIMEOUT)
             except Error as exc:
                 _close(client, session)
                 fail(f"{exc.code}: {exc.message}")
-            ended = _follow(client, events, job, Progress())
+            ended = _follow(client, events, job, Progress(), device_service(opts.source))
         images = ended["images"]
         status = 0
         if ended["state"] == "failed":
@@ -223,7 +246,8 @@ def cmd_scan(home: Any, opts: argparse.Namespace) -> int:
     return status
 
 
-def _follow(client: Client, events: Subscription, job: dict, progress: Progress) -> dict:
+def _follow(client: Client, events: Subscription, job: dict, progress: Progress,
+            service: str) -> dict:
     """Show the job's progress until it ends; Ctrl-C cancels it (pages read are kept)."""
     job_id = job["job"]
     stored = 0
@@ -240,12 +264,14 @@ def _follow(client: Client, events: Subscription, job: dict, progress: Progress)
                 interrupted = False
                 progress.line("cancelling (the pages read are kept)...")
                 try:
-                    client.call("scanner", "cancel", {"job": job_id}, timeout=15)
+                    client.call(service, "cancel", {"job": job_id},
+                                timeout=15)
                 except Error:
                     pass
             event = events.next(QUIET_POLL)
             if event is None:
-                state = _call(client, "scanner", "job", {"job": job_id}, timeout=15)
+                state = _call(client, service, "job", {"job": job_id},
+                              timeout=15)
                 if state["state"] not in ("queued", "running"):
                     progress.close()
                     return state
