@@ -33,8 +33,8 @@ def _fps(request: web.Request, cap: float) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not 0 < value <= 120:
-        raise Error("invalid_argument", "fps must be a number of frames a second, 0..120")
+    if not 1 <= value <= 120:  # slower viewers would outlast the camera's lease
+        raise Error("invalid_argument", "fps must be 1..120 frames a second")
     return min(value, cap)
 
 

@@ -23,6 +23,9 @@
  * const {text} = await ocr.done;
  * link.href = ocr.fileUrl("pdf", {download: true});  // the searchable PDF
  * const {pages} = await session.barcodes({formats: ["qr"]}).done;  // codes with corners
+ * const view = session.liveView(img, {source: "camera:doc", fps: 15});  // a camera, live
+ * await session.capture({source: "camera:doc", frames: 1, document: true}).done;
+ * view.stop();                                      // the camera is released
  *
  * The page's origin must be allowed by the computer's administrator:
  * `scanbridge allow https://your.app`. See docs/js-client.md.
@@ -334,7 +337,8 @@
  * `scan.error`, `buffer.changed`, `buffer.import`, `buffer.save`, `upload.queued`,
  * `upload.progress`, `upload.retry`, `upload.done`, `upload.error`, `ocr.progress`,
  * `ocr.done`, `ocr.failed`, `ocr.cancelled`, `barcode.progress`, `barcode.done`,
- * `barcode.failed`, `barcode.cancelled`, `session.closed`.
+ * `barcode.failed`, `barcode.cancelled`, `camera.error` (a live view ended: {source, code,
+ * message}), `session.closed`.
  * Made by this client (seq = the last seq seen): `events.connected`,
  * `events.disconnected`, `events.lost`.
  * @typedef {object} ScanbridgeEvent
@@ -425,18 +429,9 @@ const INTERNAL = Symbol("scanbridge.internal");
  */
 
 /**
- * What a Session may do to its UploadJobs.
- * @typedef {object} UploadInternal
- * @property {(record: UploadRecord) => void} attach
- * @property {(event: ScanbridgeEvent) => void} event
- * @property {(error: unknown) => void} fail
- * @property {() => void} sync
- */
-
-/**
- * What a Session may do to its OCR and barcode jobs.
- * @typedef {object} RecognitionInternal
- * @property {(record: RecognitionRecord<any>) => void} attach
+ * What a Session may do to its upload, OCR and barcode jobs.
+ * @typedef {object} TrackedInternal
+ * @property {(record: UploadRecord|RecognitionRecord<any>) => void} attach
  * @property {(event: ScanbridgeEvent) => void} event
  * @property {(error: unknown) => void} fail
  * @property {() => void} sync
@@ -447,10 +442,8 @@ const INTERNAL = Symbol("scanbridge.internal");
 const sessionParts = new WeakMap();
 /** @type {WeakMap<ScanJob, JobInternal>} */
 const jobParts = new WeakMap();
-/** @type {WeakMap<UploadJob, UploadInternal>} */
-const uploadParts = new WeakMap();
-/** @type {WeakMap<RecognitionJob<any>, RecognitionInternal>} */
-const recognitionParts = new WeakMap();
+/** @type {WeakMap<TrackedJob<any, any, any, any>, TrackedInternal>} */
+const trackedParts = new WeakMap();
 
 /** @param {Session} session @returns {SessionInternal} */
 function partsOf(session) {
@@ -462,14 +455,9 @@ function jobPartsOf(job) {
   return /** @type {JobInternal} */ (jobParts.get(job));
 }
 
-/** @param {UploadJob} job @returns {UploadInternal} */
-function uploadPartsOf(job) {
-  return /** @type {UploadInternal} */ (uploadParts.get(job));
-}
-
-/** @param {RecognitionJob<any>} job @returns {RecognitionInternal} */
-function recognitionPartsOf(job) {
-  return /** @type {RecognitionInternal} */ (recognitionParts.get(job));
+/** @param {UploadJob|RecognitionJob<any>} job @returns {TrackedInternal} */
+function trackedPartsOf(job) {
+  return /** @type {TrackedInternal} */ (trackedParts.get(job));
 }
 
 /**
@@ -514,6 +502,21 @@ function bareEtag(etag) {
 function report(error) {
   if (typeof globalThis.reportError === "function") globalThis.reportError(error);
   else console.error(error);
+}
+
+/**
+ * Call a page's callback (if it gave one); what it throws is reported, not passed on.
+ * @template T
+ * @param {((value: T) => void)|undefined} callback
+ * @param {T} value
+ */
+function notify(callback, value) {
+  if (!callback) return;
+  try {
+    callback(value);
+  } catch (error) {
+    report(error);
+  }
 }
 
 /** @param {string|{id: string}} image @returns {string} */
@@ -966,7 +969,8 @@ export class Session {
   // --- sources
 
   /**
-   * The scanners. The first call may take seconds (the scanner module starts on demand).
+   * The scanners, then the cameras (`type` "camera": a {@link CameraSource}). The first call
+   * may take seconds (the scanner module starts on demand).
    * @param {{refresh?: boolean, signal?: AbortSignal}} [options]  refresh: probe the devices again
    * @returns {Promise<Source[]>}
    */
@@ -976,7 +980,8 @@ export class Session {
   }
 
   /**
-   * A source's options (descriptors of the device's options, and the aliases it supports).
+   * A source's options (descriptors of the device's options, and the aliases it supports;
+   * for a camera, a {@link CameraOptions}).
    * @param {string} sourceId
    * @param {{signal?: AbortSignal}} [options]
    * @returns {Promise<SourceOptions>}
@@ -984,6 +989,28 @@ export class Session {
   async getOptions(sourceId, {signal} = {}) {
     return request(this.url, "GET", `${API}/sources/${encodeURIComponent(sourceId)}/options`,
       {signal});
+  }
+
+  // --- cameras
+
+  /**
+   * Show a camera's live view in an `<img>`; `stop()` the {@link LiveView} to let it go.
+   * @param {HTMLImageElement} element
+   * @param {LiveViewOptions} options
+   * @returns {LiveView}
+   */
+  liveView(element, options) {
+    return new LiveView(INTERNAL, this, element, options);
+  }
+
+  /**
+   * Capture frames of a camera into the session (JPEG frames kept as they come): a
+   * {@link ScanJob} like a scan's, one page per frame.
+   * @param {CaptureRequest} request
+   * @returns {ScanJob}
+   */
+  capture(request) {
+    return captureFrames(this, request);
   }
 
   // --- scans
@@ -1094,7 +1121,7 @@ export class Session {
     onProgress, onRetry, signal, ...pdfOptions} = /** @type {any} */ ({})) {
     const job = new UploadJob(INTERNAL, this, {onProgress, onRetry});
     if (signal?.aborted) {
-      uploadPartsOf(job).fail(new ScanbridgeError("aborted",
+      trackedPartsOf(job).fail(new ScanbridgeError("aborted",
         "the upload was aborted before it started"));
       return job;
     }
@@ -1105,7 +1132,7 @@ export class Session {
       target = null;
     }
     if (!url || target === null || !/^https?:$/.test(new URL(target).protocol)) {
-      uploadPartsOf(job).fail(new ScanbridgeError("invalid_argument",
+      trackedPartsOf(job).fail(new ScanbridgeError("invalid_argument",
         `upload() needs the receiver's http(s) url, not ${JSON.stringify(url ?? null)}`));
       return job;
     }
@@ -1116,7 +1143,7 @@ export class Session {
     for (const [key, value] of Object.entries(given)) {
       if (value !== undefined && value !== null) body[key] = value;
     }
-    this.#launch(`${this.#path}/uploads`, body, job, uploadPartsOf(job), this.#uploads,
+    this.#launch(`${this.#path}/uploads`, body, job, trackedPartsOf(job), this.#uploads,
       signal);
     return job;
   }
@@ -1191,7 +1218,7 @@ export class Session {
    */
   #recognize(job, kind, given, signal) {
     if (signal?.aborted) {
-      recognitionPartsOf(job).fail(new ScanbridgeError("aborted",
+      trackedPartsOf(job).fail(new ScanbridgeError("aborted",
         "the job was aborted before it started"));
       return;
     }
@@ -1200,7 +1227,7 @@ export class Session {
     for (const [key, value] of Object.entries(given)) {
       if (value !== undefined && value !== null) body[key] = value;
     }
-    this.#launch(`${this.#path}/${kind}`, body, job, recognitionPartsOf(job),
+    this.#launch(`${this.#path}/${kind}`, body, job, trackedPartsOf(job),
       this.#recognitions, signal);
   }
 
@@ -1458,9 +1485,9 @@ export class Session {
       if (job) {
         jobPartsOf(job).event(event);
       } else if (upload) {
-        uploadPartsOf(upload).event(event);
+        trackedPartsOf(upload).event(event);
       } else if (recognition) {
-        recognitionPartsOf(recognition).event(event);
+        trackedPartsOf(recognition).event(event);
       } else if (this.#starting > 0 && this.#unclaimedCount < UNCLAIMED_MAX) {
         // The job's POST has not answered yet: keep its events for it.
         const list = this.#unclaimed.get(jobId) ?? [];
@@ -1471,8 +1498,8 @@ export class Session {
     }
     if (event.topic === "events.lost") {
       for (const job of this.#jobs.values()) jobPartsOf(job).sync();
-      for (const upload of this.#uploads.values()) uploadPartsOf(upload).sync();
-      for (const job of this.#recognitions.values()) recognitionPartsOf(job).sync();
+      for (const upload of this.#uploads.values()) trackedPartsOf(upload).sync();
+      for (const job of this.#recognitions.values()) trackedPartsOf(job).sync();
     }
     if (event.topic === "session.closed") this.#ended();
     for (const key of [event.topic, family ? `${family}.*` : null, "*"]) {
@@ -1512,8 +1539,8 @@ export class Session {
     if (this.#storageKey !== null) saveStored(this.#storageKey, null);
     const error = new ScanbridgeError("session_closed", "the session was closed");
     for (const job of [...this.#jobs.values()]) jobPartsOf(job).fail(error);
-    for (const upload of [...this.#uploads.values()]) uploadPartsOf(upload).fail(error);
-    for (const job of [...this.#recognitions.values()]) recognitionPartsOf(job).fail(error);
+    for (const upload of [...this.#uploads.values()]) trackedPartsOf(upload).fail(error);
+    for (const job of [...this.#recognitions.values()]) trackedPartsOf(job).fail(error);
     this.#jobs.clear();
     this.#uploads.clear();
     this.#recognitions.clear();
@@ -1667,12 +1694,7 @@ export class ScanJob {
   /** @param {Progress} progress */
   #progress(progress) {
     this.progress = progress;
-    if (!this.#onProgress) return;
-    try {
-      this.#onProgress(progress);
-    } catch (error) {
-      report(error);
-    }
+    notify(this.#onProgress, progress);
   }
 
   /**
@@ -1698,13 +1720,7 @@ export class ScanJob {
       }
       this.pages.push(info);
       this.#wake();
-      if (this.#onPage) {
-        try {
-          this.#onPage(info);
-        } catch (error) {
-          report(error);
-        }
-      }
+      notify(this.#onPage, info);
       this.#progress({page: page ?? this.pages.length, percent: 100, pages: this.pages.length});
     });
   }
@@ -1845,7 +1861,7 @@ export class ScanJob {
   }
 }
 
-// --- upload jobs -----------------------------------------------------------------------
+// --- jobs followed by their record (uploads, OCR, barcodes) ----------------------------
 
 /** @param {number} sent @param {number} total @returns {number} percent, one decimal */
 function percentOf(sent, total) {
@@ -1853,73 +1869,100 @@ function percentOf(sent, total) {
 }
 
 /**
- * An upload on its way to a web server (see {@link Session#upload}). `done` resolves with
- * the final {@link UploadRecord} (state "done"; `result` is the receiver's `{status,
- * body}`) or rejects with a {@link ScanbridgeError}: the POST's error
- * (`upload_target_not_allowed`, `invalid_argument`, `conflict` with no pages, ...) or the
- * job's (`upload_rejected`: the receiver answered another 4xx, not retried;
- * `upload_failed`: every attempt failed; `upload_tls_error`; `upload_redirect_refused`;
- * `cancelled`), whose `details` has `job`, `attempts`, `status` (the receiver's) and
- * `result` (the receiver's answer, when there was one).
+ * What a {@link TrackedJob} and its kinds ({@link UploadJob}, {@link RecognitionJob}) call
+ * each other by: names only this module knows, so they stay out of the public API.
+ * The base offers REQUEST, ABSORB, FINISH and REPORT; a kind overrides ON_EVENT, TAKE,
+ * UPDATE, COMPLETE, DETAILS and OUTCOME where it differs.
  */
-export class UploadJob {
+const REQUEST = Symbol("request");    // (method): a request to the job's URL
+const ABSORB = Symbol("absorb");      // (record): take in a whole record (it may end the job)
+const FINISH = Symbol("finish");      // (fallback, required): an event said the job ended
+const REPORT = Symbol("report");      // (progress): keep it and tell onProgress
+const ON_EVENT = Symbol("onEvent");   // (what, data): an event of the running job
+const TAKE = Symbol("take");          // (record): a whole record arrived (any state)
+const UPDATE = Symbol("update");      // (record): a record of the job still under way
+const COMPLETE = Symbol("complete");  // (record): the job is done: the last progress
+const DETAILS = Symbol("details");    // (record) -> the details of the job's error
+const OUTCOME = Symbol("outcome");    // (record) -> what `done` resolves with
+
+/**
+ * @typedef {object} TrackedRecord
+ * @property {string} job
+ * @property {"queued"|"running"|"done"|"failed"|"cancelled"} state
+ * @property {{code: string, message: string}} [error]
+ */
+
+/**
+ * A job the service keeps a record of (an upload, OCR or barcodes): the lifecycle its kinds
+ * share. `started` resolves with the POST's answer; the record is then followed through
+ * the session's events about the job, or a poll every 2 s while the event socket is down;
+ * the job settles once (`done` resolves, or rejects with a {@link ScanbridgeError}) and its
+ * session forgets it. A closed session fails it with `session_closed`.
+ * @template {TrackedRecord} Rec   the job's record
+ * @template P                     its progress
+ * @template Res                   its result
+ * @template Out                   what `done` resolves with
+ */
+class TrackedJob {
   /** @type {string|null} the job id, once the service answered the POST */ id = null;
   /** @type {"starting"|"queued"|"running"|"done"|"failed"|"cancelled"} */ state = "starting";
-  /** @type {UploadRecord|null} the latest job record */ record = null;
-  /** @type {UploadProgress|null} the last progress */ progress = null;
-  /** @type {UploadResult|null} the receiver's answer, once there is one */ result = null;
+  /** @type {Rec|null} the latest job record */ record = null;
+  /** @type {P|null} the last progress */ progress = null;
+  /** @type {Res|null} the result, once there is one */ result = null;
   /** @type {ScanbridgeError|null} why the job failed (what `done` rejects with) */ error = null;
-  /** @type {Promise<UploadRecord>} resolves with the POST's answer (the job is queued) */
-  started;
-  /** @type {Promise<UploadRecord>} resolves with the final job record */ done;
+  /** @type {Promise<Rec>} resolves with the POST's answer (the job is queued) */ started;
+  /** @type {Promise<Out>} resolves when the job is done */ done;
 
   #session;
+  #collection;
+  #noun;
+  #failedCode;
   #onProgress;
-  #onRetry;
-  #retried = 0;      // the last failed attempt reported to onRetry
   #ending = false;   // the end is known (its record may still be on its way)
   #settled = false;
   /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
   #syncing = false;
-  /** @type {(record: UploadRecord) => void} */ #resolveStarted = () => {};
+  /** @type {(record: Rec) => void} */ #resolveStarted = () => {};
   /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
-  /** @type {(record: UploadRecord) => void} */ #resolveDone = () => {};
+  /** @type {(value: Out) => void} */ #resolveDone = () => {};
   /** @type {(error: unknown) => void} */ #rejectDone = () => {};
 
   /**
-   * Use {@link Session#upload}.
-   * @param {symbol} key
    * @param {Session} session
-   * @param {{onProgress?: (progress: UploadProgress) => void,
-   *          onRetry?: (retry: UploadRetry) => void}} options
+   * @param {{collection: string, noun: string, failedCode: string,
+   *          onProgress?: (progress: P) => void}} kind  collection: the jobs' path under
+   *   the session ("uploads", "ocr"); noun and failedCode: for an end without an error
    */
-  constructor(key, session, {onProgress, onRetry}) {
-    if (key !== INTERNAL) throw new TypeError("use session.upload() to start an UploadJob");
+  constructor(session, {collection, noun, failedCode, onProgress}) {
     this.#session = session;
+    this.#collection = collection;
+    this.#noun = noun;
+    this.#failedCode = failedCode;
     this.#onProgress = onProgress;
-    this.#onRetry = onRetry;
-    const started = /** @type {ReturnType<typeof deferred<UploadRecord>>} */ (deferred());
+    const started = /** @type {ReturnType<typeof deferred<Rec>>} */ (deferred());
     this.started = started.promise;
     this.#resolveStarted = started.resolve;
     this.#rejectStarted = started.reject;
-    const done = /** @type {ReturnType<typeof deferred<UploadRecord>>} */ (deferred());
+    const done = /** @type {ReturnType<typeof deferred<Out>>} */ (deferred());
     this.done = done.promise;
     this.#resolveDone = done.resolve;
     this.#rejectDone = done.reject;
-    uploadParts.set(this, {
-      attach: (record) => this.#attach(record),
+    trackedParts.set(this, {
+      attach: (record) => this.#attach(/** @type {Rec} */ (/** @type {unknown} */ (record))),
       event: (event) => this.#event(event),
       fail: (error) => this.#fail(error),
       sync: () => void this.#sync(),
     });
   }
 
-  /** @returns {string} the job's API path */
-  #path() {
-    return `${partsOf(this.#session).path}/uploads/${encodeURIComponent(String(this.id))}`;
+  /** @param {string} method @returns {Promise<any>} the answer of the job's URL */
+  [REQUEST](method) {
+    const session = partsOf(this.#session);
+    return session.call(method,
+      `${session.path}/${this.#collection}/${encodeURIComponent(String(this.id))}`);
   }
 
-  /** @param {UploadRecord} record */
+  /** @param {Rec} record */
   #attach(record) {
     this.id = record.job;
     if (this.#settled) return;
@@ -1927,94 +1970,61 @@ export class UploadJob {
     this.#poll = setInterval(() => {
       if (!partsOf(this.#session).eventsLive()) void this.#sync();
     }, POLL_EVERY);
-    this.#absorb(record);
+    this[ABSORB](record);
   }
 
-  /** @param {ScanbridgeEvent} event */
+  /** @param {ScanbridgeEvent} event  one about this job */
   #event(event) {
     if (this.#ending || this.record === null) return;
-    const data = event.data ?? {};
-    switch (event.topic) {
-      case "upload.progress":
-        this.state = "running";
-        this.record = {...this.record, state: "running"};
-        this.#progress({sent: data.sent, total: data.total,
-          percent: percentOf(data.sent, data.total), attempt: data.attempt});
-        break;
-      case "upload.retry":
-        this.state = "queued";
-        this.record = {...this.record, state: "queued", attempts: data.attempt,
-          error: data.error, next_attempt: Date.now() / 1000 + Number(data.delay || 0)};
-        this.#retry({attempt: data.attempt, delay: Number(data.delay || 0), error: data.error});
-        break;
-      case "upload.done":
-        this.#finish({...this.record, state: "done", error: undefined,
-          result: {status: data.status, body: data.body ?? ""},
-          progress: {sent: this.record.progress?.total ?? 0,
-            total: this.record.progress?.total ?? 0, percent: 100}});
-        break;
-      case "upload.error": {
-        const {code, message, status} = data;
-        this.#finish({...this.record, state: data.state ?? "failed",
-          error: {code, message, ...(status ? {status} : {})}});
-        break;
-      }
-      default:
-        break;
-    }
+    this[ON_EVENT](event.topic.slice(event.topic.indexOf(".") + 1), event.data ?? {});
   }
 
   /**
-   * The end, from an event: settle with the service's record of it (the whole result and
-   * the attempts), or with what the event said when that cannot be read.
-   * @param {UploadRecord} fallback
+   * An event of the job (the part of its topic after the family, e.g. "progress").
+   * @param {string} what
+   * @param {any} data
    */
-  #finish(fallback) {
+  [ON_EVENT](what, data) {}
+
+  /**
+   * The end, from an event: settle with the service's record of it, or with what the event
+   * said when that cannot be read.
+   * @param {Rec} fallback
+   * @param {boolean} [required]  only the record will do (the result is only there): when
+   *   it cannot be read, the job fails with that error
+   */
+  [FINISH](fallback, required = false) {
     this.#ending = true;
     this.#stopPolling();
     (async () => {
       let final = fallback;
       try {
-        const record = await partsOf(this.#session).call("GET", this.#path());
+        const record = await this[REQUEST]("GET");
         if (TERMINAL.has(record?.state)) final = record;
-      } catch {
-        // the event's data will do
+      } catch (error) {
+        if (required) {
+          this.#settle(fallback, asScanbridgeError(error));
+          return;
+        }  // else the event's data will do
       }
       this.#conclude(final);
     })();
   }
 
-  /** @param {UploadProgress} progress */
-  #progress(progress) {
+  /** @param {P} progress  keep it, and tell onProgress */
+  [REPORT](progress) {
     this.progress = progress;
-    if (!this.#onProgress) return;
-    try {
-      this.#onProgress(progress);
-    } catch (error) {
-      report(error);
-    }
-  }
-
-  /** @param {UploadRetry} retry */
-  #retry(retry) {
-    if (!(retry.attempt > this.#retried)) return;  // told already (by an event or a poll)
-    this.#retried = retry.attempt;
-    if (!this.#onRetry) return;
-    try {
-      this.#onRetry(retry);
-    } catch (error) {
-      report(error);
-    }
+    notify(this.#onProgress, progress);
   }
 
   /**
-   * A whole job record (from the POST, a poll or a cancel).
-   * @param {UploadRecord} record
+   * A whole job record (from the POST, a poll, a refresh or a cancel).
+   * @param {Rec} record
    */
-  #absorb(record) {
+  [ABSORB](record) {
     if (this.#ending) return;
     this.record = record;
-    if (record.result) this.result = record.result;
+    this[TAKE](record);
     if (TERMINAL.has(record.state)) {
       this.#ending = true;
       this.#stopPolling();
@@ -2022,24 +2032,21 @@ export class UploadJob {
       return;
     }
     this.state = record.state;
-    if (record.state === "queued" && record.attempts > 0 && record.error) {
-      this.#retry({attempt: record.attempts, error: record.error,
-        delay: Math.max(0, (record.next_attempt ?? 0) - Date.now() / 1000)});
-    }
-    const progress = record.progress;
-    if (record.state === "running" && progress && (progress.sent !== this.progress?.sent
-        || progress.total !== this.progress?.total)) {
-      this.#progress({sent: progress.sent, total: progress.total, percent: progress.percent,
-        attempt: record.attempts});
-    }
+    this[UPDATE](record);
   }
+
+  /** @param {Rec} record */
+  [TAKE](record) {}
+
+  /** @param {Rec} record  not a final one (its state is taken already) */
+  [UPDATE](record) {}
 
   /** Ask the service for the job's record (the event socket is down, or events were lost). */
   async #sync() {
     if (this.#ending || this.#syncing || this.id === null) return;
     this.#syncing = true;
     try {
-      this.#absorb(await partsOf(this.#session).call("GET", this.#path()));
+      this[ABSORB](await this[REQUEST]("GET"));
     } catch (error) {
       if (error instanceof ScanbridgeError && error.code === "not_found") this.#fail(error);
       // else: unreachable for now; the next poll tries again
@@ -2048,26 +2055,35 @@ export class UploadJob {
     }
   }
 
-  /** @param {UploadRecord} record  a final one */
+  /** @param {Rec} record  a final one */
   #conclude(record) {
     this.record = record;
-    if (record.result) this.result = record.result;
+    this[TAKE](record);
     if (record.state === "done") {
-      const progress = record.progress ?? {sent: 0, total: 0, percent: 100};
-      if (this.progress?.percent !== 100) {
-        this.#progress({sent: progress.total, total: progress.total, percent: 100,
-          attempt: record.attempts});
-      }
+      this[COMPLETE](record);
       this.#settle(record, null);
       return;
     }
+    const noun = this.#noun;
     const failure = record.error ?? (record.state === "cancelled"
-      ? {code: "cancelled", message: "the upload was cancelled"}
-      : {code: "upload_failed", message: "the upload failed"});
+      ? {code: "cancelled", message: `the ${noun} was cancelled`}
+      : {code: this.#failedCode, message: `the ${noun} failed`});
     const {code, message, ...rest} = failure;
-    this.#settle(record, new ScanbridgeError(String(code || "upload_failed"),
-      String(message || code), {details: {...rest, job: record.job, attempts: record.attempts,
-        result: record.result ?? null}}));
+    this.#settle(record, new ScanbridgeError(String(code || this.#failedCode),
+      String(message || code), {details: {...rest, ...this[DETAILS](record)}}));
+  }
+
+  /** @param {Rec} record  the job is done: report its last progress */
+  [COMPLETE](record) {}
+
+  /** @param {Rec} record @returns {Object<string, unknown>} */
+  [DETAILS](record) {
+    return {job: record.job};
+  }
+
+  /** @param {Rec} record @returns {Out} */
+  [OUTCOME](record) {
+    return /** @type {Out} */ (/** @type {unknown} */ (record));
   }
 
   /** The job could not start, or its session ended. @param {unknown} error */
@@ -2080,7 +2096,7 @@ export class UploadJob {
     this.#settle(null, failure);
   }
 
-  /** @param {UploadRecord|null} record @param {ScanbridgeError|null} error */
+  /** @param {Rec|null} record @param {ScanbridgeError|null} error */
   #settle(record, error) {
     if (this.#settled) return;
     this.#settled = true;
@@ -2092,7 +2108,7 @@ export class UploadJob {
       this.#rejectDone(error);
     } else {
       this.state = "done";
-      this.#resolveDone(/** @type {UploadRecord} */ (record));
+      this.#resolveDone(this[OUTCOME](/** @type {Rec} */ (record)));
     }
   }
 
@@ -2102,12 +2118,10 @@ export class UploadJob {
   }
 
   /**
-   * Cancel the job: a queued one (or one waiting for a retry) at once, a running one
-   * between two chunks of its body. `done` then rejects with code "cancelled". A job that
-   * ended already is left as it is. Before the POST answered, the cancel waits for it.
-   * @returns {Promise<UploadRecord|null>}  once the job has ended: its final record (state
-   *   "cancelled", or "done" when the receiver had it all already); null when the job
-   *   never started
+   * Cancel the job (`DELETE`); `done` then rejects with code "cancelled". A job that ended
+   * already is left as it is. Before the POST answered, the cancel waits for it.
+   * @returns {Promise<Rec|null>}  once the job has ended: its final record (state
+   *   "cancelled", or "done" when it finished first); null when it never started
    */
   async cancel() {
     if (this.id === null) {
@@ -2119,13 +2133,118 @@ export class UploadJob {
     }
     if (!this.#ending) {
       try {
-        this.#absorb(await partsOf(this.#session).call("DELETE", this.#path()));
+        this[ABSORB](await this[REQUEST]("DELETE"));
       } catch (error) {
         if (!this.#ending) throw error;  // else it ended meanwhile
       }
     }
     await this.done.catch(() => {});
     return this.record;
+  }
+}
+
+/**
+ * An upload on its way to a web server (see {@link Session#upload}). `done` resolves with
+ * the final {@link UploadRecord} (state "done"; `result` is the receiver's `{status,
+ * body}`) or rejects with a {@link ScanbridgeError}: the POST's error
+ * (`upload_target_not_allowed`, `invalid_argument`, `conflict` with no pages, ...) or the
+ * job's (`upload_rejected`: the receiver answered another 4xx, not retried;
+ * `upload_failed`: every attempt failed; `upload_tls_error`; `upload_redirect_refused`;
+ * `cancelled`), whose `details` has `job`, `attempts`, `status` (the receiver's) and
+ * `result` (the receiver's answer, when there was one). `result` is the receiver's answer
+ * once there is one. `cancel()` ends a queued job (or one waiting for a retry) at once, a
+ * running one between two chunks of its body.
+ * @extends {TrackedJob<UploadRecord, UploadProgress, UploadResult, UploadRecord>}
+ */
+export class UploadJob extends TrackedJob {
+  #onRetry;
+  #retried = 0;      // the last failed attempt reported to onRetry
+
+  /**
+   * Use {@link Session#upload}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {{onProgress?: (progress: UploadProgress) => void,
+   *          onRetry?: (retry: UploadRetry) => void}} options
+   */
+  constructor(key, session, {onProgress, onRetry}) {
+    if (key !== INTERNAL) throw new TypeError("use session.upload() to start an UploadJob");
+    super(session, {collection: "uploads", noun: "upload", failedCode: "upload_failed",
+      onProgress});
+    this.#onRetry = onRetry;
+  }
+
+  /** @param {string} what @param {any} data */
+  [ON_EVENT](what, data) {
+    const record = /** @type {UploadRecord} */ (this.record);
+    switch (what) {
+      case "progress":
+        this.state = "running";
+        this.record = {...record, state: "running"};
+        this[REPORT]({sent: data.sent, total: data.total,
+          percent: percentOf(data.sent, data.total), attempt: data.attempt});
+        break;
+      case "retry":
+        this.state = "queued";
+        this.record = {...record, state: "queued", attempts: data.attempt,
+          error: data.error, next_attempt: Date.now() / 1000 + Number(data.delay || 0)};
+        this.#retry({attempt: data.attempt, delay: Number(data.delay || 0), error: data.error});
+        break;
+      case "done":
+        this[FINISH]({...record, state: "done", error: undefined,
+          result: {status: data.status, body: data.body ?? ""},
+          progress: {sent: record.progress?.total ?? 0,
+            total: record.progress?.total ?? 0, percent: 100}});
+        break;
+      case "error": {
+        const {code, message, status} = data;
+        this[FINISH]({...record, state: data.state ?? "failed",
+          error: {code, message, ...(status ? {status} : {})}});
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** @param {UploadRetry} retry */
+  #retry(retry) {
+    if (!(retry.attempt > this.#retried)) return;  // told already (by an event or a poll)
+    this.#retried = retry.attempt;
+    notify(this.#onRetry, retry);
+  }
+
+  /** @param {UploadRecord} record */
+  [TAKE](record) {
+    if (record.result) this.result = record.result;
+  }
+
+  /** @param {UploadRecord} record */
+  [UPDATE](record) {
+    if (record.state === "queued" && record.attempts > 0 && record.error) {
+      this.#retry({attempt: record.attempts, error: record.error,
+        delay: Math.max(0, (record.next_attempt ?? 0) - Date.now() / 1000)});
+    }
+    const progress = record.progress;
+    if (record.state === "running" && progress && (progress.sent !== this.progress?.sent
+        || progress.total !== this.progress?.total)) {
+      this[REPORT]({sent: progress.sent, total: progress.total, percent: progress.percent,
+        attempt: record.attempts});
+    }
+  }
+
+  /** @param {UploadRecord} record */
+  [COMPLETE](record) {
+    const progress = record.progress ?? {sent: 0, total: 0, percent: 100};
+    if (this.progress?.percent !== 100) {
+      this[REPORT]({sent: progress.total, total: progress.total, percent: 100,
+        attempt: record.attempts});
+    }
+  }
+
+  /** @param {UploadRecord} record */
+  [DETAILS](record) {
+    return {job: record.job, attempts: record.attempts, result: record.result ?? null};
   }
 }
 
@@ -2138,30 +2257,11 @@ export class UploadJob {
  * installed; `invalid_argument`; `not_found`: an unknown image; `conflict`: no pages;
  * `busy`: the session runs 8 jobs already) or the job's (`cancelled`, `timeout`,
  * `invalid_image`, `too_large`, ...), whose `details` has `job` and `progress`.
+ * `cancel()` drops the pages being read.
  * @template R
+ * @extends {TrackedJob<RecognitionRecord<R>, RecognitionProgress, R, R>}
  */
-export class RecognitionJob {
-  /** @type {string|null} the job id, once the service answered the POST */ id = null;
-  /** @type {"starting"|"queued"|"running"|"done"|"failed"|"cancelled"} */ state = "starting";
-  /** @type {RecognitionRecord<R>|null} the latest job record */ record = null;
-  /** @type {RecognitionProgress|null} the last progress */ progress = null;
-  /** @type {R|null} the result, once done */ result = null;
-  /** @type {ScanbridgeError|null} why the job failed (what `done` rejects with) */ error = null;
-  /** @type {Promise<RecognitionRecord<R>>} resolves with the POST's answer (202) */ started;
-  /** @type {Promise<R>} resolves with the result */ done;
-
-  #session;
-  #kind;
-  #onProgress;
-  #ending = false;   // the end is known (its record may still be on its way)
-  #settled = false;
-  /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
-  #syncing = false;
-  /** @type {(record: RecognitionRecord<R>) => void} */ #resolveStarted = () => {};
-  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
-  /** @type {(result: R) => void} */ #resolveDone = () => {};
-  /** @type {(error: unknown) => void} */ #rejectDone = () => {};
-
+export class RecognitionJob extends TrackedJob {
   /**
    * Use {@link Session#ocr} or {@link Session#barcodes}.
    * @param {symbol} key
@@ -2171,77 +2271,21 @@ export class RecognitionJob {
    */
   constructor(key, session, kind, {onProgress}) {
     if (key !== INTERNAL) throw new TypeError(`use session.${kind}() to start this job`);
-    this.#session = session;
-    this.#kind = kind;
-    this.#onProgress = onProgress;
-    const started = /** @type {ReturnType<typeof deferred<RecognitionRecord<R>>>} */ (deferred());
-    this.started = started.promise;
-    this.#resolveStarted = started.resolve;
-    this.#rejectStarted = started.reject;
-    const done = /** @type {ReturnType<typeof deferred<R>>} */ (deferred());
-    this.done = done.promise;
-    this.#resolveDone = done.resolve;
-    this.#rejectDone = done.reject;
-    recognitionParts.set(this, {
-      attach: (record) => this.#attach(record),
-      event: (event) => this.#event(event),
-      fail: (error) => this.#fail(error),
-      sync: () => void this.#sync(),
-    });
+    super(session, {collection: kind, noun: "job", failedCode: "failed", onProgress});
   }
 
-  /** @returns {string} the job's API path */
-  #path() {
-    return `${partsOf(this.#session).path}/${this.#kind}/${encodeURIComponent(String(this.id))}`;
-  }
-
-  /** @param {RecognitionRecord<R>} record */
-  #attach(record) {
-    this.id = record.job;
-    if (this.#settled) return;
-    this.#resolveStarted(record);
-    this.#poll = setInterval(() => {
-      if (!partsOf(this.#session).eventsLive()) void this.#sync();
-    }, POLL_EVERY);
-    this.#absorb(record);
-  }
-
-  /** @param {ScanbridgeEvent} event  ocr.* or barcode.* of this job */
-  #event(event) {
-    if (this.#ending || this.record === null) return;
-    const data = event.data ?? {};
-    const what = event.topic.slice(event.topic.indexOf(".") + 1);
+  /** @param {string} what @param {any} data  ocr.* or barcode.* of this job */
+  [ON_EVENT](what, data) {
+    const record = /** @type {RecognitionRecord<R>} */ (this.record);
     if (what === "progress") {
       const progress = {done: Number(data.done), total: Number(data.total)};
       this.state = "running";
-      this.record = {...this.record, state: "running", progress};
+      this.record = {...record, state: "running", progress};
       this.#progress({...progress, image: data.image, index: data.index});
     } else if (what === "done" || what === "failed" || what === "cancelled") {
-      this.#finish({...this.record, state: what, ...(data.error ? {error: data.error} : {})});
+      this[FINISH]({...record, state: what, ...(data.error ? {error: data.error} : {})},
+        what === "done");
     }
-  }
-
-  /**
-   * The end, from an event: settle with the service's record (it has the result), or
-   * with what the event said when that cannot be read.
-   * @param {RecognitionRecord<R>} fallback
-   */
-  #finish(fallback) {
-    this.#ending = true;
-    this.#stopPolling();
-    (async () => {
-      let final = fallback;
-      try {
-        const record = await partsOf(this.#session).call("GET", this.#path());
-        if (TERMINAL.has(record?.state)) final = record;
-      } catch (error) {
-        if (fallback.state === "done") {  // the result is only in the record
-          this.#settle(fallback, asScanbridgeError(error));
-          return;
-        }
-      }
-      this.#conclude(final);
-    })();
   }
 
   /** @param {{done: number, total: number, image?: string, index?: number}} progress */
@@ -2251,94 +2295,30 @@ export class RecognitionJob {
     const progress = {done, total, percent: percentOf(done, total)};
     if (image !== undefined) progress.image = image;
     if (index !== undefined) progress.index = index;
-    this.progress = progress;
-    if (!this.#onProgress) return;
-    try {
-      this.#onProgress(progress);
-    } catch (error) {
-      report(error);
-    }
+    this[REPORT](progress);
   }
 
-  /**
-   * A whole job record (from the POST, a poll, a refresh or a cancel).
-   * @param {RecognitionRecord<R>} record
-   */
-  #absorb(record) {
-    if (this.#ending) return;
-    this.record = record;
-    if (TERMINAL.has(record.state)) {
-      this.#ending = true;
-      this.#stopPolling();
-      this.#conclude(record);
-      return;
-    }
-    this.state = record.state;
+  /** @param {RecognitionRecord<R>} record */
+  [UPDATE](record) {
     const progress = record.progress;
     if (progress && progress.done > 0) this.#progress(progress);
   }
 
-  /** Ask the service for the job's record (the event socket is down, or events were lost). */
-  async #sync() {
-    if (this.#ending || this.#syncing || this.id === null) return;
-    this.#syncing = true;
-    try {
-      this.#absorb(await partsOf(this.#session).call("GET", this.#path()));
-    } catch (error) {
-      if (error instanceof ScanbridgeError && error.code === "not_found") this.#fail(error);
-      // else: unreachable for now; the next poll tries again
-    } finally {
-      this.#syncing = false;
-    }
+  /** @param {RecognitionRecord<R>} record */
+  [COMPLETE](record) {
+    const total = record.progress?.total ?? 0;
+    if (this.progress?.done !== total) this.#progress({done: total, total});
   }
 
-  /** @param {RecognitionRecord<R>} record  a final one */
-  #conclude(record) {
-    this.record = record;
-    if (record.state === "done") {
-      const total = record.progress?.total ?? 0;
-      if (this.progress?.done !== total) this.#progress({done: total, total});
-      this.#settle(record, null);
-      return;
-    }
-    const failure = record.error ?? (record.state === "cancelled"
-      ? {code: "cancelled", message: "the job was cancelled"}
-      : {code: "failed", message: "the job failed"});
-    const {code, message, ...rest} = failure;
-    this.#settle(record, new ScanbridgeError(String(code || "failed"), String(message || code),
-      {details: {...rest, job: record.job, progress: record.progress}}));
+  /** @param {RecognitionRecord<R>} record */
+  [DETAILS](record) {
+    return {job: record.job, progress: record.progress};
   }
 
-  /** The job could not start, or its session ended. @param {unknown} error */
-  #fail(error) {
-    if (this.#ending) return;
-    this.#ending = true;
-    this.#stopPolling();
-    const failure = asScanbridgeError(error);
-    this.#rejectStarted(failure);
-    this.#settle(null, failure);
-  }
-
-  /** @param {RecognitionRecord<R>|null} record @param {ScanbridgeError|null} error */
-  #settle(record, error) {
-    if (this.#settled) return;
-    this.#settled = true;
-    this.#stopPolling();
-    if (this.id !== null) partsOf(this.#session).forget(this.id);
-    if (error) {
-      this.state = record?.state === "cancelled" ? "cancelled" : "failed";
-      this.error = error;
-      this.#rejectDone(error);
-    } else {
-      this.state = "done";
-      this.result = /** @type {R} */ (record?.result);
-      this.#resolveDone(/** @type {R} */ (this.result));
-    }
-  }
-
-  #stopPolling() {
-    if (this.#poll !== null) clearInterval(this.#poll);
-    this.#poll = null;
+  /** @param {RecognitionRecord<R>} record @returns {R} */
+  [OUTCOME](record) {
+    this.result = /** @type {R} */ (record?.result);
+    return /** @type {R} */ (this.result);
   }
 
   /**
@@ -2348,35 +2328,9 @@ export class RecognitionJob {
    */
   async refresh() {
     if (this.id === null) await this.started;
-    const record = await partsOf(this.#session).call("GET", this.#path());
-    this.#absorb(record);
+    const record = await this[REQUEST]("GET");
+    this[ABSORB](record);
     return record;
-  }
-
-  /**
-   * Cancel the job (`DELETE`): the pages being read are dropped, `done` rejects with code
-   * "cancelled". A job that ended already is left as it is. Before the POST answered, the
-   * cancel waits for it.
-   * @returns {Promise<RecognitionRecord<R>|null>}  once the job has ended: its final record
-   *   (state "cancelled", or "done" when it finished first); null when it never started
-   */
-  async cancel() {
-    if (this.id === null) {
-      try {
-        await this.started;
-      } catch {
-        return null;
-      }
-    }
-    if (!this.#ending) {
-      try {
-        this.#absorb(await partsOf(this.#session).call("DELETE", this.#path()));
-      } catch (error) {
-        if (!this.#ending) throw error;  // else it ended meanwhile
-      }
-    }
-    await this.done.catch(() => {});
-    return this.record;
   }
 }
 
@@ -2444,4 +2398,223 @@ export class BarcodeJob extends RecognitionJob {
   constructor(key, session, options) {
     super(key, session, "barcodes", options);
   }
+}
+
+// --- cameras: live view and capture ----------------------------------------------------
+
+/**
+ * A camera the service can use: {@link Session#listSources} lists them after the
+ * scanners, with `type` "camera".
+ * @typedef {object} CameraSource
+ * @property {string} id          "camera:NAME" (a named source of the ini), or the device's
+ *                                stable "camera:<by-id name>", else "camera:videoN"
+ * @property {"camera"} type
+ * @property {string} name
+ * @property {"v4l2"|"mjpeg"|"stream"|"file"} kind   a V4L2 device (webcam, document
+ *                                camera), an MJPEG camera over HTTP, an RTSP stream, a video file
+ * @property {string} device      /dev/videoN, or the URL (without its password) or file
+ * @property {boolean} open       a live view or a capture has it open now
+ */
+
+/**
+ * What a camera offers ({@link Session#getOptions} of a camera id).
+ * @typedef {object} CameraOptions
+ * @property {string} source
+ * @property {string} kind
+ * @property {string} size                      the frame size now, "WxH"
+ * @property {number|null} fps                  the frame rate it sends
+ * @property {{format: string, width: number, height: number, fps: number[]}[]} modes
+ * @property {Object<string, number>} properties   adjustable ones (brightness, focus, ...)
+ * @property {object[]} options                 resolution, interval, document and the properties
+ */
+
+/**
+ * What {@link Session#liveView} takes.
+ * @typedef {object} LiveViewOptions
+ * @property {string} source                    a camera's id
+ * @property {number} [fps]                     at most this many frames a second (the
+ *                                              service's [camera] max_fps caps it)
+ * @property {string} [resolution]              "WxH": one the camera offers (else the view
+ *                                              ends with `invalid_option`)
+ * @property {(error: ScanbridgeError) => void} [onError]   the view ended by an error
+ */
+
+/**
+ * What {@link Session#capture} takes.
+ * @typedef {object} CaptureRequest
+ * @property {string} source                    a camera's id
+ * @property {number} [frames]                  frames to capture, each a page (default 1)
+ * @property {number} [interval]                seconds between two frames (default 0: the
+ *                                              next new frame)
+ * @property {boolean} [document]               document mode: find the page in the frame,
+ *                                              straighten and crop it
+ * @property {string} [resolution]              "WxH": one the camera offers
+ * @property {(image: ImageInfo) => void} [onPage]
+ * @property {(progress: Progress) => void} [onProgress]
+ * @property {AbortSignal} [signal]             aborting cancels the capture
+ */
+
+let liveViews = 0;  // numbers each view's URL: a new view never comes from the image cache
+
+/**
+ * A camera's live view in an `<img>` (see {@link Session#liveView}): the element shows the
+ * service's MJPEG stream (`multipart/x-mixed-replace`), newest frame first, at most `fps`
+ * frames a second. The camera is opened once however many views there are, and released
+ * when the last one stops. `stop()` clears the element's `src`, which ends the stream.
+ * `started` resolves with the first frame's size; `ended` resolves once stopped, or rejects
+ * with a {@link ScanbridgeError} when the view ended by itself: `not_found` (no such
+ * source), `invalid_option` (a resolution it does not offer), `device_gone` (the camera
+ * went away or cannot be opened; the stream ended cleanly and the session got a
+ * `camera.error` event), `busy`, `session_closed`, `unreachable`.
+ */
+export class LiveView {
+  /** @type {string} the camera's id */ source;
+  /** @type {string} the stream's URL (the session's token is in it) */ url;
+  /** @type {HTMLImageElement} */ element;
+  /** @type {"starting"|"live"|"stopped"|"failed"} */ state = "starting";
+  /** @type {ScanbridgeError|null} why the view ended (what `ended` rejects with) */ error = null;
+  /** @type {Promise<{width: number, height: number}>} the first frame is shown */ started;
+  /** @type {Promise<void>} resolves once stopped; rejects when the view failed */ ended;
+
+  #session;
+  #onError;
+  /** @type {Array<() => void>} */ #undo = [];
+  /** @type {(size: {width: number, height: number}) => void} */ #resolveStarted = () => {};
+  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
+  /** @type {() => void} */ #resolveEnded = () => {};
+  /** @type {(error: unknown) => void} */ #rejectEnded = () => {};
+
+  /**
+   * Use {@link Session#liveView}.
+   * @param {symbol} key
+   * @param {Session} session
+   * @param {HTMLImageElement} element
+   * @param {LiveViewOptions} options
+   */
+  constructor(key, session, element, {source, fps, resolution, onError}) {
+    if (key !== INTERNAL) throw new TypeError("use session.liveView() to start a LiveView");
+    if (!element || typeof element.setAttribute !== "function") {
+      throw new ScanbridgeError("invalid_argument", "liveView() needs an <img> element");
+    }
+    if (typeof source !== "string" || !source) {
+      throw new ScanbridgeError("invalid_argument", "liveView() needs a camera's source id");
+    }
+    this.#session = session;
+    this.#onError = onError;
+    this.source = source;
+    this.element = element;
+    const started = /** @type {ReturnType<typeof deferred<{width: number, height: number}>>} */
+      (deferred());
+    this.started = started.promise;
+    this.#resolveStarted = started.resolve;
+    this.#rejectStarted = started.reject;
+    const ended = /** @type {ReturnType<typeof deferred<void>>} */ (deferred());
+    this.ended = ended.promise;
+    this.#resolveEnded = ended.resolve;
+    this.#rejectEnded = ended.reject;
+    const url = new URL(`${session.url}${API}/sources/${encodeURIComponent(source)}/stream`);
+    url.searchParams.set("session", session.id);
+    url.searchParams.set("token", session.token);
+    if (fps !== undefined && fps !== null) url.searchParams.set("fps", String(fps));
+    if (resolution) url.searchParams.set("resolution", String(resolution));
+    liveViews += 1;
+    url.searchParams.set("view", `${Date.now().toString(36)}-${liveViews}`);
+    this.url = url.href;
+    if (session.closed) {
+      this.#end(new ScanbridgeError("session_closed", "the session was closed"));
+      return;
+    }
+    const loaded = () => {
+      if (this.state !== "starting") return;
+      this.state = "live";
+      this.#resolveStarted({width: element.naturalWidth, height: element.naturalHeight});
+    };
+    const broken = () => {
+      if (this.state === "starting" || this.state === "live") void this.#diagnose();
+    };
+    element.addEventListener("load", loaded);
+    element.addEventListener("error", broken);
+    this.#undo.push(() => {
+      element.removeEventListener("load", loaded);
+      element.removeEventListener("error", broken);
+    });
+    this.#undo.push(session.on("camera.error", (event) => {
+      if (event.data?.source !== source) return;
+      const {code, message, ...details} = event.data ?? {};
+      this.#end(new ScanbridgeError(String(code || "device_gone"),
+        String(message || "the camera went away"), {details}));
+    }));
+    this.#undo.push(session.on("session.closed", () => {
+      this.#end(new ScanbridgeError("session_closed", "the session was closed"));
+    }));
+    element.src = this.url;
+  }
+
+  /**
+   * The element could not show the stream: ask the service why (the error answer comes
+   * before any frame), so `ended` rejects with its code.
+   */
+  async #diagnose() {
+    const controller = new AbortController();
+    /** @type {ScanbridgeError} */
+    let error;
+    try {
+      const response = await fetch(this.url, {credentials: "omit", cache: "no-store",
+        signal: controller.signal});
+      error = response.ok
+        ? new ScanbridgeError("live_view_failed", "the browser could not show the live view")
+        : await errorOf(response);
+    } catch (cause) {
+      error = await networkError(this.#session.url, cause);
+    } finally {
+      controller.abort();  // a stream that works now is not needed: the camera is released
+    }
+    this.#end(error);
+  }
+
+  /** Stop and let go: the events, the element's stream. */
+  #release() {
+    for (const undo of this.#undo.splice(0)) undo();
+    if (this.element.getAttribute("src") === this.url) this.element.removeAttribute("src");
+  }
+
+  /** The view ended by itself. @param {ScanbridgeError} error */
+  #end(error) {
+    if (this.state === "stopped" || this.state === "failed") return;
+    this.state = "failed";
+    this.error = error;
+    this.#release();
+    this.#rejectStarted(error);
+    this.#rejectEnded(error);
+    notify(this.#onError, error);
+  }
+
+  /**
+   * Stop the view: the element's `src` is cleared (its last frame goes too), which ends the
+   * stream; the camera closes once no other view or capture uses it. Stopping twice, or a
+   * view that failed, is fine.
+   */
+  stop() {
+    if (this.state === "stopped" || this.state === "failed") return;
+    const wasStarting = this.state === "starting";
+    this.state = "stopped";
+    this.#release();
+    if (wasStarting) this.#rejectStarted(new ScanbridgeError("aborted", "the view was stopped"));
+    this.#resolveEnded();
+  }
+}
+
+/**
+ * @param {Session} session
+ * @param {CaptureRequest} request
+ * @returns {ScanJob}
+ */
+function captureFrames(session, {source, frames = 1, interval, document, resolution, onPage,
+  onProgress, signal} = /** @type {any} */ ({})) {
+  /** @type {Object<string, unknown>} */
+  const options = {};
+  if (interval !== undefined && interval !== null) options.interval = interval;
+  if (document !== undefined && document !== null) options.document = Boolean(document);
+  if (resolution) options.resolution = resolution;
+  return session.scan({source, pages: frames, options, onPage, onProgress, signal});
 }

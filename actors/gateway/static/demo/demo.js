@@ -1,5 +1,6 @@
-// The Scanbridge demo: scan, see pages arrive, edit, reorder, import, save, upload, read
-// text (OCR) and barcodes, through /scanbridge.js only. Runs under the page's strict CSP (no inline script or style).
+// The Scanbridge demo: scan, capture from a camera (with its live view), see pages arrive,
+// edit, reorder, import, save, upload, read text (OCR) and barcodes, through /scanbridge.js
+// only. Runs under the page's strict CSP (no inline script or style).
 import { connect } from "/scanbridge.js";
 
 /** @typedef {import("/scanbridge.js").ImageInfo} ImageInfo */
@@ -9,6 +10,7 @@ import { connect } from "/scanbridge.js";
 /** @typedef {import("/scanbridge.js").OcrJob} OcrJob */
 /** @typedef {import("/scanbridge.js").BarcodeJob} BarcodeJob */
 /** @typedef {import("/scanbridge.js").Barcode} Barcode */
+/** @typedef {import("/scanbridge.js").LiveView} LiveView */
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -48,6 +50,12 @@ const ui = {
   barcodeProgress: $("barcode-progress"), barcodeProgressText: $("barcode-progress-text"),
   barcodeResult: $("barcode-result"), barcodeStatus: $("barcode-status"),
   barcodeMessage: $("barcode-message"), barcodeList: $("barcode-list"),
+  cameraForm: $("camera-form"), camera: $("camera"), cameraLive: $("camera-live"),
+  cameraView: $("camera-view"), cameraLiveHint: $("camera-live-hint"),
+  cameraFps: $("camera-fps"), cameraStart: $("camera-start"), cameraStop: $("camera-stop"),
+  cameraFrames: $("camera-frames"), cameraInterval: $("camera-interval"),
+  cameraDocument: $("camera-document"), cameraCapture: $("camera-capture"),
+  cameraCancel: $("camera-cancel"), cameraProgressText: $("camera-progress-text"),
 };
 const fields = {
   resolution: $("field-resolution"), mode: $("field-mode"),
@@ -62,6 +70,8 @@ const state = {
   /** @type {UploadJob|null} */ upload: null,
   /** @type {OcrJob|null} */ ocr: null,
   /** @type {BarcodeJob|null} */ barcodes: null,
+  /** @type {LiveView|null} the camera's live view while it runs */ live: null,
+  /** @type {ScanJob|null} a camera capture */ capture: null,
   ocrReady: false,   // the OCR languages are known
   /** @type {Map<string, {el: HTMLElement, img: HTMLImageElement, caption: HTMLElement,
    *  frame: HTMLElement, overlay: SVGSVGElement|null, etag: string}>} */ thumbs: new Map(),
@@ -130,7 +140,9 @@ async function loadSources({force = false} = {}) {
   ui.refreshSources.disabled = true;
   say(force ? "Looking for scanners again…" : "Looking for scanners…", "busy");
   try {
-    const sources = await session.listSources({refresh: force});
+    const all = await session.listSources({refresh: force});
+    const sources = all.filter((s) => s.type !== "camera");  // the cameras have their panel
+    fillCameras(all.filter((s) => s.type === "camera"));
     const previous = ui.source.value;
     if (sources.length === 0) {
       ui.source.replaceChildren(new Option("No scanner found", ""));
@@ -462,6 +474,7 @@ function updateButtons() {
   ui.ocrCancel.disabled = !state.ocr;
   ui.barcodeRead.disabled = !ready || !has || Boolean(state.barcodes);
   ui.barcodeCancel.disabled = !state.barcodes;
+  cameraButtons(ready);
 }
 
 // --- editing ------------------------------------------------------------------------------
@@ -1146,6 +1159,128 @@ const resized = new ResizeObserver(() => {
 });
 resized.observe(ui.grid);
 
+// --- camera -------------------------------------------------------------------------------
+
+/** The camera list. @param {Array<{id: string, name?: string, kind?: string}>} cameras */
+function fillCameras(cameras) {
+  const previous = ui.camera.value;
+  if (cameras.length === 0) {
+    ui.camera.replaceChildren(new Option("No camera found", ""));
+    ui.camera.disabled = true;
+  } else {
+    ui.camera.replaceChildren(...cameras.map((c) => new Option(
+      `${c.name || c.id}${c.kind ? ` (${c.kind})` : ""}`, c.id)));
+    ui.camera.disabled = false;
+    if (cameras.some((c) => c.id === previous)) ui.camera.value = previous;
+  }
+  if (state.live && state.live.source !== ui.camera.value) stopLive();
+}
+
+/** @param {"off"|"starting"|"live"|"error"} name @param {string} text */
+function showLive(name, text) {
+  ui.cameraLive.dataset.state = name;
+  ui.cameraLiveHint.textContent = text;
+}
+
+/** Start the live view of the camera picked (again, with the fps picked now). */
+function startLive() {
+  const session = state.session;
+  const source = ui.camera.value;
+  if (!session || session.closed || !source) return;
+  stopLive();
+  showLive("starting", `Opening ${source}…`);
+  const view = session.liveView(ui.cameraView, {source, fps: Number(ui.cameraFps.value) || undefined});
+  state.live = view;
+  document.body.dataset.live = "1";
+  updateButtons();
+  view.started.then(({width, height}) => {
+    if (state.live !== view) return;
+    showLive("live", "");
+    ui.cameraView.alt = `Live view of ${source}, ${width}×${height}`;
+    say(`Live view of ${source}: ${width}×${height}.`, "ok");
+  }, () => {});  // ended says why
+  view.ended.catch((error) => {
+    if (state.live !== view) return;
+    state.live = null;
+    document.body.dataset.live = "0";
+    showLive("error", `The live view ended: ${error?.code ?? "error"}.`);
+    if (error?.code !== "session_closed") fail(error, "The live view");
+    updateButtons();
+  });
+}
+
+/** Stop the live view: the camera is released once nobody else uses it. */
+function stopLive() {
+  const view = state.live;
+  if (!view) return;
+  state.live = null;
+  view.stop();
+  document.body.dataset.live = "0";
+  showLive("off", "Live view is off.");
+  updateButtons();
+}
+
+/** Capture frames into the session: they arrive as pages, like a scan's. */
+async function startCapture() {
+  const session = state.session;
+  const source = ui.camera.value;
+  if (!session || !source || state.capture) return;
+  const frames = Math.min(100, Math.max(1, Math.floor(Number(ui.cameraFrames.value) || 1)));
+  const interval = Math.min(60, Math.max(0, Number(ui.cameraInterval.value) || 0));
+  ui.cameraFrames.value = String(frames);
+  ui.cameraInterval.value = String(interval);
+  let stored = 0;
+  ui.cameraProgressText.textContent = `Capturing ${frames} frame(s)…`;
+  say(`Capturing ${frames} frame(s) from ${source}…`, "busy");
+  const job = session.capture({
+    source, frames, interval, document: ui.cameraDocument.checked,
+    onPage: (info) => {
+      stored += 1;
+      addImage(info);
+      ui.cameraProgressText.textContent = `Frame ${stored} of ${frames} stored.`;
+    },
+  });
+  state.capture = job;
+  document.body.dataset.capturing = "1";
+  updateButtons();
+  try {
+    const record = await job.done;
+    const n = record.pages ?? stored;
+    ui.cameraProgressText.textContent = record.state === "cancelled"
+      ? `Cancelled; ${n} frame(s) kept.` : `Captured ${n} frame(s).`;
+    say(ui.cameraProgressText.textContent, "ok");
+  } catch (error) {
+    ui.cameraProgressText.textContent = "Stopped.";
+    fail(error, "Capturing");
+  } finally {
+    state.capture = null;
+    document.body.dataset.capturing = "0";
+    updateButtons();
+    refreshImages();
+  }
+}
+
+async function cancelCapture() {
+  const job = state.capture;
+  if (!job) return;
+  ui.cameraCancel.disabled = true;
+  try {
+    await job.cancel();
+  } catch (error) {
+    fail(error, "Cancelling the capture");
+    updateButtons();
+  }
+}
+
+/** @param {boolean} ready */
+function cameraButtons(ready) {
+  const camera = ready && Boolean(ui.camera.value);
+  ui.cameraStart.disabled = !camera || Boolean(state.live);
+  ui.cameraStop.disabled = !state.live;
+  ui.cameraCapture.disabled = !camera || Boolean(state.capture);
+  ui.cameraCancel.disabled = !state.capture;
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
 ui.form.addEventListener("submit", (event) => {
@@ -1194,6 +1329,20 @@ ui.barcodeForm.addEventListener("submit", (event) => {
 });
 ui.barcodeCancel.addEventListener("click", () =>
   cancelJob(state.barcodes, ui.barcodeCancel, "the barcode reading"));
+ui.cameraStart.addEventListener("click", startLive);
+ui.cameraStop.addEventListener("click", stopLive);
+ui.camera.addEventListener("change", () => {
+  if (state.live) startLive();  // the view follows the camera picked
+  updateButtons();
+});
+ui.cameraFps.addEventListener("change", () => {
+  if (state.live) startLive();
+});
+ui.cameraForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  startCapture();
+});
+ui.cameraCancel.addEventListener("click", () => cancelCapture());
 
 /** @param {"connecting"|"connected"|"reconnecting"|"closed"|"offline"} name @param {string} text */
 function connectionState(name, text) {
@@ -1206,6 +1355,8 @@ async function main() {
   document.body.dataset.uploading = "0";
   document.body.dataset.ocr = "0";
   document.body.dataset.barcodes = "0";
+  document.body.dataset.live = "0";
+  document.body.dataset.capturing = "0";
   let session;
   try {
     // Same origin as this page: the page's CSP (connect-src 'self') allows only that.
