@@ -119,8 +119,9 @@ async def start_ocr(request: web.Request) -> web.Response:
     if rotate is not None and not isinstance(rotate, bool):
         raise Error("invalid_argument", "rotate must be true or false")
     timeout = _timeout(body)
-    installed = await call(request, "ocr", "languages", timeout=LANGUAGE_TIMEOUT)
-    lang = _check_lang(body.get("lang") or installed["default"], installed["installed"])
+    checked = await call(request, "ocr", "check", {"lang": body.get("lang")},
+                         timeout=LANGUAGE_TIMEOUT)
+    lang = checked["lang"]
     pages = await _pages(request, holder.id, body.get("images"))
     workers = await _workers(request, "ocr")
     st = state(request)
@@ -137,21 +138,10 @@ async def start_ocr(request: web.Request) -> web.Response:
         deadline = time.time() + timeout
         read = await _spread(job, pages, workers + 2, deadline, read_page)
         return await _ocr_result(request, job, holder.id, lang, outputs, read,
-                                 installed.get("tesseract", ""))
+                                 checked["tesseract"])
 
     job = _start(request, "ocr", "ocr", holder.id, len(pages), work)
     return _accepted(holder.id, "ocr", job)
-
-
-def _check_lang(lang: Any, installed: list[str]) -> str:
-    names = lang.split("+") if isinstance(lang, str) else lang
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise Error("invalid_argument", "lang must be a name like 'eng', 'deu+eng' or a list")
-    unknown = [n for n in names if n not in installed]
-    if unknown:
-        raise Error("invalid_option", f"language {unknown[0]!r} is not installed (installed: "
-                                      f"{', '.join(installed) or 'none'})", installed=installed)
-    return "+".join(dict.fromkeys(names))
 
 
 async def _ocr_result(request: web.Request, job: Job, sid: str, lang: str,

@@ -49,6 +49,14 @@ class Ocr(Actor):
                 "tesseract": self.engine.version(), "worker": self.worker}
 
     @operation
+    def check(self, lang: Any = None) -> dict:
+        """The language set a request would use (``a+b``), or invalid_option; before pages
+        are sent, so a bad language fails the request and not its job."""
+        return {**self.languages(),
+                "lang": engines.check_languages(lang or self.cfg.ocr.default_lang,
+                                                self.engine.languages)}
+
+    @operation
     def page(self, blobs=(), lang: Any = None, rotate: Any = None, hocr: Any = False,
              index: Any = 0) -> dict:
         """Text, words with boxes and confidences (and hOCR) of one page image."""
