@@ -13,11 +13,13 @@ read    session, images?, formats?, region?, engine?     {engine, seconds, pages
                                                          engine}]}]}
 decode  blobs, formats?, region?, engine?                {engine, pages: [{index,
                                                          barcodes}]}
+check   formats?, region?, engine?                       {engine, formats}: asked before
+                                                         the pages of a job go out
 ======  ===============================================  ================================
 
 ``region`` is ``{left, top, width, height}`` in pixels of the page; points are always in
-page pixels. Events: ``barcode.progress {session, done, total}``.
+page pixels. Events: ``barcode.progress {session, done, total}`` (multi-page reads only).
 
-Not yet: the gateway's ``/barcodes`` job endpoint, splitting documents by separator
-barcode, the CLI command and the demo panel (issue 9 goes on).
+The gateway's barcode jobs read page by page (``/api/v1/sessions/{sid}/barcodes``), and
+``POST .../documents`` with ``split_by: "barcode"`` splits a batch at separator sheets.
 """
