@@ -267,15 +267,8 @@ def service(tmp_path_factory):
     svc = Service(tmp_path_factory.mktemp("home"))
     svc.start()
     try:
-        with svc.client() as client:
+        with svc.client() as client:  # the gateway answers once `scanbridge start` returns
             wait_service(client, "ocr", len(WORKERS), timeout=30)
-
-        def answers():
-            try:
-                return Api(svc).get(f"{V1}/status", timeout=5).status == 200
-            except OSError:
-                return False
-        poll_for(answers, 20, "the gateway answering", every=0.1)
     except BaseException:
         svc.stop()
         raise
