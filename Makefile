@@ -27,6 +27,7 @@ bench: venv-test
 	$(VPY) bench/https.py
 	$(VPY) bench/upload.py
 	$(VPY) bench/ocr.py
+	$(VPY) bench/camera.py
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:

@@ -17,9 +17,12 @@ is back); refused requests; document mode.
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.server
 import io
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +34,8 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
+from actors.camera.readers import MjpegReader
+from broker.protocol import Error
 from tests.support.mjpeg import MjpegServer
 from tests.support.service import Service
 from tests.support.stack import poll_for
@@ -599,3 +604,38 @@ def test_the_cli_lists_cameras_and_captures_frames_into_a_pdf(service, media, tm
                           str(tmp_path / "x.pdf"))
     assert refused.returncode != 0 and "invalid_option" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_an_mjpeg_camera_url_with_a_password_logs_in_with_basic_auth():
+    """urllib would take ``user:password@`` for part of the host name."""
+    wanted = "Basic " + base64.b64encode(b"user:p@ss").decode()
+    frame = jpeg_of(numbered("auth", 1))
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.headers.get("Authorization") != wanted:
+                self.send_response(401)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=f")
+            self.end_headers()
+            self.wfile.write(b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                             % len(frame) + frame + b"\r\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        reader = MjpegReader(f"http://user:p%40ss@127.0.0.1:{port}/stream")
+        assert next(reader.frames()) == frame
+        reader.close()
+        with pytest.raises(Error) as refused:
+            MjpegReader(f"http://user:wrong@127.0.0.1:{port}/stream")
+        assert refused.value.code == "access_denied"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,9 +7,10 @@ list, the stored file with its caching headers and 304s, conversions, thumbnails
 and history, edits and undo, delete, order, imports of PNG, JPEG and PDF and their
 refusals, the import size limit); documents (PDF, TIFF, JPEG and ZIP, the download name,
 an empty session); OCR and barcode requests refused before a job starts (no token, bad
-fields, unknown languages, an empty session); the planned camera stream (503); and the
-answers to unknown paths, wrong methods and bad bodies. Every error answer must be JSON
-``{error: {code, message}}``.
+fields, unknown languages, an empty session); the camera stream's refusals before any
+camera opens (no session or token, another session's token, an unknown source, a bad fps
+or resolution); and the answers to unknown paths, wrong methods and bad bodies. Every
+error answer must be JSON ``{error: {code, message}}``.
 (The event WebSocket has its own file, test_gateway_events.py.)
 
 One shared service (starting supervisord costs seconds); a second one with
@@ -1034,12 +1035,35 @@ def test_ocr_or_barcodes_of_an_empty_session_is_409(session, kind):
     assert_error(session.post(f"/{kind}", json={}), 409, "conflict")
 
 
-# --- planned endpoints
+# --- the camera stream (no camera here: tests/test_camera.py has the real ones)
 
 
-def test_the_camera_stream_is_503_not_available(api):
-    error = assert_error(api.get(f"{V1}/sources/test%3A0/stream"), 503, "not_available")
-    assert error["actor"] == "camera"
+def test_the_camera_stream_needs_a_session_and_its_token(api, session):
+    stream = f"{V1}/sources/camera%3Aany/stream"
+    assert "session=SID&token=TOKEN" in assert_error(api.get(stream), 401,
+                                                     "unauthorized")["message"]
+    assert_error(api.get(f"{stream}?session={session.id}"), 401, "unauthorized")
+    other_sid, other_token = api.open_session()
+    assert_error(api.get(f"{stream}?session={session.id}&token={other_token}"), 403,
+                 "forbidden")
+    assert_error(api.get(f"{stream}?session=nosuchsession&token={session.token}"), 404,
+                 "not_found")
+    api.request("DELETE", f"{V1}/sessions/{other_sid}", token=other_token)
+
+
+@pytest.mark.parametrize("source", ["camera%3Anope", "test%3A0", "nope"])
+def test_the_stream_of_an_unknown_camera_or_of_a_scanner_is_404(session, source):
+    error = assert_error(session.api.get(
+        f"{V1}/sources/{source}/stream?session={session.id}&token={session.token}"), 404,
+        "not_found")
+    assert "no camera" in error["message"]
+
+
+@pytest.mark.parametrize("query", ["fps=0", "fps=-1", "fps=121", "fps=fast",
+                                   "resolution=big"])
+def test_a_stream_with_a_bad_fps_or_resolution_is_400(session, query):
+    assert_error(session.api.get(f"{V1}/sources/camera%3Anope/stream?session={session.id}"
+                                 f"&token={session.token}&{query}"), 400, "invalid_argument")
 
 
 # --- unknown paths, methods and bodies

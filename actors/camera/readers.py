@@ -8,12 +8,14 @@ A video file plays in a loop at its own frame rate, like a camera that never sto
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import time
 import urllib.error
 import urllib.request
 from typing import Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
 from PIL import Image
@@ -42,9 +44,21 @@ class MjpegReader:
     """An MJPEG camera over HTTP: ``multipart/x-mixed-replace`` of JPEG parts."""
 
     def __init__(self, url: str):
+        parts = urlsplit(url)
+        headers = {}
+        if parts.username is not None:  # urllib takes user:password@ for part of the host
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                credentials.encode()).decode()
+            host = parts.hostname + (f":{parts.port}" if parts.port else "")
+            url = urlunsplit(parts._replace(netloc=host))
         try:
-            self.response = urllib.request.urlopen(url, timeout=OPEN_TIMEOUT)
+            self.response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                                   timeout=OPEN_TIMEOUT)
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise Error("access_denied", f"the camera refused the user name or password "
+                                             f"(HTTP {exc.code})") from None
             raise Error("device_gone", f"the camera answered HTTP {exc.code}") from None
         except (OSError, ValueError) as exc:
             raise Error("device_gone", f"the camera does not answer: {exc}") from None
@@ -111,6 +125,10 @@ class OpenCvReader:
                 raise Error("device_gone", "the camera's video file is not there")
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG)
         if not cap.isOpened():
+            if kind == "v4l2" and os.path.exists(target) and not os.access(
+                    target, os.R_OK | os.W_OK):
+                raise Error("access_denied", f"{target} may not be opened by this user (add "
+                                             "it to the video group)")
             if kind == "v4l2" and os.path.exists(target):
                 raise Error("device_busy", "the camera is in use by another program")
             raise Error("device_gone", "the camera cannot be opened")

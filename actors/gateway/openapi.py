@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the v1 API, served at ``/api/v1/openapi.json``.
 
 Tests check the gateway's real answers against these schemas, so keep them in step with
-the handlers in ``api.py``, ``images.py``, ``uploads.py`` and ``recognition.py``.
+the handlers in ``api.py``, ``images.py``, ``uploads.py``, ``recognition.py`` and
+``cameras.py``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def json_body(schema: dict, required: bool = True) -> dict:
 
 
 OCR_OUTPUT = {"enum": ["text", "words", "hocr", "pdf"]}
+CAMERA_KIND = {"enum": ["v4l2", "mjpeg", "stream", "file"],
+               "description": "v4l2: a /dev/video* device; mjpeg: an MJPEG camera over HTTP; "
+                              "stream: RTSP; file: a video file played in a loop"}
 BARCODE_FORMAT = {"type": "string", "description": "qr, micro_qr, datamatrix, pdf417, aztec, "
                   "code128, code39, code93, ean8, ean13, upca, upce, itf, codabar"}
 TIMEOUT = {"type": "number", "minimum": 1, "maximum": 86400,
@@ -121,21 +125,60 @@ SCHEMAS = {
                    used=NUMBER, images=INTEGER, origin=NULLABLE_STRING, sockets=INTEGER,
                    close_delay=NUMBER),
     "Closed": obj(["id", "removed"], id=STRING, removed=INTEGER),
-    "Source": obj(["id", "type", "busy"], id=STRING, type={"enum": ["scanner", "camera"]},
-                  device=STRING, vendor=STRING, model=STRING, kind=STRING, backend=STRING,
-                  busy=BOOLEAN),
+    "Source": {"oneOf": [ref("ScannerSource"), ref("CameraSource")],
+               "description": "a scanner or a camera (type)"},
+    "ScannerSource": obj(["id", "type", "busy"], id=STRING, type={"const": "scanner"},
+                         device=STRING, vendor=STRING, model=STRING, kind=STRING,
+                         backend=STRING, busy=BOOLEAN),
+    "CameraSource": obj(["id", "type", "name", "kind", "device", "open"],
+                        id={"type": "string", "pattern": "^camera:",
+                            "description": "camera:NAME of [camera] sources, or a V4L2 "
+                                           "device's camera:<by-id name> or camera:videoN"},
+                        type={"const": "camera"}, name=STRING, kind=CAMERA_KIND,
+                        device={"type": "string", "description": "the device node, file or "
+                                "URL (a URL's password shown as ***)"},
+                        open={"type": "boolean", "description": "a viewer or capture has it "
+                              "open now"}),
     "Option": obj(["name", "type", "value"], name=STRING, title=STRING, description=STRING,
                   group=NULLABLE_STRING, type=STRING, unit=NULLABLE_STRING, value={},
                   default={}, active=BOOLEAN, settable=BOOLEAN, constraint={}),
-    "Options": obj(["source", "busy", "options", "aliases"], source=STRING, busy=BOOLEAN,
-                   options=array(ref("Option")), aliases=ANY_OBJECT),
-    "ScanRequest": {**obj(["source"], source=STRING, options=ANY_OBJECT,
-                          pages={"type": "integer", "minimum": 1}, batch=BOOLEAN),
+    "Options": {"oneOf": [ref("ScannerOptions"), ref("CameraOptions")],
+                "description": "a scanner's SANE options, or what a camera offers"},
+    "ScannerOptions": obj(["source", "busy", "options", "aliases"], source=STRING,
+                          busy=BOOLEAN, options=array(ref("Option")), aliases=ANY_OBJECT),
+    "CameraOptions": obj(["source", "kind", "size", "fps", "modes", "properties", "options"],
+                         source=STRING, kind=CAMERA_KIND,
+                         size={"type": "string", "description": "the frame size now, WxH"},
+                         fps={"type": ["number", "null"], "description": "frames a second "
+                              "the camera sends (null: not known yet)"},
+                         modes=array(obj(["format", "width", "height", "fps"],
+                                         format={"type": "string",
+                                                 "description": "fourcc, e.g. MJPG, YUYV"},
+                                         width=INTEGER, height=INTEGER, fps=array(NUMBER))),
+                         properties={"type": "object", "additionalProperties": NUMBER,
+                                     "description": "adjustable properties the device "
+                                     "answers for (V4L2: brightness, contrast, focus, "
+                                     "exposure, ...)"},
+                         options=array(ref("CameraOption"))),
+    "CameraOption": obj(["name", "type", "default"], name=STRING, title=STRING,
+                        type={"enum": ["string", "float", "bool"]}, unit=STRING,
+                        list=array(STRING),
+                        range=obj(["min", "max"], min=NUMBER, max=NUMBER), default={},
+                        settable=BOOLEAN),
+    "ScanRequest": {**obj(["source"], source=STRING,
+                          options={"type": "object", "description": "the source's options "
+                                   "(GET .../options); a camera's: resolution (WxH), "
+                                   "interval (seconds between frames), document (find the "
+                                   "page in the frame, straighten and crop it)"},
+                          pages={"type": "integer", "minimum": 1,
+                                 "description": "pages to scan, or frames to capture"},
+                          batch=BOOLEAN),
                     "additionalProperties": False},
     "Job": obj(["job", "state"], job=STRING,
                state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
                pages=INTEGER, images=array(STRING), progress={}, error={},
-               source=STRING, settings=ANY_OBJECT),
+               source=STRING, settings=ANY_OBJECT, session=STRING, request=ANY_OBJECT,
+               created=NUMBER, updated=NUMBER),
     "UploadRequest": {**obj(["url"], url=STRING, images=array(STRING),
                             method={"enum": ["POST", "PUT", "post", "put"]},
                             format={"enum": ["pdf", "tiff", "tif", "jpeg", "jpg", "png",
@@ -256,8 +299,20 @@ SCHEMAS = {
 }
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp", "image/gif")
-NOT_YET = {"503": {"description": "not_available: the actor for this arrives in a later "
-                                  "version", "content": json_content(ref("Error"))}}
+LIVE_VIEW = {"200": {
+    "description": "an endless multipart/x-mixed-replace stream (boundary scanbridge-frame) "
+                   "for an <img src>: each part a JPEG (Content-Type: image/jpeg, "
+                   "Content-Length, X-Frame: the camera's frame number), the newest frame "
+                   "at most fps a second (a slow viewer skips frames). When the camera goes "
+                   "away the stream ends with the closing boundary and the session gets a "
+                   "camera.error event. Errors before the first frame are JSON: 401 "
+                   "unauthorized (no session or token), 403 forbidden (another session's "
+                   "token), 404 not_found (no such camera), 404 device_gone (it cannot be "
+                   "opened), 400 invalid_argument (fps, resolution), 422 invalid_option (a "
+                   "size the camera does not give), 409 busy (the camera is open at another "
+                   "size)",
+    "content": {"multipart/x-mixed-replace": {"schema": {"type": "string",
+                                                         "format": "binary"}}}}}
 
 PATHS = {
     "/api/v1/status": {"get": op("Version, actors and their states", ok(ref("Status")),
@@ -277,12 +332,22 @@ PATHS = {
                                   params=(query("refresh", BOOLEAN),), session=False,
                                   tag="sources")},
     "/api/v1/sources/{src}/options": {"get": op(
-        "A source's options with their constraints and defaults", ok(ref("Options")),
+        "A scanner's options with their constraints and defaults, or what a camera offers "
+        "(sizes, frame rates, adjustable properties)", ok(ref("Options")),
         params=(SRC,), session=False, tag="sources")},
-    "/api/v1/sources/{src}/stream": {"get": op(
-        "Camera live view (MJPEG)", NOT_YET, params=(SRC,), session=False, tag="sources")},
+    "/api/v1/sources/{src}/stream": {"get": {
+        **op("Camera live view as MJPEG, for <img src>; it needs a session", LIVE_VIEW,
+             params=(SRC, {**query("session", STRING, "the session id"), "required": True},
+                     TOKEN_QUERY,
+                     query("fps", {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+                           "frames a second at most (default and cap: [camera] max_fps)"),
+                     query("resolution", {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+                           "a frame size the camera offers, WxH (default: as it is open)")),
+             session=False, tag="sources"),
+        "security": SECURED}},
     "/api/v1/sessions/{sid}/scans": {
-        "post": op("Start a scan job into the session", ok(ref("Job"), "started", "202"),
+        "post": op("Start a scan job, or a capture of camera frames, into the session",
+                   ok(ref("Job"), "started", "202"),
                    body=json_body(ref("ScanRequest"))),
         "get": op("The session's scan jobs", ok(array(ref("Job"))))},
     "/api/v1/sessions/{sid}/scans/{job}": {
