@@ -172,21 +172,29 @@ class Camera(Actor):
             feed.release(viewer)
         return {"released": feed is not None}
 
+    def _properties(self, source: Any) -> dict:
+        """The adjustable properties of the camera (opening it for a moment if needed)."""
+        if sourcelib.find(self._sources(), source)["kind"] != "v4l2":
+            return {}  # files and streams have none: no need to open them
+        feed = self._feed(source)
+        feed.opened.wait(OPEN_WAIT)
+        reader = feed.reader
+        return reader.properties() if hasattr(reader, "properties") else {}
+
     @operation(name="set")
     def set_properties(self, source: str, values: dict) -> dict:
         """Set adjustable properties (brightness, focus, exposure, ...) of an open camera."""
         if not isinstance(values, dict) or not values:
             raise Error("invalid_argument", "values must be an object of property: number")
-        feed = self._feed(source)
-        feed.opened.wait(OPEN_WAIT)
-        reader = feed.reader
-        available = reader.properties() if hasattr(reader, "properties") else {}
+        available = self._properties(source)
         for name, value in values.items():
             if name not in available:
                 raise Error("invalid_option", f"this camera has no property {name!r} "
                             f"(it has: {', '.join(available) or 'none'})")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise Error("invalid_argument", f"{name} must be a number")
+        reader = self._feed(source).reader
+        for name, value in values.items():
             if not reader.set_property(name, float(value)):
                 raise Error("invalid_option", f"the camera refused {name} = {value}")
         return {"properties": reader.properties()}
@@ -204,11 +212,8 @@ class Camera(Actor):
              batch: Any = None) -> dict:
         """Capture ``pages`` frames into the session, ``interval`` seconds apart."""
         options = options or {}
-        if not isinstance(options, dict) or set(options) - SCAN_OPTIONS:
-            unknown = ", ".join(sorted(set(options) - SCAN_OPTIONS)) if isinstance(
-                options, dict) else "?"
-            raise Error("invalid_option", f"a camera has no option {unknown} (it has: "
-                                          f"{', '.join(sorted(SCAN_OPTIONS))})")
+        if not isinstance(options, dict):
+            raise Error("invalid_argument", "options must be an object of option: value")
         count = MAX_FRAMES if batch else pages
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FRAMES:
             raise Error("invalid_argument", f"pages must be 1..{MAX_FRAMES} frames")
@@ -220,6 +225,15 @@ class Camera(Actor):
         if not isinstance(document, bool):
             raise Error("invalid_option", "document must be true or false")
         size = parse_size(options.get("resolution"))
+        properties = {k: v for k, v in options.items() if k not in SCAN_OPTIONS}
+        if properties:  # the device's own (brightness, focus, ...): set before the frames
+            offered = self._properties(source)
+            unknown = sorted(set(properties) - set(offered))
+            if unknown:
+                raise Error("invalid_option", f"a camera capture has no option "
+                            f"{', '.join(unknown)} (it has: {', '.join(sorted(SCAN_OPTIONS))}"
+                            f"; this camera's properties: {', '.join(offered) or 'none'})")
+            self.set_properties(source, properties)
         feed = self._feed(source, size)
         with feed.cond:
             feed.holds += 1

@@ -169,7 +169,9 @@ SCHEMAS = {
                           options={"type": "object", "description": "the source's options "
                                    "(GET .../options); a camera's: resolution (WxH), "
                                    "interval (seconds between frames), document (find the "
-                                   "page in the frame, straighten and crop it)"},
+                                   "page in the frame, straighten and crop it), and a V4L2 "
+                                   "camera's properties (brightness, focus, exposure, ...: "
+                                   "see options), set before the first frame"},
                           pages={"type": "integer", "minimum": 1,
                                  "description": "pages to scan, or frames to capture"},
                           batch=BOOLEAN),
