@@ -485,7 +485,9 @@ def test_many_jobs_leave_no_open_files_or_threads_behind(stack):
         if number == 4:
             after_five = used()
     # Each job runs two threads of its own that publish events: nothing of them may stay.
-    assert used() == after_five
+    # Fewer is fine: a file SQLite or the runtime holds for a moment may be closed by now.
+    files, threads = used()
+    assert files <= after_five[0] and threads <= after_five[1], (used(), after_five)
 
 
 # --- job queries
