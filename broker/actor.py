@@ -44,6 +44,7 @@ from .protocol import (DISCONNECT, HEARTBEAT, NOBLOCK, READY, REPLY, REQUEST, WO
                        deadline_of, error_reply, pack, recv_frames, send_frames, unpack)
 
 DRAIN_SECONDS = 8.0  # under supervisord's stopwaitsecs (10): finish in-flight work
+UNSENT_LOG_EVERY = 60.0  # seconds between "broker not reachable" warnings
 
 
 def operation(fn: Callable | None = None, *, name: str | None = None) -> Callable:
@@ -243,6 +244,7 @@ class Runtime:
         self.results_endpoint = f"inproc://results-{id(self)}"
         self.running: dict[bytes, tuple[float, str]] = {}  # envelope -> (deadline, op)
         self.stopping = False
+        self.unsent_logged = -UNSENT_LOG_EVERY  # when "broker not reachable" was last logged
         self.finished = False  # the loop has ended: the heartbeat thread may leave
         self.acked = False  # the broker acknowledged our DISCONNECT
         self.withholding = False  # heartbeats stopped because a handler overran
@@ -267,7 +269,7 @@ class Runtime:
         ready = {"service": self.actor.service, "pid": os.getpid(),
                  "host": socketlib.gethostname(), "capacity": self.actor.capacity,
                  "prefetch": self.actor.prefetch, "version": __version__}
-        sock.send_multipart([b"", WORKER, READY, pack(ready)])
+        self._to_broker([b"", WORKER, READY, pack(ready)])
         now = time.monotonic()
         self.broker_expiry = now + self.expiry
         self.next_beat = now + self.interval
@@ -399,7 +401,23 @@ class Runtime:
 
     def _send_reply(self, envelope: bytes, frames: list) -> None:
         if self.running.pop(envelope, None) is not None:
-            send_frames(self.broker, [b"", WORKER, REPLY, envelope, *frames])
+            self._to_broker([b"", WORKER, REPLY, envelope, *frames])
+
+    def _to_broker(self, frames: list) -> None:
+        """Never block the I/O loop: with no broker connected (say, a remote worker whose
+        CURVE key is refused) a DEALER's send would wait for one forever, and with it
+        heartbeats, reconnects and SIGTERM. What cannot go now is dropped: the broker
+        re-queues or fails a request whose worker went silent."""
+        try:
+            send_frames(self.broker, frames, NOBLOCK)
+        except zmq.Again:
+            now = time.monotonic()
+            if now - self.unsent_logged > UNSENT_LOG_EVERY:
+                self.unsent_logged = now
+                hint = (" (is this worker's public key in the service's [broker] "
+                        "curve_clients?)" if self.curve is not None else "")
+                self.log.warning(f"broker not reachable; messages dropped until it is{hint}",
+                                 endpoint=self.endpoint)
 
     # --- the I/O loop
 
@@ -471,7 +489,7 @@ class Runtime:
             now = time.monotonic()
             if self.stopping and drain_until is None:
                 drain_until = now + DRAIN_SECONDS
-                self.broker.send_multipart([b"", WORKER, DISCONNECT])
+                self._to_broker([b"", WORKER, DISCONNECT])
                 self.log.info("stopping: finishing in-flight work", inflight=len(self.running))
             if drain_until is not None and not self.running and (
                     self.acked or now > self.broker_expiry or now > drain_until):
@@ -623,7 +641,7 @@ class Runtime:
             self.withholding = True
             return
         self.withholding = False
-        self.broker.send_multipart([b"", WORKER, HEARTBEAT])
+        self._to_broker([b"", WORKER, HEARTBEAT])
 
     def _probe(self) -> bool:
         try:

@@ -126,6 +126,13 @@ def test_a_worker_whose_key_is_not_listed_gets_no_work(service, tmp_path):
         assert {r["worker"]["pid"] for r in done} == {local_pid(service)}
         assert all("Remote workers read this page" in r["text"] for r in done)
         assert not [r for r in stranger.records() if r.get("msg") == "page started"]
+        assert [r for r in stranger.records()
+                if r.get("msg", "").startswith("broker not reachable")
+                and "curve_clients" in r["msg"]], "the refused worker does not say why"
+        started = time.monotonic()
+        stranger.stop()
+        assert stranger.proc.returncode == 0
+        assert time.monotonic() - started < 5, "a refused worker is slow to stop"
     finally:
         stranger.stop()
 
