@@ -5,11 +5,13 @@ Pure and fast: files in tmp_path, no processes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from broker import config as configlib
+from broker import supervision
 from broker.config import CHECKOUT, INI_FILES, SCHEMA, ConfigError, Home, load, load_file
 
 DOCS = CHECKOUT / "docs" / "configuration.md"
@@ -84,6 +86,11 @@ def test_a_home_without_ini_files_has_all_defaults(tmp_path):
     assert cfg.ondemand.programs == ["scanner", "camera"] and cfg.ondemand.idle_stop == 60.0
     assert cfg.service.name == "scanbridge" and cfg.service.display_name == "Scanbridge"
     assert cfg.access.allowed_origins == []
+    # 0 OCR workers means one per core: what supervisord's numprocs gets
+    assert cfg.ocr.ocr_workers == 0 and cfg.ocr_workers() == (os.cpu_count() or 1)
+    assert supervision.environment(cfg.home, cfg)["SCANBRIDGE_OCR_WORKERS"] == \
+        str(os.cpu_count() or 1)
+    assert cfg.camera.sources == {} and cfg.camera.v4l2 is True
 
 
 # --- good values
@@ -162,6 +169,13 @@ BAD = [
     (DS, "[ondemand]\nocr_idle_stop = 1\nocr_idle_stop = 2\n",
      "3: ocr_idle_stop: key written twice"),
     (DS, "[ports]\nhttp = 1\n[log]\n[ports]\n", "4: [ports]: section written twice"),
+    (DS, "[camera]\nsources = desk\n", "2: sources: 'desk' is not name=URL-or-file"),
+    (DS, "[camera]\nsources = Desk Cam=/dev/video0\n",
+     "2: sources: camera name 'Desk Cam': use a-z, 0-9, - and _ (up to 40)"),
+    (DS, "[camera]\nsources = a=x.avi, a=y.avi\n", "2: sources: camera 'a' is listed twice"),
+    (DS, "[ocr]\ndefault_lang = eng+de u\n",
+     "2: default_lang: 'eng+de u' is not a Tesseract language list like eng or deu+eng"),
+    (DS, "[ocr]\nocr_workers = -1\n", "2: ocr_workers: -1 is out of range 0..256"),
     (DS, "http = 18622\n[ports]\n", "1: http: key before any [section]"),
     (DS, "[ports]\nthis is not a setting\n", "2: this is not a setting: not 'key = value'"),
     (DS, "[ports\nhttp = 1\n", "1: [ports: section header lacks ']'"),

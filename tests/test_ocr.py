@@ -264,7 +264,7 @@ def of_job(messages: list[dict], job: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"))
+    svc = Service(tmp_path_factory.mktemp("home"), extra_ini="[ocr]\nocr_workers = 2\n")
     svc.start()
     try:
         with svc.client() as client:  # the gateway answers once `scanbridge start` returns

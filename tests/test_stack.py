@@ -69,7 +69,7 @@ def test_all_programs_run_and_the_broker_knows_the_actors(service):
     assert {name: p["statename"] for name, p in processes.items()} == {
         "barcode": "RUNNING", "broker": "RUNNING", "buffer": "RUNNING",
         "certhelper": "RUNNING", "gateway": "RUNNING", "monitor": "RUNNING",
-        "ocr_00": "RUNNING", "ocr_01": "RUNNING", "uploader": "RUNNING",
+        "ocr_00": "RUNNING", "uploader": "RUNNING",
         "camera": "STOPPED", "scanner": "STOPPED"}  # on demand: they wait for a session
     with service.client() as client:
         poll_for(lambda: all(workers(client, name) for name in ("monitor", "gateway", "buffer")),
@@ -239,11 +239,11 @@ def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
             except OSError:  # not listening yet
                 return False
         poll_for(answers, 20, "the status page", every=0.2)
-        poll_for(lambda: len(json.loads(svc.get("/api/v1/status")[2])["actors"]) == 11, 10,
-                 "eleven programs reported")
+        poll_for(lambda: len(json.loads(svc.get("/api/v1/status")[2])["actors"]) == 10, 10,
+                 "ten programs reported")
         status = json.loads(svc.get("/api/v1/status")[2])
         pids = [info["pid"] for info in status["actors"].values() if info["pid"]]
-        assert len(pids) == 9  # scanner and camera run on demand: nobody opened a session
+        assert len(pids) == 8  # scanner and camera run on demand: nobody opened a session
         os.killpg(runner.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         output, _ = runner.communicate(timeout=30)
     finally:
@@ -258,8 +258,8 @@ def test_run_in_the_foreground_stops_every_program_cleanly_on_ctrl_c(tmp_path):
     assert "welcome page: http://127.0.0.1:" in output
     assert not [pid for pid in pids if pid_alive(pid)], "programs left running"
     log = (tmp_path / "logs" / "supervisord.log").read_text()
-    for program in ("gateway", "uploader", "barcode", "ocr_00", "ocr_01", "certhelper",
-                    "buffer", "monitor", "broker"):
+    for program in ("gateway", "uploader", "barcode", "ocr_00", "certhelper", "buffer",
+                    "monitor", "broker"):
         assert f"stopped: {program} (exit status 0)" in log
     assert not list((tmp_path / "dumps").iterdir()), "clean exits leave no fault files"
 

@@ -24,8 +24,8 @@ class Service:
         self.https_ports = [free_port(), free_port()]
         if "[scanner]" not in extra_ini:  # probing the system's SANE backends takes seconds
             extra_ini += "[scanner]\nsystem_scanners = false\n"
-        if "[ocr]" not in extra_ini:  # the same two workers whatever the machine's cores
-            extra_ini += "[ocr]\nocr_workers = 2\n"
+        if "[ocr]" not in extra_ini:  # one worker whatever the cores: less to start and stop
+            extra_ini += "[ocr]\nocr_workers = 1\n"
         write_ini(home, "DSConfiguration.ini",
                   f"[ports]\nhttp = {self.ports[0]}, {self.ports[1]}\n"
                   f"https = {self.https_ports[0]}, {self.https_ports[1]}\n"
