@@ -820,3 +820,28 @@ def test_the_gateway_listens_on_loopback_only(service):
                 if fields[3] == "0A" and int(port, 16) in service.ports + service.https_ports:
                     found.append(address)
     assert found and set(found) <= loopback, found
+
+
+@pytest.mark.parametrize("request_head", [
+    b"DELETE /api/v1/sessions/x/images HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Length: r_7.*]\r\n\r\n",
+    b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n",
+    b"GET /api/v1/status HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n",
+    b"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\nzz\r\n",
+], ids=["content-length", "header-line", "version", "chunk-size"])
+def test_requests_the_http_parser_refuses_get_a_json_400_and_the_connection_closes(
+        service, request_head):
+    sock = connect(service)
+    try:
+        sock.sendall(request_head)
+        status, headers, body = read_answer(sock)
+        assert status == 400, body
+        assert headers["content-type"].startswith("application/json"), headers
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_request" and error["message"].startswith(
+            "the request is malformed"), error
+        assert closed_within(sock, WAIT) is not None, "the connection stayed open"
+    finally:
+        sock.close()
+    assert service.get("/api/v1/status")[0] == 200  # the gateway serves on

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from broker.actor import Actor, operation
 
+from . import malformed
 from .app import make_app
 from .shared import STATE
 from .tls import POLL, Tls
@@ -56,6 +57,7 @@ class Gateway(Actor):
                                         keepalive_timeout=self.cfg.gateway.idle_timeout,
                                         shutdown_timeout=5.0)
             self.loop.run_until_complete(self.runner.setup())
+            malformed.answer_in_json(self.runner)
             self.loop.run_until_complete(self._listen())
             self.loop.run_until_complete(self._check_certificate())
         except BaseException as exc:  # reported by on_start on the main thread
