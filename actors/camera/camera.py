@@ -55,7 +55,7 @@ class Camera(Actor):
             self.store.finish(orphan["job"], "failed", {
                 "code": "actor_died", "message": "the camera actor stopped during the capture"})
         self.running: dict[str, threading.Event] = {}  # job -> cancel flag
-        self.local = threading.local()
+        self.listed: list[dict] = self._listing()
 
     def on_stop(self) -> None:
         for flag in self.running.values():
@@ -75,35 +75,46 @@ class Camera(Actor):
         for feed in closing:
             feed.close()
 
-    def _client(self) -> Client:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = Client(self.home.broker_endpoint)
-        return client
+    def _listing(self) -> list[dict]:
+        self.listed = sourcelib.listing(self.cfg.camera.sources, self.cfg.camera.v4l2)
+        return self.listed
 
-    def _sources(self) -> list[dict]:
-        return sourcelib.listing(self.cfg.camera.sources, self.cfg.camera.v4l2)
+    def _entry(self, source: Any) -> dict:
+        """A source by id or device, from the last listing (not read again for every frame
+        a viewer takes); a miss lists again, for a camera plugged in since."""
+        try:
+            return sourcelib.find(self.listed, source)
+        except Error:
+            return sourcelib.find(self._listing(), source)
+
+    @staticmethod
+    def _check_offered(entry: dict, size: tuple[int, int]) -> None:
+        if entry["kind"] != "v4l2":
+            return
+        offered = {(m["width"], m["height"]) for m in v4l2.modes(entry["device"])}
+        if offered and size not in offered:
+            raise Error("invalid_option", f"the camera does not offer {_size_text(size)} "
+                        f"(it offers: {', '.join(_size_text(s) for s in sorted(offered))})")
 
     def _feed(self, source: Any, size: tuple[int, int] | None = None) -> Feed:
-        entry = sourcelib.find(self._sources(), source)
-        if size and entry["kind"] == "v4l2":
-            offered = {(m["width"], m["height"]) for m in v4l2.modes(entry["device"])}
-            if offered and size not in offered:
-                raise Error("invalid_option", f"the camera does not offer {_size_text(size)} "
-                            f"(it offers: {', '.join(_size_text(s) for s in sorted(offered))})")
+        entry = self._entry(source)
         with self.feeds_lock:
             feed = self.feeds.get(entry["id"])
             if feed is not None and feed.ended:
                 self.feeds.pop(entry["id"])
                 feed = None
             if feed is None:
+                if size:
+                    self._check_offered(entry, size)
                 feed = self.feeds[entry["id"]] = Feed(entry, size, self.cfg.camera.jpeg_quality,
                                                       self.log)
+                return feed
         if size and feed.asked_size != size and (feed.size is None or feed.size != size):
             if entry["kind"] != "v4l2":  # a file or stream has one size only
                 raise Error("invalid_option", f"the camera gives "
                                               f"{_size_text(feed.size or feed.asked_size)}, "
                                               f"not {_size_text(size)}")
+            self._check_offered(entry, size)
             raise Error("busy", f"the camera is open at another resolution for another "
                                 f"viewer or capture ({_size_text(feed.size or feed.asked_size)})")
         return feed
@@ -116,7 +127,7 @@ class Camera(Actor):
         with self.feeds_lock:
             open_ids = {sid for sid, feed in self.feeds.items() if not feed.ended}
         return [{**sourcelib.public(entry), "open": entry["id"] in open_ids}
-                for entry in self._sources()]
+                for entry in self._listing()]
 
     @operation
     def options(self, source: str) -> dict:
@@ -167,14 +178,14 @@ class Camera(Actor):
     def release(self, source: str, viewer: str) -> dict:
         """A viewer left: the camera closes once nobody else watches."""
         with self.feeds_lock:
-            feed = self.feeds.get(sourcelib.find(self._sources(), source)["id"])
+            feed = self.feeds.get(self._entry(source)["id"])
         if feed is not None:
             feed.release(viewer)
         return {"released": feed is not None}
 
     def _properties(self, source: Any) -> dict:
         """The adjustable properties of the camera (opening it for a moment if needed)."""
-        if sourcelib.find(self._sources(), source)["kind"] != "v4l2":
+        if self._entry(source)["kind"] != "v4l2":
             return {}  # files and streams have none: no need to open them
         feed = self._feed(source)
         feed.opened.wait(OPEN_WAIT)

@@ -24,8 +24,6 @@ from broker.protocol import Error
 
 OPEN_TIMEOUT = 5.0  # seconds to reach an MJPEG camera or read its next part
 MAX_PART = 32 * 1024 * 1024  # bytes: a bigger "frame" is a broken stream
-COMMON_SIZES = ((640, 480), (800, 600), (1280, 720), (1920, 1080), (2560, 1440),
-                (3840, 2160))
 PROPERTIES = {"brightness": cv2.CAP_PROP_BRIGHTNESS, "contrast": cv2.CAP_PROP_CONTRAST,
               "saturation": cv2.CAP_PROP_SATURATION, "gain": cv2.CAP_PROP_GAIN,
               "exposure": cv2.CAP_PROP_EXPOSURE, "auto_exposure": cv2.CAP_PROP_AUTO_EXPOSURE,
@@ -197,6 +195,5 @@ class OpenCvReader:
 
 def open_reader(source: dict, size: tuple[int, int] | None, quality: int):
     if source["kind"] == "mjpeg":
-        reader = MjpegReader(source["target"])
-        return reader
+        return MjpegReader(source["target"])
     return OpenCvReader(source["target"], source["kind"], size, quality)
