@@ -1,11 +1,12 @@
 """v1 handlers for OCR and barcode jobs on a session's pages.
 
-Every page is one broker request (``ocr.page``, ``barcode.read``), idempotent, so the
+Every page is one broker request (``ocr.page``, ``barcode.decode``), idempotent, so the
 broker gives each to the next idle worker - local or remote - and re-queues it when a
 worker dies mid-page. A job keeps two more pages in flight than there are workers, so no
 worker waits for the gateway; a cancel sends no more, but the pages already in flight (at
 most workers + 2) are still read, as the broker cannot take a request back. OCR pages
-travel as blobs (read here from the buffer's stored file) so remote workers can do them.
+and barcode pages travel as blobs (read here from the buffer's stored file), so remote
+workers can do them and no actor lists the session again for every page.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ async def _workers(request: web.Request, service: str) -> int:
         return 1
 
 
+async def _page_file(request: web.Request, sid: str, page: dict) -> bytes:
+    """A page's stored file, sent to the workers as a blob: one buffer ``list`` per job,
+    not per page, and a remote worker gets the same as a local one."""
+    stored = await located(request, sid, page["id"])
+    return await asyncio.to_thread(Path(stored["path"]).read_bytes)
+
+
 async def _spread(job: Job, pages: list[dict], in_flight: int, deadline: float,
                   read_page) -> list:
     """``read_page(page, page_deadline)`` for every page, ``in_flight`` at a time, in order
@@ -127,8 +135,7 @@ async def start_ocr(request: web.Request) -> web.Response:
     st = state(request)
 
     async def read_page(page: dict, timeout: float) -> dict:
-        stored = await located(request, holder.id, page["id"])
-        data = await asyncio.to_thread(Path(stored["path"]).read_bytes)
+        data = await _page_file(request, holder.id, page)
         reply = await st.broker.request("ocr", "page", {
             "lang": lang, "rotate": rotate, "hocr": "hocr" in outputs,
             "index": page["index"]}, blobs=[data], timeout=timeout, idempotent=True)
@@ -229,10 +236,11 @@ async def start_barcodes(request: web.Request) -> web.Response:
     st = state(request)
 
     async def read_page(page: dict, timeout: float) -> dict:
-        found = await st.broker.call("barcode", "read", {
-            "session": holder.id, "images": [page["id"]], **options},
-            timeout=timeout, idempotent=True)
-        return {**found["pages"][0], "index": page["index"]}
+        found = await st.broker.call("barcode", "decode", options,
+                                     blobs=[await _page_file(request, holder.id, page)],
+                                     timeout=timeout, idempotent=True)
+        return {"image": page["id"], "index": page["index"],
+                "barcodes": found["pages"][0]["barcodes"]}
 
     async def work(job: Job) -> dict:
         read = await _spread(job, pages, workers * 2, time.time() + timeout, read_page)
