@@ -671,14 +671,16 @@ class Runtime:
                 sock.close(linger=1000 if sock is self.events else 0)
 
 
-def main(actor_class: type[Actor], argv: list[str] | None = None) -> None:
-    """Entry point of an actor program (``python -m actors.NAME``)."""
+def main(actor_class: type[Actor], endpoint: str | None = None,
+         curve: CurveKeys | None = None, program: str | None = None) -> None:
+    """Entry point of an actor program (``python -m actors.NAME``); a remote actor gives
+    its broker ``endpoint`` and CURVE keys, and its ``program`` name for fault files."""
     cfg = configlib.load_or_exit()
     logs.setup(actor_class.service, cfg.log.level)
-    fault_file = install_fault_handlers(cfg.home, actor_class.service)
+    fault_file = install_fault_handlers(cfg.home, program or actor_class.service)
     try:
         actor = actor_class(cfg)
-        status = Runtime(actor, cfg).run()
+        status = Runtime(actor, cfg, endpoint=endpoint, curve=curve).run()
     except Exception:
         logs.Log(actor_class.service).exception("actor failed")
         status = 1

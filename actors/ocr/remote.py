@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from broker import config as configlib
-from broker import curve, logs
-from broker.actor import Runtime, install_fault_handlers, remove_fault_file
+from broker import curve
+from broker.actor import main as actor_main
 from broker.client import CurveKeys
 
 RESTART_DELAY = 2.0  # seconds before a worker that died is started again
@@ -117,20 +117,9 @@ def main() -> None:
     """One remote worker process: ``python -m actors.ocr.remote ENDPOINT SERVER_KEY KEYFILE``."""
     from .ocr import Ocr
     endpoint, server, secret_file = sys.argv[1:4]
-    cfg = configlib.load_or_exit()
-    logs.setup(Ocr.service, cfg.log.level)
-    secret = curve.read_key(Path(secret_file))
-    public = curve.read_key(Path(secret_file).with_suffix(".pub"))
-    fault_file = install_fault_handlers(cfg.home, "ocr-remote")
-    try:
-        status = Runtime(Ocr(cfg), cfg, endpoint=endpoint,
-                         curve=CurveKeys(server.encode(), public, secret)).run()
-    except Exception:
-        logs.Log(Ocr.service).exception("remote worker failed")
-        status = 1
-    if status == 0:
-        remove_fault_file(fault_file)
-    sys.exit(status)
+    keys = CurveKeys(server.encode(), curve.read_key(Path(secret_file).with_suffix(".pub")),
+                     curve.read_key(Path(secret_file)))
+    actor_main(Ocr, endpoint=endpoint, curve=keys, program="ocr-remote")
 
 
 if __name__ == "__main__":
