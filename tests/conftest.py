@@ -4,7 +4,10 @@
 is dropped after 0.6 s). ``stack`` starts processes and clients in it and always stops
 and closes all of them when the test ends, whatever happened. ``service`` is the whole
 service under supervisord with default settings, shared by the tests of one module
-(starting it costs seconds); a module that needs other settings defines its own.
+(starting it costs seconds); a module that needs other settings defines its own. ``api``
+(HTTP to its gateway) and ``client`` (to its broker) follow the module's ``service``.
+``browser`` is a headless Chromium for a module; ``context`` a fresh browser context per
+test (modules that watch consoles or downloads define their own).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pytest
 import zmq
 
 from broker.client import Client
+from tests.support.browser import chromium
 from tests.support.service import Service
+from tests.support.web import Api
 from tests.support.stack import poll_for, start_program, stop, write_ini
 
 FAST_HEARTBEAT = "[heartbeat]\ninterval = 0.2\nliveness = 3\n"
@@ -122,3 +127,26 @@ def service(tmp_path_factory):
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="module")
+def api(service) -> Api:
+    return Api(service)
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with service.client() as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from chromium()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context()
+    yield ctx
+    ctx.close()

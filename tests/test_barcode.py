@@ -188,12 +188,6 @@ def only_page(result: dict) -> list[dict]:
 # --- fixtures
 
 
-@pytest.fixture(scope="module")
-def client(service: Service):
-    with service.client() as c:
-        yield c
-
-
 def new_session(client: Client) -> str:
     return client.call("buffer", "open_session", {})["session"]
 

@@ -39,7 +39,7 @@ from broker.protocol import Error
 from tests.support.mjpeg import MjpegServer
 from tests.support.service import Service
 from tests.support.stack import poll_for
-from tests.support.web import Answer, Api
+from tests.support.web import Answer, WebSession
 from tests.test_camera_document import A4, check_markers, photo, quad
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,26 +150,8 @@ def service(tmp_path_factory, media, camera):
     svc.stop()
 
 
-@pytest.fixture(scope="module")
-def api(service) -> Api:
-    return Api(service)
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with service.client() as opened:
-        yield opened
-
-
-class Session:
-    def __init__(self, api: Api):
-        self.api = api
-        self.id, self.token = api.open_session()
-        self.path = f"{V1}/sessions/{self.id}"
-
-    def request(self, method: str, sub: str = "", **kwargs) -> Answer:
-        kwargs.setdefault("token", self.token)
-        return self.api.request(method, self.path + sub, **kwargs)
+class Session(WebSession):
+    """A web session with the camera's live view and captures."""
 
     def stream_url(self, source: str, **query) -> str:
         params = "".join(f"&{k}={v}" for k, v in query.items())

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.support.browser import Watched, chromium
+from tests.support.browser import Watched
 from tests.support.service import Service
 from tests.support.stack import poll_for
 
@@ -127,18 +127,6 @@ def service(tmp_path_factory, mjpeg):
     svc.start()
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
-
-
-@pytest.fixture
-def context(browser):
-    ctx = browser.new_context()
-    yield ctx
-    ctx.close()
 
 
 def viewers(service, source: str) -> int:

@@ -34,7 +34,7 @@ from PIL import Image
 from broker import __version__
 from tests.support.service import Service
 from tests.support.stack import poll_for, write_ini
-from tests.support.web import Answer, Api
+from tests.support.web import Answer, Api, WebSession
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,28 +120,8 @@ def started(svc: Service) -> Service:
     return svc
 
 
-class Session:
-    """One web session: its id, token, and requests under ``/api/v1/sessions/{id}``."""
-
-    def __init__(self, api: Api, sid: str, token: str):
-        self.api, self.id, self.token = api, sid, token
-        self.path = f"{V1}/sessions/{sid}"
-
-    def request(self, method: str, sub: str = "", **kwargs) -> Answer:
-        kwargs.setdefault("token", self.token)
-        return self.api.request(method, self.path + sub, **kwargs)
-
-    def get(self, sub: str = "", **kwargs) -> Answer:
-        return self.request("GET", sub, **kwargs)
-
-    def post(self, sub: str = "", **kwargs) -> Answer:
-        return self.request("POST", sub, **kwargs)
-
-    def put(self, sub: str = "", **kwargs) -> Answer:
-        return self.request("PUT", sub, **kwargs)
-
-    def delete(self, sub: str = "", **kwargs) -> Answer:
-        return self.request("DELETE", sub, **kwargs)
+class Session(WebSession):
+    """A web session with the scans and image lists these tests use."""
 
     def scan(self, pages: int = 1, options: dict | None = None, source: str = "test:0") -> dict:
         job = self.api.scan(self.id, self.token, pages=pages, source=source,
@@ -180,11 +160,6 @@ def service(tmp_path_factory):
     svc = started(Service(home))
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def api(service) -> Api:
-    return Api(service)
 
 
 @pytest.fixture

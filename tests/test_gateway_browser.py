@@ -32,7 +32,6 @@ import pytest
 from PIL import Image
 
 from tests.support.browser import Watched as WatchedPage
-from tests.support.browser import chromium
 from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, poll_for
@@ -71,11 +70,6 @@ document.addEventListener("DOMContentLoaded", () => {
 
 
 # --- fixtures
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 class Watched(WatchedPage):

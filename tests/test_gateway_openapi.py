@@ -189,11 +189,6 @@ def conformance(spec) -> Conformance:
     return Conformance(spec)
 
 
-@pytest.fixture
-def api(service) -> Api:
-    return Api(service)
-
-
 # --- the document
 
 

@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 from broker.protocol import Error
 from tests.support.service import Service
 from tests.support.stack import poll_for, wait_service
-from tests.support.web import Answer, Api
+from tests.support.web import Answer, Api, WebSession
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -176,24 +176,8 @@ def assert_error(answer: Answer, status: int, code: str | None = None) -> dict:
     return error
 
 
-class Session:
-    """One web session and its OCR jobs."""
-
-    def __init__(self, api: Api):
-        self.api = api
-        self.id, self.token = api.open_session()
-        self.path = f"{V1}/sessions/{self.id}"
-
-    def request(self, method: str, sub: str = "", **kwargs) -> Answer:
-        kwargs.setdefault("token", self.token)
-        return self.api.request(method, self.path + sub, **kwargs)
-
-    def upload(self, data: bytes, content_type: str = "image/png") -> str:
-        answer = self.request("POST", "/images", data=data,
-                              headers={"Content-Type": content_type})
-        assert answer.status == 201, answer.body
-        (image,) = answer.json()["images"]
-        return image["id"]
+class Session(WebSession):
+    """A web session and its OCR jobs."""
 
     def start(self, **body) -> dict:
         """POST an OCR job: 202 with the job view and its Location."""
@@ -274,17 +258,6 @@ def service(tmp_path_factory):
         raise
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def api(service) -> Api:
-    return Api(service)
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with service.client() as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support.browser import Watched, chromium
+from tests.support.browser import Watched
 from tests.support.service import Service
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,18 +78,6 @@ def service(tmp_path_factory):
     svc.start()
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
-
-
-@pytest.fixture
-def context(browser):
-    ctx = browser.new_context()
-    yield ctx
-    ctx.close()
 
 
 def words(text: str) -> str:

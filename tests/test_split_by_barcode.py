@@ -16,7 +16,7 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
 
-from tests.test_ocr import Api, Session
+from tests.support.web import Api, WebSession
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,14 +39,14 @@ PAGES = [("a", None), ("sep", "SEPARATOR"), ("b", None), ("c", None), ("other", 
 
 @pytest.fixture(scope="module")
 def batch(service):
-    session = Session(Api(service))
+    session = WebSession(Api(service))
     files = {label: sheet(label, code) for label, code in PAGES}
     ids = {label: session.upload(files[label], "image/jpeg") for label, _ in PAGES}
     yield session, files, ids
     session.request("DELETE")
 
 
-def split(session: Session, **body) -> list[list[bytes]]:
+def split(session: WebSession, **body) -> list[list[bytes]]:
     """Each part's page images, as the PDFs in the zip hold them."""
     answer = session.request("POST", "/documents", json={"split_by": "barcode", **body})
     assert answer.status == 200, answer.body

@@ -42,7 +42,7 @@ import pymupdf
 import pytest
 from aiohttp import web
 
-from tests.support.browser import Watched, chromium
+from tests.support.browser import Watched
 from tests.support.images import png
 from tests.support.service import Service
 from tests.support.stack import ROOT, free_port, write_ini
@@ -156,11 +156,6 @@ def service(tmp_path_factory, receiver):
     svc.start()
     yield svc
     svc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from chromium()
 
 
 @pytest.fixture

@@ -85,3 +85,39 @@ class Api:
                 return state
             time.sleep(0.1)
         raise AssertionError(f"scan job {job} still running after {timeout} s")
+
+
+class WebSession:
+    """One web session: its id, token, and requests under ``/api/v1/sessions/{id}``.
+
+    Opened on ``api`` unless an existing ``sid`` and ``token`` are given."""
+
+    def __init__(self, api: Api, sid: str | None = None, token: str | None = None):
+        if sid is None:
+            sid, token = api.open_session()
+        self.api, self.id, self.token = api, sid, token
+        self.path = f"/api/v1/sessions/{sid}"
+
+    def request(self, method: str, sub: str = "", **kwargs) -> Answer:
+        kwargs.setdefault("token", self.token)
+        return self.api.request(method, self.path + sub, **kwargs)
+
+    def get(self, sub: str = "", **kwargs) -> Answer:
+        return self.request("GET", sub, **kwargs)
+
+    def post(self, sub: str = "", **kwargs) -> Answer:
+        return self.request("POST", sub, **kwargs)
+
+    def put(self, sub: str = "", **kwargs) -> Answer:
+        return self.request("PUT", sub, **kwargs)
+
+    def delete(self, sub: str = "", **kwargs) -> Answer:
+        return self.request("DELETE", sub, **kwargs)
+
+    def upload(self, data: bytes, content_type: str = "image/png") -> str:
+        """Import one image; its id."""
+        answer = self.post("/images", data=data, headers={"Content-Type": content_type})
+        assert answer.status == 201, answer.body
+        (image,) = answer.json()["images"]
+        return image["id"]
+
