@@ -58,7 +58,7 @@ from pyzbar import pyzbar
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import ms, note, out, shut_down  # noqa: E402
+from bench.report import ms, note, out, shut_down, stop_service  # noqa: E402
 from bench.report import summary as report_summary  # noqa: E402
 from broker.client import AsyncClient  # noqa: E402
 from tests.support.service import Service  # noqa: E402
@@ -507,11 +507,7 @@ def main() -> None:
         ocr_part(one, service, count, rounds, summary)
     finally:
         if one is not None:
-            note("stopping the 1-worker service")
-            try:
-                one.stop()
-            except Exception as exc:  # do not hide what went wrong before
-                note(f"stopping the 1-worker service failed: {exc}")
+            stop_service(one, "the 1-worker service")
         shut_down(None, service, work, opts.keep)
     report_summary(summary)
 

@@ -41,6 +41,16 @@ def ms(values: list[float]) -> str:
             f"  p95 {pct(values, 95) * 1e3:6.2f} ms")
 
 
+def stop_service(service, what: str = "the service") -> None:
+    """Stop a benchmark's service, saying so; a failure is told, not raised over the one
+    that may have ended the run."""
+    note(f"stopping {what}")
+    try:
+        service.stop()
+    except Exception as exc:  # do not hide what went wrong before
+        note(f"stopping {what} failed: {exc}")
+
+
 def shut_down(reference: subprocess.Popen | None, service, work: Path, keep: bool) -> None:
     """End a benchmark run: the baseline server, the service, the temp folder."""
     if reference is not None:
@@ -51,11 +61,7 @@ def shut_down(reference: subprocess.Popen | None, service, work: Path, keep: boo
             reference.kill()
             reference.wait()
     if service is not None:
-        note("stopping the service")
-        try:
-            service.stop()
-        except Exception as exc:  # do not hide what went wrong before
-            note(f"stopping the service failed: {exc}")
+        stop_service(service)
     if keep:
         note(f"kept {work}")
     else:
