@@ -2,12 +2,14 @@
 
 Six JPEG pages, two of them separator sheets with a QR code: parts are the pages between
 separators (separators dropped, or kept as each part's first page), a pattern chooses
-which codes separate, and each part's PDF holds the uploaded JPEGs byte for byte.
+which codes separate, and each part's PDF holds the uploaded JPEGs byte for byte. A
+pattern that would backtrack for hours in Python's ``re`` does not hold up the gateway.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 
 import numpy as np
@@ -93,6 +95,8 @@ def test_only_the_chosen_images_are_split(batch):
     ({"split_by": "qr"}, "invalid_argument"),
     ({"split_by": "barcode", "format": "png"}, "invalid_argument"),
     ({"split_by": "barcode", "separator": {"pattern": "("}}, "invalid_argument"),
+    ({"split_by": "barcode", "separator": {"pattern": r"(a)\1"}}, "invalid_argument"),
+    ({"split_by": "barcode", "separator": {"pattern": "^(?=SEP)"}}, "invalid_argument"),
     ({"split_by": "barcode", "separator": {"keep": "yes"}}, "invalid_argument"),
     ({"split_by": "barcode", "separator": {"what": 1}}, "invalid_argument"),
     ({"split_by": "barcode", "separator": {"formats": ["nosuch"]}}, "invalid_argument"),
@@ -110,3 +114,43 @@ def test_a_batch_of_only_separators_is_a_conflict(batch):
         "split_by": "barcode", "images": [ids["sep"], ids["other"]]})
     assert answer.status == 409, answer.body
     assert answer.json()["error"]["code"] == "conflict"
+
+
+STATUS_BOUND = 0.1  # seconds: the status must answer within this during any split
+
+
+def test_a_backtracking_pattern_does_not_hold_up_the_gateway(service, batch):
+    """``^(a+)+$`` against "a" * 40 + "!" takes Python's re about 2**40 steps."""
+    session, files, ids = batch
+    api = session.api
+    evil = [session.upload(sheet(f"evil {n}", "a" * 40 + "!"), "image/jpeg")
+            for n in range(4)]
+    chosen = [ids["a"], *evil, ids["d"]]
+    pid = api.get("/api/v1/status").json()["actors"]["gateway"]["pid"]
+    done: list = []
+
+    def run() -> None:
+        done.append(session.request("POST", "/documents", timeout=30, json={
+            "split_by": "barcode", "images": chosen, "separator": {"pattern": "^(a+)+$"}}))
+
+    splitting = threading.Thread(target=run)
+    splitting.start()
+    polls = []
+    try:
+        while splitting.is_alive():
+            answer = api.get("/api/v1/status", timeout=10)
+            assert answer.status == 200, answer.body
+            polls.append(answer.elapsed)
+    finally:
+        splitting.join(60)
+    try:
+        answer = done[0]
+        assert answer.status == 200, answer.body  # no code matches: one part, every page
+        assert answer.headers["X-Scanbridge-Parts"] == "1"
+        assert answer.headers["X-Scanbridge-Pages"] == str(len(chosen))
+        assert len(polls) >= 3, f"the split ended after {len(polls)} status requests"
+        print(f"status during the split: {len(polls)} requests, max {max(polls):.3f} s")
+        assert max(polls) < STATUS_BOUND, polls
+        assert api.get("/api/v1/status").json()["actors"]["gateway"]["pid"] == pid
+    finally:
+        session.request("DELETE", "/images", json={"images": evil})

@@ -8,9 +8,8 @@ current ETag as ``v=`` may be cached for good (thumbnails in a grid do not reloa
 
 from __future__ import annotations
 
-import io
+import asyncio
 import os
-import zipfile
 from urllib.parse import quote
 
 from aiohttp import web
@@ -260,12 +259,11 @@ async def document(request: web.Request) -> web.StreamResponse:
         return web.Response(body=reply.blobs[0].bytes, content_type=saved["media_type"],
                             headers={"Content-Disposition": attachment(name),
                                      "Cache-Control": "no-store", "X-Scanbridge-Pages": "1"})
-    out = io.BytesIO()
     stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        for number, blob in enumerate(reply.blobs, 1):
-            archive.writestr(f"{stem}-{number:03d}.{extension}", blob.bytes)
-    return web.Response(body=out.getvalue(), content_type="application/zip", headers={
+    archive = await asyncio.to_thread(splitting.zip_of, [
+        (f"{stem}-{number:03d}.{extension}", blob.bytes)
+        for number, blob in enumerate(reply.blobs, 1)])
+    return web.Response(body=archive, content_type="application/zip", headers={
         "Content-Disposition": attachment(f"{stem}.zip"),
         "Cache-Control": "no-store", "X-Scanbridge-Pages": str(len(reply.blobs))})
 

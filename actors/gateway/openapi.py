@@ -240,7 +240,8 @@ SCHEMAS = {
                                         "barcode starts a new part (the answer is a zip)"},
                               separator={**obj([], formats=array(BARCODE_FORMAT),
                                                pattern={"type": "string", "description":
-                                                        "a regular expression the "
+                                                        "a regular expression (RE2: no "
+                                                        "backreferences or lookaround) the "
                                                         "barcode's text must match"},
                                                keep={"type": "boolean", "description":
                                                      "keep the separator page (default: "
