@@ -177,6 +177,15 @@ def _user(raw: str) -> str:
     return raw
 
 
+def _local_users(raw: str) -> list[str]:
+    """``owner``, ``any``, or ``owner``, user names and ``@group`` names."""
+    users = _list_of(lambda item: item if item in ("owner", "any") or (
+        item.startswith("@") and _user(item[1:])) else _user(item), allow_empty=False)(raw)
+    if "any" in users and len(users) > 1:
+        raise ValueError("any already lets every account in; list nothing else")
+    return users
+
+
 def _ocr_languages(raw: str) -> str:
     names = [n.strip() for n in raw.split("+")]
     if not all(re.fullmatch(r"[A-Za-z0-9_]+", n) for n in names):
@@ -423,6 +432,9 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "upload_targets": Key("", _list_of(parse_upload_target),
                                   "URLs (an origin, or an origin and a path prefix) "
                                   "uploads may go to besides the page's own origin"),
+            "local_users": Key("owner", _local_users,
+                               "local accounts that may use the service: owner (the "
+                               "account it runs as), any, or user names and @groups"),
         },
     },
 }

@@ -150,6 +150,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invalid_option": (422, "a device option value is not allowed"),
     "unauthorized": (401, "a session token is missing or wrong"),
     "forbidden": (403, "the origin or host is not allowed"),
+    "other_user": (403, "the connection comes from a local account that may not use the "
+                        "service ([access] local_users)"),
     "not_found": (404, "no such resource"),
     "method_not_allowed": (405, "the resource does not take this HTTP method"),
     "request_timeout": (408, "the request body did not arrive in time"),
@@ -157,6 +159,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "conflict": (409, "the resource is in a state that does not allow this"),
     "busy": (409, "the device or resource is busy"),
     "too_large": (413, "the body or image is over the configured limit"),
+    "too_many": (429, "too many sessions, viewers or sockets are open; close some first"),
     "unsupported_media": (415, "the content type is not supported"),
     "invalid_image": (422, "the file is not a readable image or PDF of a supported type"),
     "password_required": (422, "the PDF is encrypted and needs a password"),

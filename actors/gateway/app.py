@@ -17,6 +17,7 @@ from broker.protocol import Error
 from . import api, images, openapi, recognition, uploads
 from .events import EventHub
 from .jobs import Jobs
+from .peers import LocalUsers
 from .security import Allowlist, cors_headers, loopback_host, refusal
 from .sessions import Sessions
 from .shared import STATE, State, error_response, session_of, state
@@ -24,6 +25,7 @@ from .shared import STATE, State, error_response, session_of, state
 STATIC = Path(__file__).parent / "static"
 HTTP_ERRORS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                408: "request_timeout", 413: "too_large", 415: "unsupported_media"}
+LOCAL_USERS = web.AppKey("local_users", LocalUsers)
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
                "connect-src 'self'; frame-ancestors 'none'")
 
@@ -31,6 +33,9 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'
 def screen(request: web.Request) -> web.Response | None:
     """The refusal that the request line and headers alone decide, or None."""
     st = state(request)
+    other_user = request.app[LOCAL_USERS].refusal(request)
+    if other_user is not None:
+        return error_response("other_user", other_user)
     # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
     host = request.headers.get("Host", "")
     if not loopback_host(host):
@@ -245,6 +250,7 @@ def make_app(cfg: Config, log) -> web.Application:
     app = web.Application(middlewares=[guard],
                           client_max_size=cfg.limits.max_body_mb * 1024 * 1024)
     app[STATE] = State(cfg=cfg, log=log, allowlist=Allowlist(cfg, log))
+    app[LOCAL_USERS] = LocalUsers(app[STATE].allowlist.local_users, log)
     app.cleanup_ctx.append(start_services)
     app.on_response_prepare.append(add_headers)
     app.router.add_get("/", welcome)

@@ -49,7 +49,8 @@ class Allowlist:
     """The allowed origins: ``user_config.ini`` ``[access] allowed_origins`` plus the
     ``Access-Control-Allow-Origin`` line of ``DSConfiguration.ini``, and this service's own
     pages. Re-read when either file changes, so ``scanbridge allow`` needs no restart; a
-    file that became invalid keeps the previous list (and is logged)."""
+    file that became invalid keeps the previous list (and is logged). ``[access]
+    local_users`` (see peers.py) is re-read with them."""
 
     def __init__(self, cfg: Config, log):
         self.log = log
@@ -59,6 +60,7 @@ class Allowlist:
                     for scheme, ports in (("http", cfg.ports.http), ("https", cfg.ports.https))
                     for port in ports for name in LOOPBACK_NAMES}
         self.configured = _configured(vars(cfg.access))
+        self.users: list[str] = list(cfg.access.local_users)
         self.stamps = self._stamps()
         self.checked = time.monotonic()
 
@@ -85,18 +87,27 @@ class Allowlist:
 
     def _reload(self) -> None:
         origins: list[str] = []
+        users = self.users
         try:
             for path, name in self.files:
                 values = configlib.load_file(Path(path), name)
                 access = {**values.get("", {}), **values.get("access", {})}
                 origins += [o for o in _configured(access) if o not in origins]
+                users = access.get("local_users", users)
         except configlib.ConfigError as exc:
             self.log.error("allowed origins not reloaded: the file is invalid; the previous "
                            "list stays in force", error=str(exc))
             return
         if origins != self.configured:
             self.log.info("allowed origins changed", origins=origins)
-        self.configured = origins
+        if users != self.users:
+            self.log.info("allowed local users changed", local_users=users)
+        self.configured, self.users = origins, users
+
+    def local_users(self) -> list[str]:
+        """``[access] local_users`` as the file says now."""
+        self.origins()
+        return self.users
 
     def allows(self, origin: str) -> bool:
         return origin in self.own or origin in self.origins()
