@@ -153,9 +153,30 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+def _angle(params: dict) -> float:
+    return _number(params, "angle", -360, 360) % 360
+
+
+def rotated_size(width: int, height: int, angle: float) -> tuple[int, int]:
+    """The canvas of ``rotate(-angle, expand=True)``, by Pillow's own arithmetic.
+
+    Known before any pixel is made: a strip 1 pixel tall turned 45 degrees needs a square
+    canvas of its length squared."""
+    if angle % 90 == 0:  # a transpose
+        return (width, height) if angle % 180 == 0 else (height, width)
+    rad = math.radians(angle)
+    a, b = round(math.cos(rad), 15), round(math.sin(rad), 15)
+    c = a * -width / 2 + b * -height / 2 + width / 2
+    f = -b * -width / 2 + a * -height / 2 + height / 2
+    corners = ((0, 0), (width, 0), (width, height), (0, height))
+    xs = [a * x + b * y + c for x, y in corners]
+    ys = [-b * x + a * y + f for x, y in corners]
+    return (math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys)))
+
+
 def rotate(image, dpi, params):
     """Clockwise by ``angle`` degrees; right angles are exact, others fill with ``fill``."""
-    angle = _number(params, "angle", -360, 360) % 360
+    angle = _angle(params)
     exact = {0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
              270: Image.Transpose.ROTATE_90}
     if angle in exact:
@@ -190,15 +211,18 @@ def crop(image, dpi, params):
     return image.crop(box), dpi
 
 
+def resized_size(width: int, height: int, params: dict) -> tuple[int, int]:
+    """The size ``resize`` makes of a ``width`` x ``height`` page."""
+    if params.get("width") is None and params.get("height") is None:
+        raise Error("invalid_argument", "resize needs width, height or both")
+    w = int(_number(params, "width", 1, 65535)) if params.get("width") is not None else None
+    h = int(_number(params, "height", 1, 65535)) if params.get("height") is not None else None
+    return (w or max(1, round(width * h / height)), h or max(1, round(height * w / width)))
+
+
 def resize(image, dpi, params):
     """To ``width`` and/or ``height`` pixels (one alone keeps the aspect); DPI follows."""
-    width, height = params.get("width"), params.get("height")
-    if width is None and height is None:
-        raise Error("invalid_argument", "resize needs width, height or both")
-    w = int(_number(params, "width", 1, 65535)) if width is not None else None
-    h = int(_number(params, "height", 1, 65535)) if height is not None else None
-    w = w or max(1, round(image.width * h / image.height))
-    h = h or max(1, round(image.height * w / image.width))
+    w, h = resized_size(image.width, image.height, params)
     name = params.get("resample", "lanczos")
     if not isinstance(name, str) or name not in RESAMPLING:
         raise Error("invalid_argument", f"resample {name!r} is not one of "
@@ -288,12 +312,23 @@ def check_ops(ops: Any) -> list[dict]:
     return ops
 
 
+# The size an edit makes, for those that can grow the page; the others keep its size
+# or (crop) shrink it.
+GROWING: dict[str, Callable[[int, int, dict], tuple[int, int]]] = {
+    "resize": resized_size,
+    "rotate": lambda width, height, params: rotated_size(width, height, _angle(params)),
+}
+
+
 def apply(image: Image.Image, dpi: tuple[float, float], ops: list[dict],
           limit: int) -> tuple[Image.Image, tuple[float, float]]:
+    """Run ``ops`` in turn; one that would make more than ``limit`` pixels is refused
+    before it allocates them (and with it the whole list)."""
     for op in ops:
         params = {k: v for k, v in op.items() if k != "op"}
+        if op["op"] in GROWING:
+            check_pixels(*GROWING[op["op"]](image.width, image.height, params), limit)
         image, dpi = EDITS[op["op"]](image, dpi, params)
-        check_pixels(image.width, image.height, limit)
     return image, (round(dpi[0], 3), round(dpi[1], 3))
 
 
