@@ -9,7 +9,6 @@ the system store. ``untrust`` takes it out of the same places and leaves a marke
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import ssl
 import socket
@@ -39,9 +38,10 @@ def add_commands(sub) -> None:
 
 def stores(cfg: configlib.Config, system: bool) -> list[Store]:
     """This user's Chromium DB and Firefox profiles, the configured users' profiles."""
-    me = getpass.getuser()
+    me = trust.home_user(Path.home())
     found = [trust.chromium_store(me, Path.home())]
-    found += [Store("firefox", profile, me) for profile in trust.firefox_profiles(Path.home())]
+    found += [Store("firefox", profile, me)
+              for profile in trust.firefox_profiles(Path.home(), me)]
     for store in trust.firefox_stores(cfg.certhelper.firefox_users):
         if store not in found and (os.geteuid() == 0 or store.user == me):
             found.append(store)

@@ -5,15 +5,21 @@ Firefox keeps its own NSS database in every profile; Chromium on Linux reads the
 databases are changed with ``certutil`` (libnss3-tools), the way mkcert does it: the CA
 goes in as ``-t C,,`` (trusted to issue server certificates) under a nickname that is
 its own subject name, so two homes' CAs never replace each other.
+
+As root, the files in a user's folders are the user's to swap for links at any moment, so
+root only looks there: ``certutil`` (and ``mkdir``) run as the store's user, with their
+uid, gid and groups, and can change only what that user could; ``profiles.ini`` is read
+only when it is a regular file of the user's (not a link, never blocking), and a profile
+is a folder the user owns. Nothing is chowned.
 """
 
 from __future__ import annotations
 
 import configparser
-import getpass
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +30,9 @@ FIREFOX_ROOTS = (".config/mozilla/firefox", ".mozilla/firefox",
                  "snap/firefox/common/.mozilla/firefox",
                  ".var/app/org.mozilla.firefox/config/mozilla/firefox",
                  ".var/app/org.mozilla.firefox/.mozilla/firefox")
-NSS_FILES = ("cert9.db", "key4.db", "pkcs11.txt")
 SYSTEM_ANCHORS = Path("/usr/local/share/ca-certificates")
 CERTUTIL_SECONDS = 30
+INI_BYTES = 1 << 20  # profiles.ini is a few hundred bytes
 
 
 class TrustError(Exception):
@@ -53,7 +59,7 @@ def homes(users: list[str]) -> list[tuple[str, Path]]:
     containers) looks there.
     """
     if not users:
-        return [(getpass.getuser(), Path.home())]
+        return [(home_user(Path.home()), Path.home())]
     found = []
     for user in users:
         try:
@@ -63,20 +69,60 @@ def homes(users: list[str]) -> list[tuple[str, Path]]:
     return found
 
 
+def home_user(home: Path) -> str:
+    """Who this process's own home is worked in as: as root, the home's owner (a root
+    service with another user's HOME must not work there as root); else this user."""
+    uid = os.geteuid()
+    if uid == 0:
+        try:
+            uid = home.stat().st_uid
+        except OSError:
+            pass
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _owner_uid(user: str) -> int | None:
+    """The uid a folder must have to count as ``user``'s; None when no check is needed."""
+    if os.geteuid() != 0:
+        return None  # this process can do no more in a folder than its own user can
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return -1  # no such user: nothing counts as theirs
+
+
+def _owned_text(path: Path, uid: int | None) -> str | None:
+    """A small regular file's text, read without following a link at its name and without
+    blocking (a FIFO), when ``uid`` (if given) owns it; else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    with open(fd, "rb") as file:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or uid is not None and st.st_uid != uid:
+            return None
+        return file.read(INI_BYTES).decode("utf-8", errors="replace")
+
+
 def firefox_roots(home: Path) -> list[Path]:
     return [home / root for root in FIREFOX_ROOTS]
 
 
-def firefox_profiles(home: Path) -> list[Path]:
+def firefox_profiles(home: Path, user: str) -> list[Path]:
     """Every Firefox profile folder of one home: listed in profiles.ini, or found inside."""
+    uid = _owner_uid(user)
     found: list[Path] = []
     for root in firefox_roots(home):
-        ini = root / "profiles.ini"
-        if ini.is_file():
+        text = _owned_text(root / "profiles.ini", uid)
+        if text is not None:
             parser = configparser.RawConfigParser(strict=False)
             try:
-                parser.read(ini, encoding="utf-8")
-            except (configparser.Error, UnicodeDecodeError, OSError):
+                parser.read_string(text)
+            except configparser.Error:
                 pass  # a half-written file: the next event reads it again
             for section in parser.sections():
                 path = parser.get(section, "Path", fallback="")
@@ -90,14 +136,18 @@ def firefox_profiles(home: Path) -> list[Path]:
                     found.append(child)
     unique: dict[str, Path] = {}
     for path in found:
-        if path.is_dir():
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid):
             unique.setdefault(os.path.realpath(path), path)
     return sorted(unique.values())
 
 
 def firefox_stores(users: list[str]) -> list[Store]:
     return [Store("firefox", profile, user)
-            for user, home in homes(users) for profile in firefox_profiles(home)]
+            for user, home in homes(users) for profile in firefox_profiles(home, user)]
 
 
 def chromium_store(user: str, home: Path) -> Store:
@@ -109,20 +159,38 @@ def system_anchor(nickname: str) -> Path:
     return SYSTEM_ANCHORS / f"{safe}.crt"
 
 
-def certutil(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("certutil")
-    if exe is None:
-        raise TrustError("certutil not found (install libnss3-tools)")
+def _as_user(user: str) -> dict:
+    """``subprocess`` arguments that run a program as ``user`` when this process is root."""
+    if os.geteuid() != 0:
+        return {}
     try:
-        return subprocess.run([exe, *args], capture_output=True, text=True,
-                              timeout=CERTUTIL_SECONDS)
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise TrustError(f"no user {user!r} on this system") from None
+    if entry.pw_uid == 0:
+        return {}
+    return {"user": entry.pw_uid, "group": entry.pw_gid,
+            "extra_groups": os.getgrouplist(user, entry.pw_gid), "cwd": "/",
+            "env": {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user,
+                    "PATH": os.environ.get("PATH", os.defpath)}}
+
+
+def _run(store: Store, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise TrustError(f"{argv[0]} not found" +
+                         (" (install libnss3-tools)" if argv[0] == "certutil" else ""))
+    try:
+        return subprocess.run([exe, *argv[1:]], input=stdin, capture_output=True, text=True,
+                              timeout=CERTUTIL_SECONDS, **_as_user(store.user))
     except subprocess.TimeoutExpired:
-        raise TrustError(f"certutil {args[0]} did not finish in {CERTUTIL_SECONDS} s "
+        raise TrustError(f"{' '.join(argv[:2])} did not finish in {CERTUTIL_SECONDS} s "
                          "(is the database locked?)") from None
 
 
-def _database(store: Store) -> str:
-    return f"sql:{store.path}"
+def certutil(store: Store, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``certutil`` on the store's database, as the store's user."""
+    return _run(store, ["certutil", *args, "-d", f"sql:{store.path}"], stdin)
 
 
 def has_ca(store: Store, nickname: str, ca_pem: bytes | None = None) -> bool:
@@ -134,7 +202,7 @@ def has_ca(store: Store, nickname: str, ca_pem: bytes | None = None) -> bool:
             return False
     if not (store.path / "cert9.db").exists():
         return False
-    return certutil("-L", "-d", _database(store), "-n", nickname).returncode == 0
+    return certutil(store, "-L", "-n", nickname).returncode == 0
 
 
 def add_ca(store: Store, nickname: str, ca_path: Path) -> None:
@@ -142,15 +210,15 @@ def add_ca(store: Store, nickname: str, ca_path: Path) -> None:
         _system_add(store, ca_path)
         return
     if store.browser == "chromium" and not (store.path / "cert9.db").exists():
-        store.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        done = certutil("-N", "--empty-password", "-d", _database(store))
+        done = _run(store, ["mkdir", "-p", "-m", "700", "--", str(store.path)])
+        if done.returncode == 0:
+            done = certutil(store, "-N", "--empty-password")
         if done.returncode != 0:
             raise TrustError(f"cannot create {store.label}: {_reason(done)}")
-    done = certutil("-A", "-d", _database(store), "-n", nickname, "-t", "C,,", "-i",
-                    str(ca_path))
+    # On stdin: the user certutil runs as may not read cert/.
+    done = certutil(store, "-A", "-n", nickname, "-t", "C,,", stdin=ca_path.read_text())
     if done.returncode != 0:
         raise TrustError(f"cannot add the CA to {store.label}: {_reason(done)}")
-    _give_back(store)
 
 
 def remove_ca(store: Store, nickname: str) -> bool:
@@ -163,7 +231,7 @@ def remove_ca(store: Store, nickname: str) -> bool:
         return True
     if not has_ca(store, nickname):
         return False
-    done = certutil("-D", "-d", _database(store), "-n", nickname)
+    done = certutil(store, "-D", "-n", nickname)
     if done.returncode != 0:
         raise TrustError(f"cannot remove the CA from {store.label}: {_reason(done)}")
     return True
@@ -172,21 +240,6 @@ def remove_ca(store: Store, nickname: str) -> bool:
 def _reason(done: subprocess.CompletedProcess) -> str:
     text = (done.stderr or done.stdout).strip().splitlines()
     return text[-1] if text else f"certutil exit status {done.returncode}"
-
-
-def _give_back(store: Store) -> None:
-    """As root, files certutil created in a user's folder must stay that user's."""
-    if os.geteuid() != 0:
-        return
-    if store.browser == "chromium":  # ~/.pki/nssdb: the home's owner
-        owner = store.path.parent.parent.stat()
-        paths = [store.path.parent, store.path]
-    else:  # a Firefox profile: the profile folder's owner
-        owner = store.path.stat()
-        paths = []
-    for path in paths + [store.path / name for name in NSS_FILES]:
-        if path.exists():
-            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _system_add(store: Store, ca_path: Path) -> None:
