@@ -16,11 +16,12 @@ import ipaddress
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 INI_FILES = ("DSConfiguration.ini", "service.ini", "user_config.ini")
@@ -134,6 +135,33 @@ def parse_origin(raw: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
+def path_escape(path: str) -> str | None:
+    """Why a receiver could take this URL path out of the folder it names, else None.
+
+    Receivers differ in what they decode and resolve: ``..;/`` is ``../`` to Tomcat,
+    ``\\`` and ``%5c`` are separators to IIS, some decode twice, fold ``%u002e``, overlong
+    UTF-8 or full-width dots. So each segment is decoded until nothing changes, then it may
+    hold no separator and, its ``;`` parameters aside, may not be made of dots alone."""
+    if "\\" in path or re.search(r"%u[0-9a-f]{4}", path, re.IGNORECASE):
+        return "a backslash or a %u escape"
+    for raw in path.split("/"):
+        segment = raw
+        while "%" in segment:  # each pass that changes it makes it shorter
+            try:
+                decoded = unquote(segment, errors="strict")
+            except UnicodeDecodeError:
+                return f"the segment {raw!r} (not UTF-8 once decoded)"
+            if decoded == segment:
+                break
+            segment = decoded
+        segment = unicodedata.normalize("NFKC", segment)
+        if "/" in segment or "\\" in segment:
+            return f"the segment {raw!r} (an encoded / or \\)"
+        if re.fullmatch(r"[.\s]+", segment.split(";")[0]):
+            return f"the segment {raw!r} (a . or .. segment)"
+    return None
+
+
 def parse_upload_target(raw: str) -> str:
     """An upload target prefix: an origin, optionally with a path (no query or user)."""
     try:
@@ -142,6 +170,9 @@ def parse_upload_target(raw: str) -> str:
         raise ValueError(f"{raw!r} is not a URL like https://files.example.com/in/") from None
     if parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"{raw!r}: an upload target has no query, fragment or user")
+    escape = path_escape(parts.path)
+    if escape:
+        raise ValueError(f"{raw!r}: the path has {escape}; write it as a receiver reads it")
     origin = parse_origin(f"{parts.scheme}://{parts.netloc}")
     return origin + (parts.path if parts.path not in ("", "/") else "")
 

@@ -44,6 +44,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from broker import config as configlib
 from broker.protocol import Error
 from tests.support.receiver import Receiver, answer, redirect, reset, stall, store
 from tests.support.service import Service
@@ -706,25 +707,61 @@ def test_upload_targets_edits_apply_without_restart(svc, spare):
     assert [r.path for r in spare.requests[before:]] == [path]
 
 
+# Paths under /ok/ as written that a receiver could resolve out of it: dot segments in
+# every encoding (also double, overlong UTF-8, IIS's %u, full-width dots and after Tomcat's
+# ;parameters), encoded separators and backslashes.
+ESCAPES = ["/ok/../private", "/ok/./../private", "/ok/%2e%2e/private", "/ok/%2E%2E/private",
+           "/ok/%2E./private", "/ok/.%2e/private", "/ok/..;/private", "/ok/..;x=1/private",
+           "/ok/.;/../private", "/ok/..%5cprivate", "/ok/..%5Cprivate", "/ok/a%2f..%2f..%2fprivate",
+           "/ok/%2e%2e%2fprivate", "/ok/..\\private", "/ok/%252e%252e/private",
+           "/ok/%25252e%25252e/private", "/ok/%255cprivate/x", "/ok/%c0%ae%c0%ae/private",
+           "/ok/%u002e%u002e/private", "/ok/%EF%BC%8E%EF%BC%8E/private"]
+
+
 def test_a_target_path_prefix_cannot_be_escaped(svc, spare):
-    """upload_targets = ORIGIN/ok/: dot segments must not lead out of /ok/ (receivers
-    resolve them: /ok/../private is /private)."""
+    """upload_targets = ORIGIN/ok/: no path may lead a receiver out of /ok/ (receivers
+    resolve dot segments: /ok/../private is /private; Tomcat reads ..;/ as ../, IIS
+    \\ and %5c as /), not even a redirect from inside it."""
     session = Session(svc)
     session.add(noise_jpeg(80, 60, 84))
     before = len(spare.requests)
+    bounce = "/ok/bounce"
+    spare.on(bounce, then=redirect("..;/private"))
     with upload_targets(svc, spare.url("/ok/")):
-        job = session.wait(session.upload(url=spare.url("/ok/doc"))["job"])
-        assert job["state"] == "done", job
+        for fine in ("/ok/doc", "/ok/a/b.pdf", "/ok/v;rev=2/c.pdf", "/ok/...x/100%25.pdf"):
+            job = session.wait(session.upload(url=spare.url(fine))["job"])
+            assert job["state"] == "done", job
         assert_error(session.post(url=spare.url("/okay")), 403, "upload_target_not_allowed")
-        for escape in ("/ok/../private", "/ok/%2e%2e/private", "/ok/./../private",
-                       "/ok/%2E%2E/private"):
-            reply = session.post(url=spare.url(escape))
-            # Refused, as not allowed (403) or as a URL with dot segments (400).
-            assert (reply.status, reply.json()["error"]["code"]) in \
-                ((403, "upload_target_not_allowed"), (400, "invalid_argument")), \
-                (escape, reply.status, reply.body[:300])
+        for escape in ESCAPES:
+            error = assert_error(session.post(url=spare.url(escape)), 403,
+                                 "upload_target_not_allowed")
+            assert "outside the allowed folder" in error["message"], (escape, error)
+        job = session.wait(session.upload(url=spare.url(bounce))["job"])
+        assert job["state"] == "failed", job
+        assert job["error"]["code"] == "upload_redirect_refused", job
+    # The page's own origin allows every path there, but none of these either.
+    own = Session(svc, origin=APP)
+    own.add(noise_jpeg(80, 60, 85))
+    for escape in ("/ok/..;/private", "/ok/..%5cprivate"):
+        assert_error(own.post(url=APP + escape), 403, "upload_target_not_allowed")
     time.sleep(0.5)
-    assert [r.path for r in spare.requests[before:]] == ["/ok/doc"]
+    assert [r.path for r in spare.requests[before:]] == [
+        "/ok/doc", "/ok/a/b.pdf", "/ok/v;rev=2/c.pdf", "/ok/...x/100%.pdf", bounce]
+
+
+@pytest.mark.parametrize("entry", ["/ok/../", "/ok/..;/", "/ok/%2e%2e/", "/ok/a%2fb/",
+                                   "/ok/..%5c"])
+def test_an_upload_targets_entry_that_escapes_its_own_path_is_refused(svc, spare, entry):
+    """Such an entry in user_config.ini is a configuration error (the previous list stays
+    in force, and start-up would fail on it)."""
+    with pytest.raises(ValueError, match="the path has"):
+        configlib.parse_upload_target(spare.url(entry))
+    session = Session(svc)
+    session.add(noise_jpeg(80, 60, 86))
+    with upload_targets(svc, spare.url(entry)):
+        reply = session.post(url=spare.url("/private"))
+        assert_error(reply, 403, "upload_target_not_allowed")
+    assert not spare.requests_to("/private")
 
 
 BAD_REQUESTS = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from broker import config as configlib
 from broker.config import parse_origin
@@ -81,9 +81,13 @@ def check_url(url, session_origin: str | None, allowed: list[str]) -> str:
     if not url.isascii():
         raise Error("invalid_argument", "url must be ASCII: percent-encode other characters "
                                         "(new URL(...).href does)")
-    # Dot segments would let a path escape an allowed prefix once the receiver resolves them.
-    if any(segment in (".", "..") for segment in unquote(parts.path).split("/")):
-        raise Error("invalid_argument", "url must not have . or .. path segments")
+    # Checked before the origin: a receiver that resolves dot segments, decodes separators
+    # or drops ;parameters would take such a path out of an allowed prefix.
+    escape = configlib.path_escape(parts.path)
+    if escape:
+        raise Error("upload_target_not_allowed",
+                    f"uploads to {url[:200]} are not allowed: its path has {escape}, "
+                    "which a receiver could resolve outside the allowed folder")
     origin = origin_of(url)
     if session_origin and origin == session_origin:
         return url
