@@ -4,9 +4,11 @@ Playwright) against the real service.
 Covers the demo's scan with thumbnails arriving while the scan runs, its edits (rotate,
 delete), drag-to-reorder, import through the file input, saving a PDF, and a reload that
 keeps the session; a web app on another local origin that imports ``/scanbridge.js`` from
-the service (allowed with ``scanbridge allow``: it scans and saves; not allowed: refused,
-logged, and no session opened); and the welcome page filling its device table without
-console errors or CSP violations.
+the service (allowed with ``scanbridge allow``: it scans and saves; not allowed: the
+import works and ``connect()`` fails with ``origin_not_allowed`` naming the command, the
+refusal is logged and no session opened, and after that command the same page works); a
+split document's ``X-Scanbridge-Parts`` read by a page on an allowed origin; and the
+welcome page filling its device table without console errors or CSP violations.
 
 One service and one browser for the module, a fresh browser context (so a fresh
 ``sessionStorage``, so a fresh session) per test. Scans use ``test:0`` at 75 dpi on an A6
@@ -23,7 +25,6 @@ import http.server
 import io
 import json
 import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -182,8 +183,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 # The other origin's app: imports the client from the service (the documented way), then
-# connects, lists sources, scans one page from test:0 and saves a PDF. When the import is
-# refused it tries its own copy of scanbridge.js, whose connect() must then say why.
+# connects, lists sources, scans one page from test:0 and saves a PDF.
 APP = """<!doctype html>
 <html><head><meta charset="utf-8"><title>app</title><link rel="icon" href="data:,"></head>
 <body><p>app</p>
@@ -198,7 +198,6 @@ try {
 } catch (error) {
   out.imported = false;
   out.importError = String(error);
-  client = await import("./scanbridge.js");
 }
 try {
   const session = await client.connect({url: service});
@@ -393,7 +392,6 @@ def test_an_app_on_another_origin_works_once_allowed_and_is_refused_otherwise(
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text(APP)
-    shutil.copy(ROOT / "actors" / "gateway" / "static" / "scanbridge.js", site)
     allowed_site, refused_site = StaticSite(site), StaticSite(site)
     try:
         allowed = f"http://127.0.0.1:{allowed_site.port}"
@@ -416,28 +414,69 @@ def test_an_app_on_another_origin_works_once_allowed_and_is_refused_otherwise(
         assert mine and mine[0]["meta"]["gateway"]["origin"] == allowed, sessions
         watched.clean()
 
-        _, result = run_app(context, refused + query)
-        assert result["imported"] is False, result
-        assert result["error"]["code"] == "unreachable", result
-        assert result["error"]["reason"] == "refused", result
+        # Not allowed: the module is served to any origin, and connect() says which
+        # command allows this one (before, the import itself failed: "Failed to fetch
+        # dynamically imported module").
+        watched, result = run_app(context, refused + query)
+        assert result["imported"] is True, result
+        assert result["error"]["code"] == "origin_not_allowed", result
         assert f"scanbridge allow {refused}" in result["error"]["message"], result
         assert "session" not in result
 
         def logged():
             found = [r for r in service.log_records("gateway")
                      if r.get("msg") == "refused origin" and r.get("origin") == refused]
-            return found if {"/scanbridge.js", "/api/v1/sessions"} <= {r["path"] for r in found} \
-                else None
+            return found if "/api/v1/sessions" in {r["path"] for r in found} else None
         records = poll_for(logged, 10, f"'refused origin' lines for {refused} in gateway.log")
         assert all(r["status"] == 403 and r["level"] == "warning" for r in records), records
+        assert {r["path"] for r in records} == {"/api/v1/sessions"}, records
         assert not [r for r in service.log_records("gateway")
                     if r.get("msg") == "refused origin" and r.get("origin") == allowed]
         origins = [(s["meta"].get("gateway") or {}).get("origin") for s in buffer_sessions(service)]
         assert refused not in origins, origins
         assert allowed in origins
+
+        # The command it named lets the same page in.
+        service.cli("allow", refused, check=True)
+        poll_for(lambda: refused in json.loads(service.get("/api/v1/status")[2])["origins"],
+                 10, f"{refused} in the service's allowed origins")
+        watched, result = run_app(context, refused + query)
+        assert "error" not in result, result
+        assert len(result["scanned"]) == 1 and result["pdf"]["head"] == "%PDF-", result
+        watched.clean()
     finally:
         allowed_site.close()
         refused_site.close()
+
+
+def test_a_page_on_an_allowed_origin_reads_the_headers_of_a_split_document(
+        context, service, tmp_path):
+    (tmp_path / "index.html").write_text("<!doctype html><title>app</title>"
+                                         '<link rel="icon" href="data:,">')
+    site = StaticSite(tmp_path)
+    try:
+        origin = f"http://127.0.0.1:{site.port}"
+        service.cli("allow", origin, check=True)
+        api = Api(service, origin=origin)
+        poll_for(lambda: api.get("/api/v1/status").status == 200, 10, f"{origin} allowed")
+        sid, token = api.open_session()
+        answer = api.post(f"/api/v1/sessions/{sid}/images", data=png(), token=token,
+                          headers={"Content-Type": "image/png"})
+        assert answer.status == 201, answer.body
+        watched = Watched(context)
+        watched.page.goto(origin + "/index.html")
+        seen = watched.page.evaluate(
+            """async ([url, token]) => {
+                 const response = await fetch(url, {method: "POST", body: JSON.stringify(
+                   {format: "pdf", split_by: "barcode"}), headers: {
+                   "Authorization": `Bearer ${token}`, "Content-Type": "application/json"}});
+                 return {status: response.status, parts: response.headers.get(
+                   "X-Scanbridge-Parts"), pages: response.headers.get("X-Scanbridge-Pages")};
+               }""", [service.url(f"/api/v1/sessions/{sid}/documents"), token])
+        assert seen == {"status": 200, "parts": "1", "pages": "1"}, seen
+        watched.clean()
+    finally:
+        site.close()
 
 
 # --- the welcome page

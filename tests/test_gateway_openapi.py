@@ -302,6 +302,11 @@ def test_every_api_route_of_the_gateway_is_in_the_spec_and_every_operation_a_rou
 def test_status_session_and_source_answers_match_their_schemas(api, conformance):
     status = conformance.check(api.get("/api/v1/status"), "GET", "/api/v1/status", 200)
     assert status["version"] == __version__ and "gateway" in status["actors"]
+    refused = conformance.check(Api(api.service, origin="https://evil.example").get(
+        "/api/v1/origin"), "GET", "/api/v1/origin", 200)
+    assert refused["allowed"] is False and refused["command"].startswith("scanbridge allow")
+    assert conformance.check(api.get("/api/v1/origin"), "GET", "/api/v1/origin",
+                             200)["allowed"] is True
 
     opened = conformance.check(api.post("/api/v1/sessions", json={"meta": {"app": "t"}}),
                                "POST", "/api/v1/sessions", 201)

@@ -43,7 +43,8 @@ SLOW = 2.0  # idle_timeout and body_timeout of the limited service
 SOCKETS = 2  # max_sockets_per_session of the limited service
 LIMITED_INI = (f"[gateway]\nmax_json_kb = 1\nidle_timeout = {SLOW:g}\nbody_timeout = {SLOW:g}\n"
                f"max_sockets_per_session = {SOCKETS}\n[limits]\nmax_import_mb = 1\n")
-CORS_EXPOSED = ("ETag", "Content-Disposition", "Location")
+CORS_EXPOSED = ("ETag", "Content-Disposition", "Location", "X-Scanbridge-Pages",
+                "X-Scanbridge-Parts")
 
 
 # --- helpers
@@ -383,6 +384,53 @@ def test_a_preflight_of_a_foreign_origin_is_refused_without_cors_headers(service
     assert answer.error["code"] == "forbidden"
     assert f"scanbridge allow {EVIL}" in answer.error["message"]
     assert cors_names(answer) == [], dict(answer.headers)
+
+
+def test_a_foreign_origin_gets_the_client_and_the_origin_probe_but_not_the_api(service):
+    """The module and the probe answer any origin with ``*`` (never credentials), so a
+    page that is not allowed can import the client and learn the command; nothing else."""
+    evil = Api(service, origin=EVIL)
+    client = evil.get("/scanbridge.js")
+    assert client.status == 200, client.body[:200]
+    assert client.headers["Content-Type"].startswith("text/javascript")
+    assert b"export async function connect" in client.body
+    probe = evil.get("/api/v1/origin")
+    assert probe.status == 200, probe.body
+    assert probe.json() == {"origin": EVIL, "allowed": False,
+                            "command": f"scanbridge allow {EVIL}",
+                            "message": probe.json()["message"]}
+    assert f"scanbridge allow {EVIL}" in probe.json()["message"]
+    assert "Origin" in probe.headers["Vary"] and probe.headers["Cache-Control"] == "no-store"
+    for answer in (client, probe, Api(service).get("/scanbridge.js")):
+        assert cors_names(answer) == ["Access-Control-Allow-Origin"], dict(answer.headers)
+        assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    asked = preflight(service, EVIL, "/scanbridge.js")
+    assert asked.status == 204
+    assert asked.headers["Access-Control-Allow-Origin"] == "*"
+    assert asked.headers["Access-Control-Allow-Methods"] == "GET"
+    assert asked.headers["Access-Control-Allow-Private-Network"] == "true"
+    assert "Access-Control-Allow-Credentials" not in asked.headers
+
+    # Everything else stays refused: the API, session data, the other static files.
+    sid, token = Api(service).open_session()
+    before = buffer_sessions(service)
+    for method, path, tok in [("GET", "/api/v1/status", None), ("POST", "/api/v1/sessions", None),
+                              ("GET", f"/api/v1/sessions/{sid}", token),
+                              ("GET", f"/api/v1/sessions/{sid}/images", token),
+                              ("GET", "/api/v1/sources", None), ("GET", "/welcome.js", None),
+                              ("GET", "/demo/", None), ("GET", "/api/v1/openapi.json", None),
+                              ("POST", "/scanbridge.js", None)]:
+        answer = evil.request(method, path, token=tok, json={} if method == "POST" else None)
+        assert answer.status == 403, (method, path, answer.status)
+        assert answer.error["code"] == "forbidden"
+        assert cors_names(answer) == [], (path, dict(answer.headers))
+    assert preflight(service, EVIL).status == 403
+    assert buffer_sessions(service) == before
+
+    # An allowed origin and a request without Origin are told they may.
+    assert Api(service, origin=OLD_ORIGIN).get("/api/v1/origin").json() == {
+        "origin": OLD_ORIGIN, "allowed": True}
+    assert Api(service).get("/api/v1/origin").json() == {"origin": None, "allowed": True}
 
 
 # --- session tokens

@@ -18,7 +18,7 @@ from . import api, images, openapi, recognition, uploads
 from .events import EventHub
 from .jobs import Jobs
 from .peers import LocalUsers
-from .security import Allowlist, cors_headers, loopback_host, refusal
+from .security import Allowlist, cors_headers, loopback_host, public, public_headers, refusal
 from .sessions import Sessions
 from .shared import STATE, State, error_response, session_of, state
 
@@ -43,7 +43,8 @@ def screen(request: web.Request) -> web.Response | None:
         return error_response("forbidden", f"Host {host[:200]!r} is not a loopback name; this "
                               "service only answers to localhost, 127.0.0.1 and [::1]")
     origin = request.headers.get("Origin")
-    if origin is not None:
+    request["public"] = public(request.method, request.path)
+    if origin is not None and not request["public"]:
         if not st.allowlist.allows(origin):
             st.log.warning("refused origin", origin=origin[:200], method=request.method,
                            path=request.path[:200], status=403)
@@ -61,7 +62,8 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     origin = request.get("cors") or request.headers.get("Origin")
     if (origin is not None and request.method == "OPTIONS"
             and "Access-Control-Request-Method" in request.headers):
-        return web.Response(status=204, headers=cors_headers(origin, request.headers))
+        return web.Response(status=204, headers=public_headers(request.headers)
+                            if request["public"] else cors_headers(origin, request.headers))
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -123,9 +125,12 @@ def body_limit(request: web.Request) -> int:
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     origin = request.get("cors")
-    if origin is not None:
-        for name, value in cors_headers(origin).items():
-            response.headers.setdefault(name, value)
+    # A public answer carries its CORS header even without Origin: a browser may reuse a
+    # cached copy for a cross-origin module import.
+    headers = public_headers() if request.get("public") else \
+        cors_headers(origin) if origin is not None else {}
+    for name, value in headers.items():
+        response.headers.setdefault(name, value)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
@@ -222,6 +227,17 @@ async def doc_page(request: web.Request) -> web.StreamResponse:
         "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"})
 
 
+async def origin_access(request: web.Request) -> web.Response:
+    """Whether the asking page's origin may use the service. Public, so that a page that
+    may not learns it (scanbridge.js: ``origin_not_allowed``) instead of a network error."""
+    origin = request.headers.get("Origin")
+    answer = {"origin": origin, "allowed": origin is None
+              or state(request).allowlist.allows(origin)}
+    if not answer["allowed"]:
+        answer.update(command=f"scanbridge allow {origin}", message=refusal(origin))
+    return web.json_response(answer, headers={"Cache-Control": "no-store", "Vary": "Origin"})
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(openapi.SPEC, indent=1),
                         content_type="application/json",
@@ -264,6 +280,7 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/ca.pem", ca_certificate)
     app.router.add_get("/docs/", doc_page)
+    app.router.add_get("/api/v1/origin", origin_access)
     app.router.add_get("/docs/{name}.md", doc_page)
     api.add_routes(app.router, expect_continue)
     images.add_routes(app.router, expect_continue)

@@ -325,6 +325,11 @@ PATHS = {
         body=json_body(obj([], meta=ANY_OBJECT), required=False), session=False)},
     "/api/v1/sessions/{sid}": {
         "get": op("The session", ok(ref("Session"))),
+    "/api/v1/origin": {"get": op(
+        "Whether the request's Origin may use the service; answered to every origin "
+        "(Access-Control-Allow-Origin: *), with the command that allows one that may not",
+        ok(obj(["origin", "allowed"], origin=NULLABLE_STRING, allowed=BOOLEAN,
+               command=STRING, message=STRING)), session=False, tag="service")},
         "delete": op("Close the session; its images are removed", ok(ref("Closed")))},
     "/api/v1/sessions/{sid}/events": {"get": op(
         "WebSocket of the session's events: {seq, topic, data, time}; first a hello",

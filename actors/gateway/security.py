@@ -6,6 +6,7 @@ such pages away from the scanners: the ``Host`` header must name this machine (a
 ``evil.example`` that re-resolves its name to 127.0.0.1 still sends ``Host:
 evil.example``), and a browser's ``Origin`` must be on the allowlist. Requests without an
 ``Origin`` (the CLI, scripts, ``<img>`` loads) pass, but session data still needs a token.
+The public paths (the client module and the origin probe) answer every origin.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from broker.config import Config
 
 ALLOW_METHODS = "GET, POST, PUT, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, If-None-Match, X-Scanbridge-Password"
-EXPOSE_HEADERS = "ETag, Content-Disposition, Content-Length, Location, X-Scanbridge-Pages"
+EXPOSE_HEADERS = ("ETag, Content-Disposition, Content-Length, Location, X-Scanbridge-Pages, "
+                  "X-Scanbridge-Parts")
+# The same for every page and free of session and device data, so any origin may read
+# them: a page that is not allowed imports the client, which then says why (the probe).
+PUBLIC_PATHS = frozenset({"/scanbridge.js", "/api/v1/origin"})
 PREFLIGHT_MAX_AGE = "600"
 RELOAD_EVERY = 1.0  # seconds between two looks at the ini files' modification times
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -38,6 +43,10 @@ def loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def public(method: str, path: str) -> bool:
+    return path in PUBLIC_PATHS and method in ("GET", "HEAD", "OPTIONS")
 
 
 def refusal(origin: str) -> str:
@@ -134,9 +143,22 @@ def cors_headers(origin: str, preflight: dict | None = None) -> dict:
     headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
                "Access-Control-Expose-Headers": EXPOSE_HEADERS}
     if preflight is not None:
-        headers.update({"Access-Control-Allow-Methods": ALLOW_METHODS,
-                        "Access-Control-Allow-Headers": ALLOW_HEADERS,
-                        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE})
-        if preflight.get("Access-Control-Request-Private-Network", "").lower() == "true":
-            headers["Access-Control-Allow-Private-Network"] = "true"
+        headers.update(_preflight(preflight, ALLOW_METHODS))
+        headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+    return headers
+
+
+def public_headers(preflight: dict | None = None) -> dict:
+    """CORS headers of a public path for any origin: ``*``, so never with credentials."""
+    headers = {"Access-Control-Allow-Origin": "*"}
+    if preflight is not None:
+        headers.update(_preflight(preflight, "GET"))
+    return headers
+
+
+def _preflight(request_headers: dict, methods: str) -> dict:
+    headers = {"Access-Control-Allow-Methods": methods,
+               "Access-Control-Max-Age": PREFLIGHT_MAX_AGE}
+    if request_headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
     return headers

@@ -462,7 +462,8 @@ function trackedPartsOf(job) {
 
 /**
  * Every failure of this client: an error answer of the service (with its `code`), a
- * network failure (`unreachable`), a failed scan or upload job (the job's error code).
+ * network failure (`unreachable`), a page whose origin the service refuses
+ * (`origin_not_allowed`), a failed scan or upload job (the job's error code).
  */
 export class ScanbridgeError extends Error {
   /**
@@ -473,7 +474,7 @@ export class ScanbridgeError extends Error {
   constructor(code, message, {status = 0, details = {}, cause} = {}) {
     super(message, cause === undefined ? undefined : {cause});
     this.name = "ScanbridgeError";
-    /** @type {string} the service's error code, or `http_<status>`, `unreachable`, `aborted` */
+    /** @type {string} the service's code, or `http_<status>`, `unreachable`, `aborted`, ... */
     this.code = code;
     /** @type {number} the HTTP status (0 when the error did not come from an HTTP answer) */
     this.status = status;
@@ -549,22 +550,25 @@ async function errorOf(response) {
 /**
  * A fetch that failed without an answer: the service is not running, or the browser
  * refused to show us its answer (origin not allowed: no CORS headers; Local Network Access
- * blocked). A no-cors request tells the two apart: it succeeds when something answers.
+ * blocked). The service's public origin probe tells a refused origin apart; a no-cors
+ * request (for a service without the probe) tells whether anything answers at all.
  * @param {string} base
  * @param {unknown} cause
  * @returns {Promise<ScanbridgeError>}
  */
 async function networkError(base, cause) {
   const origin = globalThis.location?.origin ?? "";
-  let answers = false;
-  try {
-    await fetch(`${base}${API}/status`, {mode: "no-cors", credentials: "omit",
-      cache: "no-store", signal: AbortSignal.timeout(PROBE_TIMEOUT)});
-    answers = true;
-  } catch {
-    answers = false;
+  const access = await probe(`${base}${API}/origin`, "cors");
+  if (access?.allowed === false) {
+    return new ScanbridgeError("origin_not_allowed", String(access.message),
+      {details: {url: base, origin: access.origin, command: access.command}, cause});
   }
-  if (answers) {
+  if (access?.allowed === true) {
+    return new ScanbridgeError("unreachable", `Scanbridge at ${base} is running and allows ` +
+      `this page's origin (${origin}), but the browser did not let this page read its ` +
+      `answer: ${cause}`, {details: {url: base, origin, reason: "refused"}, cause});
+  }
+  if (await probe(`${base}${API}/status`, "no-cors")) {
     return new ScanbridgeError("unreachable", `Scanbridge at ${base} is running but the browser ` +
       `did not let this page read its answer: this page's origin (${origin}) is probably not ` +
       `allowed; an administrator of this computer can allow it with: scanbridge allow ${origin}`,
@@ -573,6 +577,21 @@ async function networkError(base, cause) {
   return new ScanbridgeError("unreachable", `cannot reach Scanbridge at ${base}: the Scanbridge ` +
     "service may not be running on this computer (or the browser blocked local network " +
     "access for this page)", {details: {url: base, origin, reason: "no_answer"}, cause});
+}
+
+/**
+ * @param {string} url
+ * @param {RequestMode} mode
+ * @returns {Promise<any>} the JSON answer ("cors"), true ("no-cors"), or null: no answer
+ */
+async function probe(url, mode) {
+  try {
+    const response = await fetch(url, {mode, credentials: "omit", cache: "no-store",
+      signal: AbortSignal.timeout(PROBE_TIMEOUT)});
+    return mode === "cors" ? await response.json() : true;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -712,7 +731,8 @@ export async function status(url = DEFAULT_URL) {
  *                                       their pages from events; without it they poll)
  * @param {object} [options.meta]        stored with a new session (free-form)
  * @returns {Promise<Session>}
- * @throws {ScanbridgeError} `unreachable` when the service does not answer
+ * @throws {ScanbridgeError} `unreachable` when the service does not answer,
+ *   `origin_not_allowed` (naming `scanbridge allow ORIGIN`) when it refuses this page
  */
 export async function connect({url = DEFAULT_URL, reuse = true,
   storageKey = "scanbridge.session", events = true, meta} = {}) {
