@@ -341,7 +341,7 @@ async def until(ws, match, timeout: float = WAIT) -> dict:
 # --- listing and options
 
 
-def test_sources_list_the_named_cameras_with_their_options(api, camera):
+def test_sources_list_the_named_cameras_with_their_options(api, camera, session):
     answer = api.get(f"{V1}/sources")
     assert answer.status == 200, answer.body
     listed = {s["id"]: s for s in answer.json() if s["type"] == "camera"}
@@ -351,7 +351,7 @@ def test_sources_list_the_named_cameras_with_their_options(api, camera):
     assert listed["camera:live"]["device"] == camera.url
     assert all("target" not in s for s in listed.values())
 
-    clip = api.get(f"{V1}/sources/camera:clip/options")
+    clip = api.get(f"{V1}/sources/camera:clip/options", token=session.token)
     assert clip.status == 200, clip.body
     assert clip.json()["source"] == "camera:clip" and clip.json()["kind"] == "file"
     assert clip.json()["size"] == "640x360" and clip.json()["fps"] == pytest.approx(FPS)
@@ -359,7 +359,7 @@ def test_sources_list_the_named_cameras_with_their_options(api, camera):
     assert {"resolution", "interval", "document"} <= set(names), names
     assert names["resolution"]["list"] == ["640x360"]
 
-    live = api.get(f"{V1}/sources/camera:live/options")
+    live = api.get(f"{V1}/sources/camera:live/options", token=session.token)
     assert live.status == 200, live.body
     assert live.json()["kind"] == "mjpeg" and live.json()["size"] == "640x360"
     assert live.json()["fps"] is None or live.json()["fps"] > 0
@@ -516,7 +516,8 @@ def test_refused_streams_and_captures(api, client, camera, session):
     base = f"{V1}/sources"
     assert_error(api.get(f"{base}/camera:nope/stream?session={session.id}"
                          f"&token={session.token}"), 404, "not_found")
-    assert_error(api.get(f"{base}/camera:nope/options"), 404, "not_found")
+    assert_error(api.get(f"{base}/camera:nope/options", token=session.token), 404,
+                 "not_found")
     assert_error(api.get(f"{base}/camera:clip/stream"), 401, "unauthorized")
     assert_error(api.get(f"{base}/camera:clip/stream?session={session.id}"), 401,
                  "unauthorized")

@@ -271,9 +271,9 @@ def test_session_endpoints_need_the_sessions_own_token(api, session):
 # --- sources and options
 
 
-def test_sources_list_the_two_test_scanners_and_refresh_lists_them_again(api):
-    for path in (f"{V1}/sources", f"{V1}/sources?refresh=true"):
-        answer = api.get(path)
+def test_sources_list_the_two_test_scanners_and_refresh_lists_them_again(api, session):
+    for path, token in ((f"{V1}/sources", None), (f"{V1}/sources?refresh=true", session.token)):
+        answer = api.get(path, token=token)
         assert answer.status == 200, answer.body
         listing = answer.json()
         assert [source["id"] for source in listing] == ["test:0", "test:1"], path
@@ -286,8 +286,8 @@ def test_sources_list_the_two_test_scanners_and_refresh_lists_them_again(api):
     assert_error(api.get(f"{V1}/sources?refresh=maybe"), 400, "invalid_argument")
 
 
-def test_options_of_a_url_encoded_source_list_descriptors_and_aliases(api):
-    answer = api.get(f"{V1}/sources/test%3A0/options")
+def test_options_of_a_url_encoded_source_list_descriptors_and_aliases(api, session):
+    answer = api.get(f"{V1}/sources/test%3A0/options", token=session.token)
     assert answer.status == 200, answer.body
     described = answer.json()
     assert described["source"] == "test:0"
@@ -306,8 +306,9 @@ def test_options_of_a_url_encoded_source_list_descriptors_and_aliases(api):
     assert aliases["resolution"]["option"] == "resolution"
 
 
-def test_options_of_an_unknown_source_are_a_json_404(api):
-    error = assert_error(api.get(f"{V1}/sources/nope%3A9/options"), 404, "not_found")
+def test_options_of_an_unknown_source_are_a_json_404(api, session):
+    error = assert_error(api.get(f"{V1}/sources/nope%3A9/options", token=session.token), 404,
+                         "not_found")
     assert "nope:9" in error["message"]
 
 

@@ -321,12 +321,12 @@ def test_status_session_and_source_answers_match_their_schemas(api, conformance)
     sources = conformance.check(api.get("/api/v1/sources"), "GET", "/api/v1/sources", 200)
     assert [s["id"] for s in sources] == ["test:0", "test:1", "camera:clip"]
     assert [s["type"] for s in sources] == ["scanner", "scanner", "camera"]
-    refreshed = conformance.check(api.get("/api/v1/sources?refresh=true"), "GET",
-                                  "/api/v1/sources", 200)
+    refreshed = conformance.check(api.get("/api/v1/sources?refresh=true", token=token),
+                                  "GET", "/api/v1/sources", 200)
     assert [s["id"] for s in refreshed] == ["test:0", "test:1", "camera:clip"]
 
-    described = conformance.check(api.get("/api/v1/sources/test%3A0/options"), "GET",
-                                  "/api/v1/sources/{src}/options", 200)
+    described = conformance.check(api.get("/api/v1/sources/test%3A0/options", token=token),
+                                  "GET", "/api/v1/sources/{src}/options", 200)
     assert described["source"] == "test:0"
     assert "resolution" in {o["name"] for o in described["options"]}
 
@@ -336,13 +336,14 @@ def test_status_session_and_source_answers_match_their_schemas(api, conformance)
 
 
 def test_camera_answers_match_their_schemas(api, conformance, service):
-    described = conformance.check(api.get("/api/v1/sources/camera%3Aclip/options"), "GET",
-                                  "/api/v1/sources/{src}/options", 200)
+    sid, token = api.open_session()
+    described = conformance.check(api.get(
+        f"/api/v1/sources/camera%3Aclip/options?session={sid}&token={token}"), "GET",
+        "/api/v1/sources/{src}/options", 200)
     assert (described["source"], described["kind"]) == ("camera:clip", "file")
     assert described["size"] == "%dx%d" % CLIP_SIZE
     assert {"resolution", "interval", "document"} <= {o["name"] for o in described["options"]}
 
-    sid, token = api.open_session()
     base = "/api/v1/sessions/{sid}/scans"
     started = conformance.check(
         api.post(f"/api/v1/sessions/{sid}/scans", token=token,
@@ -633,8 +634,12 @@ def test_error_answers_match_the_error_schema(api, conformance):
          "GET", STREAM, 400, "invalid_argument"),
         (api.get(f"/api/v1/sources/camera%3Aclip/stream?session={sid}&token={token}"
                  "&resolution=1280x720"), "GET", STREAM, 422, "invalid_option"),
-        (api.get("/api/v1/sources/nope%3A9/options"), "GET", "/api/v1/sources/{src}/options",
-         404, "not_found"),
+        (api.get("/api/v1/sources/nope%3A9/options", token=token), "GET",
+         "/api/v1/sources/{src}/options", 404, "not_found"),
+        (api.get("/api/v1/sources/test%3A0/options"), "GET", "/api/v1/sources/{src}/options",
+         401, "unauthorized"),
+        (api.get("/api/v1/sources?refresh=true"), "GET", "/api/v1/sources", 401,
+         "unauthorized"),
         (api.get("/api/v1/sources?refresh=maybe"), "GET", "/api/v1/sources", 400,
          "invalid_argument"),
     ]

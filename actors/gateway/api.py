@@ -103,7 +103,11 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 # --- sources
 
 async def sources(request: web.Request) -> web.Response:
+    """The listing the actors keep is public (the welcome page shows it); probing every
+    device again is not."""
     args = {"refresh": query_bool(request, "refresh")}
+    if args["refresh"]:
+        await state(request).sessions.of_request(request)
     scanners, cameras = await asyncio.gather(
         call(request, "scanner", "sources", args, timeout=DEVICE_TIMEOUT),
         call(request, "camera", "sources", args, timeout=DEVICE_TIMEOUT),
@@ -120,6 +124,9 @@ async def sources(request: web.Request) -> web.Response:
 
 
 async def options(request: web.Request) -> web.Response:
+    """Opens the device (a camera's light goes on): only for a session, never for any
+    page that puts the URL in an <img>."""
+    await state(request).sessions.of_request(request)
     source = request.match_info["src"]
     described = await call(request, device_service(source), "options", {"source": source},
                            timeout=DEVICE_TIMEOUT)

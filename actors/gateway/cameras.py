@@ -40,10 +40,7 @@ def _fps(request: web.Request, cap: float) -> float:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     st = state(request)
-    sid = request.query.get("session")
-    if not sid:
-        raise Error("unauthorized", "a live view needs ?session=SID&token=TOKEN")
-    holder = await st.sessions.check(request, sid)
+    holder = await st.sessions.of_request(request)
     source = request.match_info["src"]
     fps = _fps(request, st.cfg.camera.max_fps)
     viewer = secrets.token_hex(8)

@@ -59,6 +59,9 @@ SRC = {"name": "src", "in": "path", "required": True, "schema": STRING,
 TOKEN_QUERY = {"name": "token", "in": "query", "schema": STRING,
                "description": "the session token, for URLs that cannot send headers"}
 SECURED = [{"bearer": []}, {"token": []}]
+SESSION_QUERY = {"name": "session", "in": "query", "schema": STRING,
+                 "description": "the session id, with token= in URLs (a bearer token alone "
+                                "names its session too)"}
 
 
 def query(name: str, schema: dict, description: str = "") -> dict:
@@ -336,17 +339,21 @@ PATHS = {
         {"101": {"description": "switching to the WebSocket protocol"}},
         params=(query("since", {"type": "integer", "minimum": 0}, "last seq seen"),
                 query("epoch", STRING, "the hello's epoch")))},
-    "/api/v1/sources": {"get": op("Scanners and cameras", ok(array(ref("Source"))),
-                                  params=(query("refresh", BOOLEAN),), session=False,
-                                  tag="sources")},
-    "/api/v1/sources/{src}/options": {"get": op(
-        "A scanner's options with their constraints and defaults, or what a camera offers "
-        "(sizes, frame rates, adjustable properties)", ok(ref("Options")),
-        params=(SRC,), session=False, tag="sources")},
+    "/api/v1/sources": {"get": {
+        **op("Scanners and cameras, as last found; refresh=true probes every device again "
+             "and needs a session token (401 unauthorized without)", ok(array(ref("Source"))),
+             params=(query("refresh", BOOLEAN), SESSION_QUERY, TOKEN_QUERY), session=False,
+             tag="sources"),
+        "security": [{}, *SECURED]}},
+    "/api/v1/sources/{src}/options": {"get": {
+        **op("A scanner's options with their constraints and defaults, or what a camera "
+             "offers (sizes, frame rates, adjustable properties); it opens the device, so it "
+             "needs a session token (401 unauthorized without)", ok(ref("Options")),
+             params=(SRC, SESSION_QUERY, TOKEN_QUERY), session=False, tag="sources"),
+        "security": SECURED}},
     "/api/v1/sources/{src}/stream": {"get": {
         **op("Camera live view as MJPEG, for <img src>; it needs a session", LIVE_VIEW,
-             params=(SRC, {**query("session", STRING, "the session id"), "required": True},
-                     TOKEN_QUERY,
+             params=(SRC, SESSION_QUERY, TOKEN_QUERY,
                      query("fps", {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
                            "frames a second at most (default and cap: [camera] max_fps)"),
                      query("resolution", {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},

@@ -80,6 +80,28 @@ class Sessions:
             raise Error("forbidden", f"session {sid} belongs to another web origin")
         return holder
 
+    async def of_request(self, request: web.Request) -> Holder:
+        """The session whose token the request holds, for what is not under a session's path
+        but uses a device (options, a rescan, a live view): ``?session=SID`` names it, else
+        the token is looked up among the sessions this gateway has seen.
+
+        Raises:
+            Error: as ``check``; ``unauthorized`` also for a token of no session known here.
+        """
+        sid = request.query.get("session")
+        if sid:
+            return await self.check(request, sid)
+        token = token_of(request)
+        if token is None:
+            raise Error("unauthorized", "this uses a device, which needs a session: send "
+                        "'Authorization: Bearer TOKEN' (or ?session=SID&token=TOKEN in a URL)")
+        hashed = digest(token)
+        for holder in list(self.known.values()):
+            if hmac.compare_digest(holder.token_hash, hashed):
+                return await self.check(request, holder.id)
+        raise Error("unauthorized", "no session known here has this token (one opened "
+                    "before the service restarted needs ?session=SID too)")
+
     async def _learn(self, sid: str) -> Holder:
         """A session opened before this gateway started: its token hash from the buffer."""
         if not 1 <= len(sid) <= 64:

@@ -995,8 +995,10 @@ export class Session {
    * @returns {Promise<Source[]>}
    */
   async listSources({refresh = false, signal} = {}) {
-    return request(this.url, "GET", `${API}/sources`,
-      {query: {refresh: refresh ? "true" : null}, signal});
+    // A rescan and a device's options need the session (token and id: the id names it to
+    // a service restarted since it opened).
+    return this.#call("GET", `${API}/sources`,
+      {query: {refresh: refresh ? "true" : null, session: this.id}, signal});
   }
 
   /**
@@ -1007,8 +1009,8 @@ export class Session {
    * @returns {Promise<SourceOptions>}
    */
   async getOptions(sourceId, {signal} = {}) {
-    return request(this.url, "GET", `${API}/sources/${encodeURIComponent(sourceId)}/options`,
-      {signal});
+    return this.#call("GET", `${API}/sources/${encodeURIComponent(sourceId)}/options`,
+      {query: {session: this.id}, signal});
   }
 
   // --- cameras
