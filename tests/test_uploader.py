@@ -1017,8 +1017,47 @@ def test_kill_9_of_the_uploader_during_50_deliveries(svc_b, rx):
     requests = rx.requests_to(path)
     resent = [r for r in requests if r.duplicate or not r.complete or r.status is None]
     assert len(requests) > 50 and resent, "no request was cut by a kill"
-    poll_for(lambda: not [p for p in (svc_b.home / "upload").iterdir() if p.is_dir()], 10,
-             "every job folder to be removed")
+    # A kill between a job's end and its folder's removal leaves the folder: the restart
+    # after that kill removes it (test_a_restart_removes_what_a_kill_left_behind).
+    poll_for(lambda: not job_folders(svc_b), 10, "every job folder to be removed")
+
+
+def job_folders(svc: Service) -> list[Path]:
+    return [p for p in (svc.home / "upload").iterdir() if p.is_dir()]
+
+
+def test_a_restart_removes_what_a_kill_left_behind(svc_b, rx):
+    """The uploader is killed (-9) just after a job ended, before it removed the job's
+    folder, and after the buffer wrote a folder for a job that no longer exists: the
+    restart removes both, and a job still being delivered keeps its document."""
+    session = Session(svc_b)
+    session.add(noise_jpeg(80, 60, 101))
+    ended = session.wait(session.upload(url=rx.url(fresh("ended")))["job"])
+    assert ended["state"] == "done", ended
+    assert_files_removed(svc_b, ended["job"])
+    held_path = fresh("held")
+    rx.on(held_path, then=stall(60))
+    held = session.upload(url=rx.url(held_path))["job"]
+    rx.wait_for(lambda: rx.in_progress(held_path), 10, "the held job's attempt")
+    held_files = {p.name: p.read_bytes() for p in job_folder(svc_b, held).iterdir()}
+    assert held_files
+    pid = svc_b.pid("uploader")
+    os.kill(pid, signal.SIGSTOP)  # frozen where a kill -9 would have caught it
+    try:
+        leftovers = [job_folder(svc_b, ended["job"]), job_folder(svc_b, os.urandom(16).hex())]
+        for folder in leftovers:
+            folder.mkdir(mode=0o700)
+            (folder / "scan.pdf").write_bytes(b"%PDF-1.4 left by a crash")
+    finally:
+        kill(pid)
+    svc_b.wait_running("uploader", other_than=pid, timeout=30)
+    poll_for(lambda: not any(f.exists() for f in leftovers), 10,
+             "the restart to remove the ended job's folder and the orphan")
+    assert session.job(held)["state"] in ("queued", "running")
+    assert {p.name: p.read_bytes() for p in job_folder(svc_b, held).iterdir()} == held_files
+    assert session.job(ended["job"])["state"] == "done"  # the record stays for job_keep
+    assert session.cancel(held).json()["state"] == "cancelled"
+    assert_files_removed(svc_b, held)
 
 
 class RssSampler:

@@ -8,7 +8,9 @@ what is sent never changes afterwards. States::
 
 ``preparing`` rows belong to a submit that never answered: they are removed at start.
 ``running`` rows at start belong to an attempt the process did not finish: queued again
-(the receiver takes the resend once, by its Idempotency-Key).
+(the receiver takes the resend once, by its Idempotency-Key). A folder whose job is not
+unfinished (ended, or gone) is removed at start and on every tick: a crash between a job's
+end and the removal of its files must not keep them for ``job_keep``.
 """
 
 from __future__ import annotations
@@ -146,6 +148,12 @@ class Jobs:
             requeued = self.db.execute("UPDATE jobs SET state = 'queued', next_at = 0 "
                                        "WHERE state = 'running'").rowcount
         return stale, requeued
+
+    def unfinished(self) -> set[str]:
+        """Ids of the jobs whose files are still needed (preparing, queued, running)."""
+        marks = ", ".join("?" * len(FINAL))
+        return {r["id"] for r in self._run(f"SELECT id FROM jobs WHERE state NOT IN ({marks})",
+                                           *FINAL)}
 
     def expired(self, before: float) -> list[str]:
         rows = self._run("SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?",

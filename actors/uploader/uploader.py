@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import random
+import re
 import shutil
 import socket
 import threading
@@ -30,6 +31,7 @@ from . import delivery, targets
 from .jobs import FINAL, Jobs
 
 RENDER_TIMEOUT = 600.0  # seconds the buffer may take to render a large document
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the name of a job's folder
 CANCEL_WAIT = 3.0  # seconds cancel waits for a running attempt to stop before answering
 PROGRESS_EVERY = 0.25  # seconds between two upload.progress events of one job
 DOCUMENT_OPTIONS = ("title", "author", "subject", "keywords", "pdfa", "compression",
@@ -49,11 +51,10 @@ class Uploader(Actor):
         self.folder = self.home.upload
         self.jobs = Jobs(self.folder)
         stale, requeued = self.jobs.recover()
-        for job in stale:
-            shutil.rmtree(self.folder / job, ignore_errors=True)
-        if stale or requeued:
+        swept = self._sweep()
+        if stale or requeued or swept:
             self.log.info("upload queue recovered", requeued=requeued,
-                          dropped_unfinished=len(stale))
+                          dropped_unfinished=len(stale), folders_removed=swept)
         self.tls = delivery.tls_context(self.settings.ca_bundle)
         self.allowed = targets.AllowedTargets(self.cfg, self.log)
         self.local = threading.local()
@@ -74,8 +75,22 @@ class Uploader(Actor):
             thread.join(timeout=2)
 
     def on_tick(self) -> None:
-        for job in self.jobs.expired(time.time() - self.settings.job_keep):
-            shutil.rmtree(self.folder / job, ignore_errors=True)
+        self.jobs.expired(time.time() - self.settings.job_keep)
+        self._sweep()
+
+    def _sweep(self) -> int:
+        """Remove the job folders no unfinished job needs: left by a kill between a job's
+        end and its folder's removal, by a submit that never answered, or written by the
+        buffer for a render the uploader gave up before a restart. Folders are listed
+        before the jobs are read, and a submit records its job before it makes its folder:
+        a folder being filled now always has its job in the set."""
+        folders = [path for path in self.folder.iterdir()
+                   if path.is_dir() and JOB_ID.fullmatch(path.name)]
+        needed = self.jobs.unfinished()
+        removed = [path for path in folders if path.name not in needed]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(removed)
 
     # --- operations
 
