@@ -75,6 +75,7 @@ def supervisord_argv(foreground: bool) -> list[str]:
 
 def prepare(home: configlib.Home) -> configlib.Config:
     """Check everything start-up needs; then the daemon can only fail for new reasons."""
+    os.umask(home.UMASK)  # supervisord and every program inherit it, `run` included
     cfg = load_config(home)
     try:
         for problem in home.ensure():
@@ -235,7 +236,7 @@ def cmd_logs(home: configlib.Home, opts: argparse.Namespace) -> int:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in home.logs.glob("*.log"))) or "none yet"
         fail(f"no log for {opts.actor!r} in {home.logs} (logs: {known})", EXIT_USAGE)
-    show = (lambda line: line.rstrip("\n")) if opts.raw else logs.format_line
+    show = (lambda line: logs.printable(line.rstrip("\n"))) if opts.raw else logs.format_line
     for line in last_lines(path, opts.lines):
         print(show(line))
     if not opts.follow:
@@ -268,7 +269,8 @@ def cmd_dumps(home: configlib.Home, opts: argparse.Namespace) -> int:
         match = [d for d in found if d["name"] == opts.show or d["name"] == opts.show + ".dump"]
         if not match:
             fail(f"no dump {opts.show!r} in {home.dumps}", EXIT_USAGE)
-        print(Path(match[0]["path"]).read_text(errors="replace"), end="")
+        text = Path(match[0]["path"]).read_text(errors="replace")
+        print("\n".join(logs.printable(line) for line in text.splitlines()))
         return 0
     if not found:
         print(f"no dumps in {home.dumps}")
@@ -354,7 +356,7 @@ def allow_origin(path: Path, origin: str) -> bool:
         raise configlib.ConfigError(str(exc).replace(str(check), str(path))) from None
     finally:
         check.unlink()
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"), 0o600)  # camera URLs may hold passwords
     return True
 
 
@@ -364,6 +366,7 @@ def cmd_allow(home: configlib.Home, opts: argparse.Namespace) -> int:
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     path = home.ini / "user_config.ini"
+    os.umask(home.UMASK)
     try:
         added = allow_origin(path, origin)
     except configlib.ConfigError as exc:

@@ -563,7 +563,10 @@ def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
 class Home:
     """The folders of one Scanbridge home (see module docstring)."""
 
-    PRIVATE = ("run", "cert", "cache", "upload")  # 0700: sockets, keys, user data
+    # 0700, all of them: sockets, keys and pages, but also camera passwords (ini/), upload
+    # URLs (logs/) and stacks (dumps/) that other local users must not read.
+    PRIVATE = ("ini", "logs", "dumps", "run", "cert", "cache", "upload")
+    UMASK = 0o077  # for every process writing in the home (supervisor.conf says it too)
 
     def __init__(self, root: str | os.PathLike | None = None):
         root = root or os.environ.get("SCANBRIDGE_HOME") or CHECKOUT
@@ -572,22 +575,26 @@ class Home:
             setattr(self, name, self.root / name)
 
     def ensure(self) -> list[str]:
-        """Create the folders; private ones get mode 0700 even if they existed.
+        """Create the folders, mode 0700 even if they existed.
 
         A ``cert/`` that cannot be made so is returned as a problem instead of raised: it
-        only costs HTTPS, and the service must still serve HTTP.
+        only costs HTTPS, and the service must still serve HTTP. So is an ``ini/`` of
+        another owner (shared, read-only configuration).
         """
         problems = []
-        for name in ("ini", "logs", "dumps", *self.PRIVATE):
+        for name in self.PRIVATE:
             folder: Path = getattr(self, name)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                if name in self.PRIVATE:
-                    folder.chmod(0o700)
+                folder.chmod(0o700)
             except OSError as exc:
-                if name != "cert":
+                if name == "cert":
+                    problems.append(f"{folder}: {exc.strerror or exc}: HTTPS will not be "
+                                    "served")
+                elif name == "ini" and folder.is_dir():
+                    problems.append(f"{folder}: {exc.strerror or exc}: others may read it")
+                else:
                     raise
-                problems.append(f"{folder}: {exc.strerror or exc}: HTTPS will not be served")
         return problems
 
     def ipc(self, name: str) -> str:

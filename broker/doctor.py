@@ -51,7 +51,7 @@ def writable(folder) -> bool:
 
 
 def check_home(home: configlib.Home) -> Iterator[Check]:
-    for name in ("ini", "logs", "dumps", *configlib.Home.PRIVATE):
+    for name in configlib.Home.PRIVATE:
         folder = getattr(home, name)
         if not folder.exists():
             yield "warn", f"{folder} does not exist yet", "scanbridge start creates it"
@@ -62,7 +62,7 @@ def check_home(home: configlib.Home) -> Iterator[Check]:
                 f"make it a folder user {os.getuid()} can write: chown -R {os.getuid()} {folder}"
             continue
         mode = stat.S_IMODE(folder.stat().st_mode)
-        if name in configlib.Home.PRIVATE and mode & 0o077:
+        if mode & 0o077:
             yield "FAIL", f"{folder} is readable by others (mode {mode:o})", \
                 f"chmod 700 {folder}"
             continue

@@ -7,17 +7,78 @@ writer owns each file even when a program runs several processes. A line looks l
      "pid": 4242, "msg": "worker ready", "service": "ocr", "worker": "9f2c"}
 
 ``scanbridge logs ACTOR`` shows them as text.
+
+Records carry what requests sent (paths, origins, URLs), so nothing in a record may steer
+the terminal that shows it or start a line of its own: control characters are escapes in
+the file (``\u001b``) and when shown as text (``\x1b``). URLs lose their secrets before
+they are logged or listed: ``mask_url``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 _actor = "scanbridge"
+# json.dumps escapes C0 controls; DEL, C1 controls (U+009B is CSI to some terminals) and
+# the Unicode line separators it writes as they are.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,;:)\]}]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+MASK = "***"
+
+
+def _escape(match: re.Match) -> str:
+    if match.group() in _SHORT:
+        return _SHORT[match.group()]
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (newlines too) written as an escape."""
+    return _CONTROL.sub(_escape, text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` without its secrets: the password of ``user:password@`` and every query
+    value become ``***`` (``?key=***``). Anything that is not a URL comes back as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a broken [IPv6] host: nothing can be told apart; hide it all
+        return MASK if "://" in url else url
+    if not parts.scheme or not (parts.netloc or parts.query):
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+    query = "&".join(f"{pair.split('=', 1)[0]}={MASK}" if "=" in pair else MASK
+                     for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def mask_urls(text: str) -> str:
+    """``mask_url`` for every URL inside ``text`` (messages, errors, tracebacks)."""
+    return _URL.sub(lambda match: mask_url(match.group()), text) if "://" in text else text
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_urls(value)
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    return value
 
 
 class _JsonFormatter(logging.Formatter):
@@ -28,12 +89,17 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "actor": _actor,
             "pid": record.process,
-            "msg": record.getMessage(),
+            "msg": mask_urls(record.getMessage()),
         }
-        line.update(getattr(record, "fields", {}))
+        line.update(_masked(getattr(record, "fields", {})))
         if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+            line["traceback"] = mask_urls(self.formatException(record.exc_info))
+        return _RAW_IN_JSON.sub(_escape_json, json.dumps(line, default=str,
+                                                         ensure_ascii=False))
+
+
+def _escape_json(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class Log:
@@ -72,20 +138,35 @@ def setup(actor: str, level: str = "info") -> Log:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    # Python prints an uncaught exception to stderr as plain lines, which would reach the
+    # log file with whatever text the exception carries: it becomes a record too.
+    sys.excepthook = lambda kind, value, trace: _uncaught((kind, value, trace), "MainThread")
+    threading.excepthook = lambda args: None if issubclass(args.exc_type, SystemExit) else \
+        _uncaught((args.exc_type, args.exc_value, args.exc_traceback),
+                  getattr(args.thread, "name", ""))
     return Log(actor)
 
 
+def _uncaught(exc_info: tuple, thread: str) -> None:
+    logging.getLogger(_actor).error("uncaught exception", exc_info=exc_info,
+                                    extra={"fields": {"thread": thread}})
+
+
 def format_line(raw: str) -> str:
-    """A JSON log line as text for people; other lines are returned as they are."""
+    """A JSON log line as text for people; other lines are returned as they are, but
+    escaped. A traceback keeps its lines, each indented, so none looks like a record."""
     try:
         entry = json.loads(raw)
         if not isinstance(entry, dict):
             raise ValueError
     except ValueError:
-        return raw.rstrip("\n")
+        return printable(raw.rstrip("\n"))
     head = f"{entry.pop('ts', '')} {entry.pop('level', '').upper():7} " \
            f"{entry.pop('actor', '')}[{entry.pop('pid', '')}] {entry.pop('msg', '')}"
     trace = entry.pop("traceback", None)
     rest = " ".join(f"{k}={v}" for k, v in entry.items())
-    text = f"{head} {rest}".rstrip()
-    return f"{text}\n{trace}" if trace else text
+    text = printable(f"{head} {rest}".rstrip())
+    if not trace:
+        return text
+    return "\n".join([text, *(f"    {printable(line)}" for line in str(trace).splitlines())])

@@ -251,15 +251,14 @@ def test_without_scanbridge_home_the_home_is_the_checkout(monkeypatch):
     assert Home().root == CHECKOUT
 
 
-def test_ensure_makes_the_private_folders_0700_even_if_they_existed(tmp_path):
-    (tmp_path / "run").mkdir(mode=0o755)
-    (tmp_path / "run").chmod(0o755)
+def test_ensure_makes_every_folder_0700_even_if_it_existed(tmp_path):
+    for name in ("run", "logs", "ini"):
+        (tmp_path / name).mkdir(mode=0o755)
+        (tmp_path / name).chmod(0o755)
     home = Home(tmp_path)
     home.ensure()
-    for name in ("run", "cert", "cache", "upload"):
+    for name in ("ini", "logs", "dumps", "run", "cert", "cache", "upload"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o700, name
-    for name in ("ini", "logs", "dumps"):
-        assert (tmp_path / name).is_dir(), name
 
 
 # --- parse_origin

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from broker.logs import mask_url
 from broker.protocol import Error
 
 SYSFS = Path("/sys/class/video4linux")
@@ -21,16 +22,6 @@ BY_ID = Path("/dev/v4l/by-id")
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "camera"
-
-
-def shown(target: str) -> str:
-    """A target as listings show it: a URL without its password."""
-    parts = urlsplit(target)
-    if parts.scheme and parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}"
-                                                             if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return target
 
 
 def kind_of(target: str) -> str:
@@ -70,7 +61,7 @@ def v4l2_devices() -> list[dict]:
 
 def listing(named: dict[str, str], v4l2: bool) -> list[dict]:
     sources = [{"id": f"camera:{name}", "type": "camera", "name": name, "kind": kind_of(target),
-                "device": shown(target), "target": target} for name, target in named.items()]
+                "device": mask_url(target), "target": target} for name, target in named.items()]
     taken = {s["id"] for s in sources}
     for device in v4l2_devices() if v4l2 else []:
         sid, number = device["id"], 2

@@ -139,7 +139,7 @@ SCHEMAS = {
                                            "device's camera:<by-id name> or camera:videoN"},
                         type={"const": "camera"}, name=STRING, kind=CAMERA_KIND,
                         device={"type": "string", "description": "the device node, file or "
-                                "URL (a URL's password shown as ***)"},
+                                "URL (a URL's password and query values shown as ***)"},
                         open={"type": "boolean", "description": "a viewer or capture has it "
                               "open now"}),
     "Option": obj(["name", "type", "value"], name=STRING, title=STRING, description=STRING,
@@ -206,7 +206,9 @@ SCHEMAS = {
                      state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
                      progress=obj(["sent", "total", "percent"], sent=INTEGER, total=INTEGER,
                                   percent=NUMBER),
-                     attempts=INTEGER, url=STRING, method=STRING, format=STRING,
+                     attempts=INTEGER, method=STRING, format=STRING,
+                     url={"type": "string",
+                          "description": "the target, its query values shown as ***"},
                      files=array(obj(["name", "bytes"], name=STRING, bytes=INTEGER)),
                      idempotency_key=STRING, created=NUMBER, updated=NUMBER,
                      next_attempt=NUMBER,

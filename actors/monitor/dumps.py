@@ -58,7 +58,7 @@ def write(dumps: Path, logs: Path, program: str, kind: str, summary: dict, fault
     body += "--- fault handler (Python stacks) ---\n" + (faults or "(none written)") + "\n\n"
     body += f"--- last {log_lines} lines of {log_path} ---\n"
     body += "\n".join(last_lines(log_path, log_lines)) + "\n"
-    atomic_write(path, body.encode("utf-8"))
+    atomic_write(path, body.encode("utf-8"), 0o600)
     return path
 
 
