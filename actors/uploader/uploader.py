@@ -24,6 +24,7 @@ from typing import Any
 
 from broker.actor import Actor, operation
 from broker.client import Client
+from broker.logs import mask_url
 from broker.procutil import atomic_write, atomic_write_with
 from broker.protocol import Error
 
@@ -111,8 +112,8 @@ class Uploader(Actor):
                 origin, self.allowed.current())
         except Error as exc:
             if exc.code == "upload_target_not_allowed":
-                self.log.warning("refused upload target", url=str(url)[:200], origin=origin,
-                                 session=session)
+                self.log.warning("refused upload target", url=mask_url(str(url))[:200],
+                                 origin=origin, session=session)
             raise
         job = uuid.uuid4().hex
         self.jobs.create(job, session, request, key=str(uuid.uuid4()))
@@ -126,8 +127,9 @@ class Uploader(Actor):
                                          f"({exc.strerror})") from None
             raise
         self.jobs.queue(job, files)
-        self.log.info("upload accepted", job=job, session=session, url=request["url"],
-                      files=len(files), bytes=sum(f["bytes"] for f in files))
+        self.log.info("upload accepted", job=job, session=session,
+                      url=mask_url(request["url"]), files=len(files),
+                      bytes=sum(f["bytes"] for f in files))
         self.publish("upload.queued", {"session": session, "job": job})
         with self.wake:
             self.wake.notify()
@@ -284,7 +286,7 @@ class Uploader(Actor):
                 self.live.pop(job, None)
             if outcome.kind != "redirect":
                 break
-            self.log.info("upload redirected", job=job, to=outcome.location)
+            self.log.info("upload redirected", job=job, to=mask_url(outcome.location))
             try:  # a redirect must stay on a target the job could have named itself
                 targets.check_url(outcome.location, record["request"].get("origin"),
                                   self.allowed.current())
@@ -356,7 +358,8 @@ class Uploader(Actor):
 
 
 def public(record: dict) -> dict:
-    """A job as callers see it (no file paths, no password)."""
+    """A job as callers see it (no file paths, no password, no query values: a signed
+    URL's signature stays with the page that sent it)."""
     request = record["request"]
     total, sent = record["total"], record["sent"]
     answer = {"job": record["id"], "session": record["session"], "state": record["state"],
@@ -364,7 +367,7 @@ def public(record: dict) -> dict:
                            "total": total,
                            "percent": 100.0 if record["state"] == "done" or not total
                            else round(100.0 * sent / total, 1)},
-              "attempts": record["attempts"], "url": request["url"],
+              "attempts": record["attempts"], "url": mask_url(request["url"]),
               "method": request["method"], "format": request["format"],
               "files": [{"name": f["name"], "bytes": f["bytes"]} for f in record["files"]],
               "idempotency_key": record["idempotency_key"],
