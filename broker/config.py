@@ -224,6 +224,30 @@ def _ocr_languages(raw: str) -> str:
     return "+".join(names)
 
 
+CAMERA_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp")  # and video files
+
+
+def _camera_target(name: str, target: str) -> str:
+    """An MJPEG camera, a stream, or a video file's path (``file://`` URLs become paths).
+
+    Any other scheme is refused: OpenCV's FFmpeg would open ftp://, tcp:, concat: and the
+    rest of its protocols, and a camera's password would go wherever they lead."""
+    parts = urlsplit(target)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ValueError(f"camera {name!r}: a file:// URL names a file of this machine "
+                             "(file:///path)")
+        return unquote(parts.path)
+    if scheme and scheme not in CAMERA_SCHEMES:
+        raise ValueError(f"camera {name!r}: {scheme}: is not a camera source (use http(s):// "
+                         "for an MJPEG camera, rtsp(s):// or rtmp:// for a stream, or a video "
+                         "file's path)")
+    if scheme and not parts.hostname:
+        raise ValueError(f"camera {name!r}: the {scheme}:// URL has no host")
+    return target
+
+
 def _camera_sources(raw: str) -> dict[str, str]:
     """``name=target, ...`` -> {name: target}; names are what source ids are made of."""
     sources: dict[str, str] = {}
@@ -236,7 +260,7 @@ def _camera_sources(raw: str) -> dict[str, str]:
             raise ValueError(f"camera name {name!r}: use a-z, 0-9, - and _ (up to 40)")
         if name in sources:
             raise ValueError(f"camera {name!r} is listed twice")
-        sources[name] = target
+        sources[name] = _camera_target(name, target)
     return sources
 
 

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from typing import Iterator
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import cv2
 from PIL import Image
@@ -29,6 +29,38 @@ PROPERTIES = {"brightness": cv2.CAP_PROP_BRIGHTNESS, "contrast": cv2.CAP_PROP_CO
               "exposure": cv2.CAP_PROP_EXPOSURE, "auto_exposure": cv2.CAP_PROP_AUTO_EXPOSURE,
               "focus": cv2.CAP_PROP_FOCUS, "autofocus": cv2.CAP_PROP_AUTOFOCUS,
               "zoom": cv2.CAP_PROP_ZOOM}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(
+        scheme)
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """A camera's redirects: followed to http(s) only, and its user name and password go
+    to the configured origin only (urllib would send them to any host, and follow ftp://)."""
+
+    def __init__(self, url: str):
+        self.origin = _origin(url)
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urljoin(req.full_url, headers.get("location") or headers.get("uri") or "")
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise Error("invalid_option", f"the camera redirects to a {scheme or 'bad'}: URL; "
+                                          "only http and https redirects are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != self.origin:
+            new.remove_header("Authorization")
+        return new
 
 
 def jpeg_size(jpeg: bytes) -> tuple[int, int]:
@@ -50,9 +82,10 @@ class MjpegReader:
                 credentials.encode()).decode()
             host = parts.hostname + (f":{parts.port}" if parts.port else "")
             url = urlunsplit(parts._replace(netloc=host))
+        opener = urllib.request.build_opener(_Redirects(url))
         try:
-            self.response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                                   timeout=OPEN_TIMEOUT)
+            self.response = opener.open(urllib.request.Request(url, headers=headers),
+                                        timeout=OPEN_TIMEOUT)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 raise Error("access_denied", f"the camera refused the user name or password "

@@ -4,7 +4,9 @@
 every client of ``http://127.0.0.1:PORT/stream`` (a thread per client). It counts the
 clients streaming now (``open_clients``) and all connections it took (``connections``).
 ``stop()`` makes the camera vanish mid-stream: it closes every client's socket and the
-listening one; ``start()`` again serves on the same port.
+listening one; ``start()`` again serves on the same port. With ``redirect=URL`` it answers
+/stream with a 302 to that URL instead, as a camera moved elsewhere would. ``requests``
+holds the headers of every request it took (who sent it credentials).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ BOUNDARY = "mjpegtestframe"
 
 class MjpegServer:
     def __init__(self, frames: list[bytes], fps: float = 15.0, port: int | None = None,
-                 boundary: str = BOUNDARY):
+                 boundary: str = BOUNDARY, redirect: str | None = None):
         if not frames:
             raise ValueError("an MJPEG server needs at least one frame")
         self.frames = list(frames)
         self.fps = fps
         self.port = port or free_port()
         self.boundary = boundary
+        self.redirect = redirect
+        self.requests: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.open_clients = 0
         self.connections = 0
@@ -93,8 +97,16 @@ class MjpegServer:
                 pass
 
             def do_GET(self) -> None:
+                with owner.lock:
+                    owner.requests.append(dict(self.headers))
                 if self.path.split("?")[0] != "/stream":
                     self.send_error(404)
+                    return
+                if owner.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 with owner.lock:
                     owner.connections += 1
