@@ -311,6 +311,13 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "max_json_kb": Key("1024", _int(1, 65536), "largest JSON request body"),
             "max_sockets_per_session": Key("16", _int(1, 1000),
                                            "event sockets one session may hold open"),
+            "max_sessions": Key("500", _int(1, 1000000),
+                                "sessions open through the gateway at once (closed and "
+                                "expired ones free their place)"),
+            "max_sessions_per_origin": Key("100", _int(1, 1000000),
+                                           "sessions one web origin may hold open (local "
+                                           "programs sending no Origin count as one)"),
+            "max_viewers": Key("16", _int(1, 10000), "camera live views served at once"),
         },
         "certhelper": {
             "server_days": Key("397", _int(2, 397),
@@ -620,6 +627,12 @@ class Home:
                 else:
                     raise
         return problems
+
+    @property
+    def incoming(self) -> Path:
+        """Request bodies the gateway spools for the buffer (an import too big to hold in
+        memory and to send as a message)."""
+        return self.cache / "incoming"
 
     def ipc(self, name: str) -> str:
         return f"ipc://{self.run / name}"

@@ -777,7 +777,7 @@ def test_a_body_slower_than_body_timeout_gets_408_and_the_connection_ends(limite
         sock.close()
 
 
-def test_more_event_sockets_than_the_limit_are_refused_with_409(limited):
+def test_more_event_sockets_than_the_limit_are_refused_with_429(limited):
     api = Api(limited)
     sid, token = api.open_session()
     other, other_token = api.open_session()
@@ -794,7 +794,11 @@ def test_more_event_sockets_than_the_limit_are_refused_with_409(limited):
             sockets = [await open_one(sid, token) for _ in range(SOCKETS)]
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(url, params={"token": token})
-            assert refused.value.status == 409
+            assert refused.value.status == 429
+            async with http.get(url, params={"token": token}) as answer:
+                error = (await answer.json())["error"]
+            assert error["code"] == "too_many" and error["limit"] == SOCKETS, error
+            assert "close one of its sockets" in error["message"]
             info = api.get(f"/api/v1/sessions/{sid}", token=token).json()
             assert info["sockets"] == SOCKETS
             # The limit is per session: another session still gets its own.
@@ -807,7 +811,7 @@ def test_more_event_sockets_than_the_limit_are_refused_with_409(limited):
                     sockets.append(await open_one(sid, token))
                     break
                 except aiohttp.WSServerHandshakeError as exc:
-                    assert exc.status == 409 and time.monotonic() < end, exc.status
+                    assert exc.status == 429 and time.monotonic() < end, exc.status
                     await asyncio.sleep(0.1)
             for ws in sockets + others:
                 await ws.close()

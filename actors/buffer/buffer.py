@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import io
+import os
+import re
 import threading
 import time
 from collections import defaultdict
@@ -46,6 +48,22 @@ def _one_blob(blobs: Any, op: str, what: str) -> bytes:
         raise Error("invalid_argument", f"{op} takes exactly one blob ({what})")
     blob = blobs[0]
     return bytes(blob.buffer if hasattr(blob, "buffer") else blob)
+
+
+def _incoming(folder: Path, name: Any) -> bytes:
+    """A file the gateway spooled into ``folder``: a name there, never a path."""
+    if not isinstance(name, str) or not re.fullmatch(r"import-[a-z0-9_]{1,64}", name):
+        raise Error("invalid_argument", "incoming must name a file the gateway spooled")
+    try:
+        handle = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise Error("not_found", f"no spooled file {name} (the gateway gave up on it)") \
+            from None
+    except OSError as exc:  # ELOOP: a symbolic link, which the gateway never makes
+        raise Error("invalid_argument", f"the spooled file {name} cannot be read: "
+                    f"{exc.strerror}") from None
+    with os.fdopen(handle, "rb") as spooled:
+        return spooled.read()
 
 
 def _ids(value: Any, name: str = "images") -> list[str]:
@@ -360,10 +378,13 @@ class Buffer(Actor):
     @operation(name="import")
     def import_file(self, session: str, blobs=(), password: str | None = None,
                     dpi: int | None = None, index: int | None = None,
-                    source: str = "import", tags: Any = None) -> dict:
-        """Import a file: JPEG, PNG, TIFF (all pages), BMP, GIF or PDF (rasterised)."""
+                    source: str = "import", tags: Any = None,
+                    incoming: str | None = None) -> dict:
+        """Import a file: JPEG, PNG, TIFF (all pages), BMP, GIF or PDF (rasterised); the
+        blob, or ``incoming``, a file the gateway spooled in cache/incoming/."""
         self._touch(session)
-        data = _one_blob(blobs, "import", "the file")
+        data = _one_blob(blobs, "import", "the file") if incoming is None else \
+            _incoming(self.home.incoming, incoming)
         render_dpi = dpi if dpi is not None else self.cfg.buffer.import_dpi
         if isinstance(render_dpi, bool) or not isinstance(render_dpi, int) or not (
                 10 <= render_dpi <= 1200):

@@ -11,6 +11,7 @@ from broker import __version__
 from broker.protocol import Error, device_service
 
 from . import cameras
+from .caps import too_many
 from .shared import call, json_body, query_bool, query_int, session_of, state
 
 STATUS_TIMEOUT = 2.0  # seconds the status waits for the broker and the monitor
@@ -88,9 +89,10 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     st = state(request)
     since = query_int(request, "since", 0, 2**53)
     epoch = request.query.get("epoch") or None
-    if st.sessions.sockets.get(holder.id, 0) >= st.cfg.gateway.max_sockets_per_session:
-        raise Error("conflict", f"session {holder.id} has "
-                    f"{st.cfg.gateway.max_sockets_per_session} event sockets open already")
+    limit = st.cfg.gateway.max_sockets_per_session
+    if st.sessions.sockets.get(holder.id, 0) >= limit:
+        raise too_many(f"event sockets for session {holder.id}", limit, limit, "close one of "
+                       "its sockets (another tab or page of this session) first")
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise Error("bad_request", "this is a WebSocket endpoint (Upgrade: websocket)")
     st.sessions.socket_opened(holder.id)

@@ -14,7 +14,7 @@ from broker.client import AsyncClient
 from broker.config import Config
 from broker.protocol import Error
 
-from . import api, images, openapi, recognition, uploads
+from . import api, bodies, images, openapi, recognition, uploads
 from .events import EventHub
 from .jobs import Jobs
 from .peers import LocalUsers
@@ -247,7 +247,9 @@ async def openapi_json(request: web.Request) -> web.Response:
 async def start_services(app: web.Application):
     st = app[STATE]
     st.broker = AsyncClient(st.cfg.home.broker_endpoint)
-    st.sessions = Sessions(st.broker, st.cfg.gateway.session_close_delay, st.log)
+    st.sessions = Sessions(st.broker, st.cfg.gateway.session_close_delay, st.log,
+                           st.cfg.gateway.max_sessions, st.cfg.gateway.max_sessions_per_origin)
+    bodies.clear_spool(st.cfg.home.incoming)
     st.hub = EventHub(st.cfg.home.events_out, st.cfg.gateway.event_backlog, st.log)
     st.jobs = Jobs(st.hub.dispatch, st.log)
 

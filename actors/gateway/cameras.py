@@ -19,6 +19,7 @@ from aiohttp import web
 
 from broker.protocol import Error
 
+from .caps import too_many
 from .shared import state
 
 BOUNDARY = "scanbridge-frame"
@@ -39,6 +40,21 @@ def _fps(request: web.Request, cap: float) -> float:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
+    """Each viewer costs a frame request to the camera actor per frame: their number is
+    capped (``[gateway] max_viewers``)."""
+    st = state(request)
+    limit = st.cfg.gateway.max_viewers
+    if st.viewers >= limit:
+        raise too_many("camera live views", st.viewers, limit, "close a live view (a page "
+                       "or <img> showing a /stream URL) first")
+    st.viewers += 1
+    try:
+        return await _view(request)
+    finally:
+        st.viewers -= 1
+
+
+async def _view(request: web.Request) -> web.StreamResponse:
     st = state(request)
     holder = await st.sessions.of_request(request)
     source = request.match_info["src"]

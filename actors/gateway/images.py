@@ -73,12 +73,14 @@ async def import_file(request: web.Request) -> web.Response:
     password = request.headers.get("X-Scanbridge-Password") or request.query.get("password")
     if password:
         args["password"] = password
-    data = await bodies.read_bytes(request, cfg.limits.max_import_mb * 1024 * 1024,
-                                   cfg.gateway.body_timeout, "the file")
-    if not data:
-        raise Error("invalid_image", "the body is empty: send the file's bytes")
-    imported = await call(request, "buffer", "import", args, blobs=[data],
-                          timeout=IMPORT_TIMEOUT)
+    # On disk, not in memory: the buffer reads the file itself (one local disk).
+    async with bodies.spooled(request, cfg.limits.max_import_mb * 1024 * 1024,
+                              cfg.gateway.body_timeout, "the file",
+                              cfg.home.incoming) as (path, size):
+        if not size:
+            raise Error("invalid_image", "the body is empty: send the file's bytes")
+        imported = await call(request, "buffer", "import", {**args, "incoming": path.name},
+                              timeout=IMPORT_TIMEOUT)
     return web.json_response(imported, status=201)
 
 

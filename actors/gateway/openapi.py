@@ -326,7 +326,8 @@ PATHS = {
     "/api/v1/status": {"get": op("Version, actors and their states", ok(ref("Status")),
                                  session=False, tag="service")},
     "/api/v1/sessions": {"post": op(
-        "Open a session (its token is shown once)", ok(ref("NewSession"), "created", "201"),
+        "Open a session (its token is shown once); 429 too_many at [gateway] max_sessions "
+        "or max_sessions_per_origin", ok(ref("NewSession"), "created", "201"),
         body=json_body(obj([], meta=ANY_OBJECT), required=False), session=False)},
     "/api/v1/sessions/{sid}": {
         "get": op("The session", ok(ref("Session"))),

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -19,7 +20,10 @@ from aiohttp import web
 from broker.client import AsyncClient
 from broker.protocol import Error
 
+from .caps import too_many
+
 TOKEN_BYTES = 32  # 256 bits
+RECOUNT_EVERY = 1.0  # seconds between two counts of the buffer's sessions at a cap
 
 
 @dataclass
@@ -42,24 +46,64 @@ def digest(token: str) -> str:
 
 
 class Sessions:
-    def __init__(self, broker: AsyncClient, close_delay: float, log):
+    def __init__(self, broker: AsyncClient, close_delay: float, log, max_open: int = 0,
+                 max_per_origin: int = 0):
         self.broker = broker
         self.close_delay = close_delay
         self.log = log
         self.known: dict[str, Holder] = {}
         self.sockets: dict[str, int] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.max_open, self.max_per_origin = max_open, max_per_origin
+        # Open sessions of this gateway -> origin; None until read from the buffer.
+        self.opened: dict[str, str] | None = None
+        self.counted = 0.0
+        self.opening = asyncio.Lock()  # a count and the session it admits, one at a time
 
     async def create(self, origin: str, meta: dict | None = None) -> dict:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        gateway_meta = {"token_sha256": digest(token), "origin": origin}
-        opened = await self.broker.call("buffer", "open_session", {
-            "meta": {**(meta or {}), "gateway": gateway_meta}})
-        holder = Holder(opened["session"], gateway_meta["token_sha256"], origin)
-        self.known[holder.id] = holder
+        async with self.opening:
+            await self._admit(origin)
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+            gateway_meta = {"token_sha256": digest(token), "origin": origin}
+            opened = await self.broker.call("buffer", "open_session", {
+                "meta": {**(meta or {}), "gateway": gateway_meta}})
+            holder = Holder(opened["session"], gateway_meta["token_sha256"], origin)
+            self.known[holder.id] = holder
+            self.opened[holder.id] = origin
         self.log.info("session opened", session=holder.id, origin=origin or None)
         return {"id": holder.id, "token": token, "created": opened["created"],
                 "expires_after": opened["expires_after"], "close_delay": self.close_delay}
+
+    async def _admit(self, origin: str) -> None:
+        """Raise ``too_many`` when this gateway's sessions, or the origin's, are at their cap.
+
+        Counted here; at a cap counted again from the buffer (at most once a second), which
+        also knows sessions opened before a restart and closes whose event was missed.
+        """
+        if self.opened is None or (self._refusal(origin) is not None
+                                   and time.monotonic() - self.counted >= RECOUNT_EVERY):
+            listed = await self.broker.call("buffer", "sessions")
+            self.counted = time.monotonic()
+            self.opened = {s["session"]: str(s["meta"]["gateway"].get("origin") or "")
+                           for s in listed
+                           if isinstance((s.get("meta") or {}).get("gateway"), dict)}
+        refusal = self._refusal(origin)
+        if refusal is not None:
+            self.log.warning("session refused", origin=origin or None, error=refusal.message)
+            raise refusal
+
+    def _refusal(self, origin: str) -> Error | None:
+        count = len(self.opened)
+        if self.max_open and count >= self.max_open:
+            return too_many("sessions", count, self.max_open, "close sessions that are no "
+                            "longer used (DELETE /api/v1/sessions/{id}) before opening another")
+        mine = sum(1 for other in self.opened.values() if other == origin)
+        if self.max_per_origin and mine >= self.max_per_origin:
+            who = f"the web origin {origin}" if origin else "local programs (no Origin)"
+            return too_many(f"sessions of {who}", mine, self.max_per_origin, "close sessions "
+                            "that are no longer used (DELETE /api/v1/sessions/{id}) before "
+                            "opening another")
+        return None
 
     async def check(self, request: web.Request, sid: str) -> Holder:
         """The session ``sid`` if the request holds its token (and comes from its origin).
@@ -132,6 +176,8 @@ class Sessions:
         """The session is gone (closed here, or the buffer closed or expired it)."""
         self.known.pop(sid, None)
         self.sockets.pop(sid, None)
+        if self.opened is not None:
+            self.opened.pop(sid, None)
         self._stop_timer(sid)
 
     # --- event sockets keep a session alive

@@ -30,6 +30,7 @@ class State:
     jobs: Jobs | None = None  # OCR and barcode jobs
     # (session, image) -> the buffer's ``locate`` answer; see images.located()
     located: dict = field(default_factory=dict)
+    viewers: int = 0  # camera live views being served (cameras.py)
 
 
 STATE = web.AppKey("state", State)
