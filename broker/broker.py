@@ -39,6 +39,13 @@ def _bounded(value: Any, lo: int, hi: int) -> int:
     return min(max(value, lo), hi) if isinstance(value, int) else lo
 
 
+def _request_id(frames: list) -> Any:
+    try:
+        return unpack(frames[4].buffer).get("id")
+    except Exception:
+        return None
+
+
 class Request:
     __slots__ = ("rid", "sock", "client", "id", "service", "frames", "deadline", "idempotent")
 
@@ -55,17 +62,18 @@ class Request:
 
 class Worker:
     __slots__ = ("key", "sock", "address", "service", "pid", "host", "capacity", "inflight",
-                 "expiry", "draining", "label", "last_dispatch", "limit")
+                 "expiry", "draining", "label", "last_dispatch", "limit", "peer")
 
-    def __init__(self, sock, address, service, header, expiry):
+    def __init__(self, sock, address, service, header, expiry, peer=None):
         self.key = (id(sock), address)
         self.sock = sock
         self.address = address
         self.service = service
+        self.peer = peer  # the CURVE key of a remote worker; None on the local socket
         pid = header.get("pid")
         # Only a plausible pid: the broker signals nothing, but checks liveness with it.
         self.pid = pid if isinstance(pid, int) and 0 < pid < 1 << 22 else 0
-        self.host = str(header.get("host") or "")[:255]
+        self.host = str(header.get("host") or ("remote" if peer else ""))[:255]
         self.capacity = _bounded(header.get("capacity"), 1, 1024)
         # Requests it may hold beyond capacity (queued there): pipelining for fast ops.
         self.limit = self.capacity + _bounded(header.get("prefetch"), 0, 10000)
@@ -106,6 +114,9 @@ class Broker:
         self.undeliverable = 0  # messages a peer could not take (gone, or not reading)
         self.drop_reported = 0.0
         self.auth = None
+        self.remote = None  # the CURVE tcp socket, if any
+        self.rights: dict[str, configlib.CurveClient] = {}  # Z85 key -> its entry
+        self.refused_reported = 0.0
         self._bind()
 
     # --- sockets
@@ -121,7 +132,8 @@ class Broker:
         self.frontend.bind(self.home.broker_endpoint)
         self.frontends = [self.frontend]
         if self.cfg.broker.tcp_endpoint:
-            self.frontends.append(self._bind_curve(self.cfg.broker.tcp_endpoint))
+            self.remote = self._bind_curve(self.cfg.broker.tcp_endpoint)
+            self.frontends.append(self.remote)
         self.events_in = self.ctx.socket(zmq.XSUB)
         self.events_in.bind(self.home.events_in)
         self.events_in.send(b"\x01")  # subscribe to everything the publishers send
@@ -151,9 +163,12 @@ class Broker:
         from .curve import server_keys
 
         public, secret = server_keys(self.home)
-        allowed = {key.encode() for key in self.cfg.broker.curve_clients}
+        self.rights = {entry.key: entry for entry in self.cfg.broker.curve_clients}
+        allowed = {key.encode() for key in self.rights}
 
-        class Allowlist:  # the ZAP handler asks this for each connecting key (Z85)
+        # The ZAP handler asks this for each connecting key (Z85); an admitted connection's
+        # messages then carry the key as their User-Id, which _drain reads.
+        class Allowlist:
             @staticmethod
             def callback(domain: str, key: bytes) -> bool:
                 return key in allowed
@@ -162,6 +177,9 @@ class Broker:
         self.auth.start()
         self.auth.configure_curve_callback(domain="*", credentials_provider=Allowlist())
         sock = self._router()
+        # libzmq drops the connection of a peer that sends a bigger frame; _drain checks
+        # the sum of a message's frames.
+        sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.broker.tcp_max_message_mb << 20)
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
@@ -212,15 +230,39 @@ class Broker:
 
     def _drain(self, sock: zmq.Socket) -> None:
         # Up to a batch per pass so one busy peer cannot starve heartbeats.
+        remote = sock is self.remote
         for _ in range(1000):
             try:
                 frames = recv_frames(sock, NOBLOCK)
             except zmq.Again:
                 return
             try:
-                self._route(sock, frames)
+                if remote:
+                    self._route_remote(sock, frames)
+                else:
+                    self._route(sock, frames, None)
             except Exception as exc:  # the broker never dies on input
                 self._drop("unhandled input", error=repr(exc))
+
+    def _route_remote(self, sock: zmq.Socket, frames: list) -> None:
+        """A tcp message: only what its key's curve_clients entry allows."""
+        peer = self.rights.get(frames[-1].get("User-Id"))
+        if peer is None:
+            return self._drop("no known CURVE key on a tcp message")
+        if sum(len(frame) for frame in frames) > self.cfg.broker.tcp_max_message_mb << 20:
+            return self._drop("tcp message over tcp_max_message_mb", key=peer.key[:8])
+        if len(frames) >= 4 and frames[2].bytes == CLIENT and not peer.client:
+            self._refused(peer, "request", "its curve_clients entry does not say client")
+            return self._reply_error(
+                sock, frames[0].bytes, _request_id(frames), "forbidden", "this CURVE key may "
+                "not send requests; add client to its [broker] curve_clients entry to allow it")
+        self._route(sock, frames, peer)
+
+    def _refused(self, peer: configlib.CurveClient, what: str, why: str, **fields) -> None:
+        now = time.monotonic()
+        if now - self.refused_reported >= 5.0:
+            self.refused_reported = now
+            log.warning(f"remote {what} refused", key=peer.key[:8], reason=why, **fields)
 
     def _relay(self, src: zmq.Socket, dst: zmq.Socket) -> None:
         for _ in range(1000):
@@ -240,7 +282,7 @@ class Broker:
             self.dropped = 0
             self.drop_reported = now
 
-    def _route(self, sock: zmq.Socket, frames: list) -> None:
+    def _route(self, sock: zmq.Socket, frames: list, peer) -> None:
         if len(frames) < 4 or frames[1].bytes != b"":
             return self._drop("too few frames or no empty delimiter")
         address = frames[0].bytes
@@ -251,7 +293,7 @@ class Broker:
                 return self._client_request(sock, address, frames[4:])
             return self._drop("bad client command")
         if tag == WORKER:
-            return self._worker_message(sock, address, command, frames[4:])
+            return self._worker_message(sock, address, command, frames[4:], peer)
         return self._drop("unknown protocol tag")
 
     # --- clients
@@ -343,11 +385,14 @@ class Broker:
 
     # --- workers
 
-    def _worker_message(self, sock, address, command, frames) -> None:
+    def _worker_message(self, sock, address, command, frames, peer) -> None:
         key = (id(sock), address)
         worker = self.workers.get(key)
+        if worker is not None and peer is not None and worker.peer != peer.key:
+            # A routing id is the peer's choice: another key took this one's.
+            return self._drop("worker message from another CURVE key", worker=worker.label)
         if command == READY:
-            return self._worker_ready(sock, address, worker, frames)
+            return self._worker_ready(sock, address, worker, frames, peer)
         if worker is None:
             # A worker we do not know (the broker restarted): tell it to register again.
             if command != DISCONNECT:
@@ -380,7 +425,7 @@ class Broker:
         else:
             self._drop("unknown worker command", worker=worker.label)
 
-    def _worker_ready(self, sock, address, worker, frames) -> None:
+    def _worker_ready(self, sock, address, worker, frames, peer) -> None:
         if worker is not None:
             self._drop("READY from a registered worker", worker=worker.label)
             return self._remove_worker(worker, "dead", "protocol error")
@@ -389,12 +434,15 @@ class Broker:
             service = header["service"]
             if not isinstance(service, str) or not service or service == BROKER_SERVICE:
                 raise ValueError
-            worker = Worker(sock, address, service, header, time.monotonic() + self.expiry)
+            worker = Worker(sock, address, service, header, time.monotonic() + self.expiry,
+                            peer and peer.key)
         except Exception:
             self._drop("bad READY header")
             return self._send_worker(sock, address, DISCONNECT)
-        if sock is not self.frontend:
-            worker.host = worker.host or "remote"
+        if peer is not None and service not in peer.services:
+            self._refused(peer, "worker", "its curve_clients entry does not name the service",
+                          service=service[:64], allowed=",".join(peer.services))
+            return self._send_worker(sock, address, DISCONNECT)
         self.workers[worker.key] = worker
         svc = self.services.get(service) or self._service(service)
         svc.workers.append(worker)
@@ -421,7 +469,8 @@ class Broker:
         svc.queue.extendleft(reversed(retry))
         worker.inflight.clear()
         log.warning("worker lost", service=worker.service, worker=worker.label,
-                    worker_pid=worker.pid, state=state, reason=reason, requeued=len(retry))
+                    worker_pid=worker.pid, host=worker.host, remote=worker.peer is not None,
+                    state=state, reason=reason, requeued=len(retry))
         self._publish_state(worker, state)
         self._dispatch(svc)
         self._want(svc, time.monotonic())
@@ -437,7 +486,9 @@ class Broker:
     def _tick(self, now: float, beat: bool) -> None:
         for worker in list(self.workers.values()):
             if worker.expiry <= now:
-                local = worker.host == self.hostname and worker.pid > 0
+                # A remote worker's pid and host are its word: never "hung" (which has
+                # the monitor signal and kill that pid here).
+                local = worker.peer is None and worker.host == self.hostname and worker.pid > 0
                 state = "hung" if local and pid_alive(worker.pid) else "dead"
                 self._remove_worker(worker, state, "no heartbeat")
             elif beat:
@@ -463,7 +514,8 @@ class Broker:
 
     def _publish_state(self, worker: Worker, state: str) -> None:
         self.publish(ACTOR_STATE, {"service": worker.service, "worker": worker.label,
-                                   "pid": worker.pid, "host": worker.host, "state": state})
+                                   "pid": worker.pid, "host": worker.host, "state": state,
+                                   "remote": worker.peer is not None})
 
     # --- the broker's own service
 

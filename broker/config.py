@@ -196,6 +196,51 @@ def _z85_key(raw: str) -> str:
     return raw
 
 
+# Services only this machine's own programs may serve: a remote key never registers as one.
+LOCAL_SERVICES = ("broker", "buffer", "gateway", "uploader", "camera", "scanner", "monitor",
+                  "certhelper", "escl")
+CLIENT_RIGHT = "client"  # in a curve_clients entry: the key may also send requests
+
+
+@dataclass(frozen=True)
+class CurveClient:
+    key: str  # Z85 public key
+    services: tuple[str, ...]  # the services it may register as
+    client: bool  # may send requests to any service, as a local program can
+
+
+def _curve_clients(raw: str) -> list[CurveClient]:
+    """``KEY[:name,name...] ...``: a 40-character key opens an entry, the words after its
+    ``:`` are services it may serve or ``client``; a bare key serves ``ocr``."""
+    entries: list[tuple[str, list[str] | None]] = []
+    for token in _items(raw):
+        if len(token) >= 40:
+            key, rest = _z85_key(token[:40]), token[40:]
+            if rest and not rest.startswith(":"):
+                raise ValueError(f"{token!r} is not KEY or KEY:service,...")
+            entries.append((key, [rest[1:]] if rest else None))
+        elif entries and entries[-1][1] is not None:
+            entries[-1][1].append(token)
+        else:
+            raise ValueError(f"{token!r} follows no KEY:service (write KEY:service,service)")
+    result = []
+    for key, names in entries:
+        names = ["ocr"] if names is None else [n for n in names if n]
+        if not names:
+            raise ValueError(f"{key[:8]}...: name a service or client after ':'")
+        for name in names:
+            if name in LOCAL_SERVICES:
+                raise ValueError(f"{key[:8]}...: {name} is a local service; no remote key "
+                                 "may serve it")
+            if name != CLIENT_RIGHT and not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+                raise ValueError(f"{key[:8]}...: {name!r} is not a service name")
+        if key in (entry.key for entry in result):
+            raise ValueError(f"{key[:8]}... is listed twice")
+        result.append(CurveClient(key, tuple(n for n in dict.fromkeys(names)
+                                             if n != CLIENT_RIGHT), CLIENT_RIGHT in names))
+    return result
+
+
 def _pem_file(raw: str) -> str:
     if raw and not os.path.isfile(raw):
         raise ValueError(f"{raw!r} is not a file (give the absolute path of a PEM file)")
@@ -414,8 +459,13 @@ SCHEMA: dict[str, dict[str, dict[str, Key]]] = {
             "tcp_endpoint": Key("", _endpoint,
                                 "optional CURVE-secured endpoint for remote actors, "
                                 "e.g. tcp://0.0.0.0:18640; empty = none"),
-            "curve_clients": Key("", _list_of(_z85_key),
-                                 "Z85 public keys of remote actors allowed on tcp_endpoint"),
+            "curve_clients": Key("", _curve_clients,
+                                 "remote actors allowed on tcp_endpoint: KEY[:service,...] "
+                                 "(Z85 public key; the services it may serve, default ocr; "
+                                 "client lets it send requests too), separated by spaces"),
+            "tcp_max_message_mb": Key("256", _int(1, 2047),
+                                      "MB a message from tcp_endpoint may have (one frame or "
+                                      "all together); a peer sending more is dropped"),
         },
         "monitor": {
             "hang_dump_wait": Key("1.0", _float(0.1, 30),
@@ -604,6 +654,7 @@ class Home:
         self.root = Path(root).resolve()
         for name in ("ini", "logs", "dumps", "cache", "cert", "upload", "run"):
             setattr(self, name, self.root / name)
+        self.buffer = self.cache / "buffer"  # the buffer's pages and saved documents
 
     def ensure(self) -> list[str]:
         """Create the folders, mode 0700 even if they existed.

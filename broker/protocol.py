@@ -168,6 +168,8 @@ ERRORS: dict[str, tuple[int, str]] = {
                        "written"),
     "timeout": (504, "the deadline passed before the work was done"),
     "actor_died": (502, "the actor handling the request died; it was not retried"),
+    "bad_gateway": (502, "an actor answered with what the gateway does not trust (a file "
+                         "outside the buffer's folder); nothing was served"),
     "not_available": (503, "the service is not available"),
     "shutting_down": (503, "the actor is stopping and takes no new work"),
     "internal": (500, "an unexpected error; see the actor's log"),

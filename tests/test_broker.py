@@ -538,7 +538,7 @@ def test_the_curve_endpoint_answers_only_clients_whose_key_is_listed(stack, home
     write_ini(home, "DSConfiguration.ini",
               f"[heartbeat]\ninterval = {INTERVAL}\nliveness = {LIVENESS}\n\n"
               f"[broker]\ntcp_endpoint = tcp://127.0.0.1:{port}\n"
-              f"curve_clients = {allowed_public.decode()}\n")
+              f"curve_clients = {allowed_public.decode()}:client\n")
     broker = stack.broker()
     key_file, pub_file = home / "cert" / "broker.key", home / "cert" / "broker.pub"
     poll_for(lambda: key_file.exists() and pub_file.exists(), 10, "the broker's key pair")

@@ -22,8 +22,8 @@ import pytest
 import zmq
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support.service import Service
-from tests.support.stack import ROOT, free_port, poll_for, workers
+from tests.support.service import Service, curve_service
+from tests.support.stack import ROOT, poll_for, workers
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -94,12 +94,9 @@ def keys():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, keys):
-    port = free_port()
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=(
-        f"[broker]\ntcp_endpoint = tcp://127.0.0.1:{port}\n"
-        f"curve_clients = {keys[0].decode()}\n[ocr]\nocr_workers = 1\n"))
+    svc = curve_service(tmp_path_factory.mktemp("home"), keys[0].decode(),
+                        "[ocr]\nocr_workers = 1\n")
     svc.start()
-    svc.tcp_port = port
     yield svc
     svc.stop()
 

@@ -125,7 +125,7 @@ class Buffer(Actor):
     def on_start(self) -> None:
         release_freed_memory()
         Image.MAX_IMAGE_PIXELS = self.pixel_limit
-        self.store = Store(self.home.cache / "buffer", self.cfg.buffer.disk_cache_limit << 20)
+        self.store = Store(self.home.buffer, self.cfg.buffer.disk_cache_limit << 20)
         self.outputs = self.store.root / "out"
         self.outputs.mkdir(exist_ok=True)
         found = self.store.recover()

@@ -17,7 +17,8 @@ from aiohttp import web
 from broker.protocol import Error
 
 from . import bodies, splitting
-from .shared import call, json_body, json_value, query_int, session_of, state
+from .shared import (buffer_file, call, json_body, json_value, query_int, session_of,
+                     state)
 
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png", "tiff": "tiff", "tif": "tiff",
            "bmp": "bmp", "gif": "gif"}
@@ -143,6 +144,7 @@ async def located(request: web.Request, sid: str, iid: str) -> dict:
             and (wanted is None or stored["etag"].strip('"') == wanted.strip('"'))):
         return stored
     stored = await call(request, "buffer", "locate", {"session": sid, "image": iid})
+    stored["path"] = buffer_file(request, stored.get("path"))
     if len(cache) >= LOCATED_MAX:
         cache.clear()
     cache[(sid, iid)] = stored
@@ -249,7 +251,7 @@ async def document(request: web.Request) -> web.StreamResponse:
         saved = await call(request, "buffer", "save", {**args, "output": "file"},
                            timeout=IMPORT_TIMEOUT)
         name = _filename(filename, "scan", "pdf" if kind == "pdf" else "tif")
-        return web.FileResponse(saved["path"], headers={
+        return web.FileResponse(buffer_file(request, saved["path"]), headers={
             "Content-Type": saved["media_type"], "Cache-Control": "no-store",
             "Content-Disposition": attachment(name),
             "X-Scanbridge-Pages": str(saved["pages"])})

@@ -23,7 +23,7 @@ from broker.protocol import Error
 
 from .images import _filename, attachment, located
 from .jobs import Job
-from .shared import call, json_body, query_bool, session_of, state
+from .shared import buffer_file, call, json_body, query_bool, session_of, state
 
 OCR_FIELDS = {"images", "lang", "output", "rotate", "timeout"}
 OCR_OUTPUTS = ("text", "words", "hocr", "pdf")
@@ -34,6 +34,7 @@ LANGUAGE_TIMEOUT = 10.0
 MEDIA = {"text": "text/plain; charset=utf-8", "hocr": "text/html; charset=utf-8",
          "pdf": "application/pdf"}
 EXTENSION = {"text": "txt", "hocr": "hocr.html", "pdf": "pdf"}
+WORKER_OUTPUT_POLICY = "sandbox; default-src 'none'"  # no script, no fetch, opaque origin
 
 
 async def _pages(request: web.Request, sid: str, images: Any) -> list[dict]:
@@ -179,7 +180,7 @@ async def _ocr_result(request: web.Request, job: Job, sid: str, lang: str,
         saved = await call(request, "buffer", "save", {
             "session": sid, "images": [p["image"] for p in read], "format": "pdf",
             "output": "file", "text_layers": layers}, timeout=PAGE_TIMEOUT)
-        job.files["pdf"] = (saved["path"], MEDIA["pdf"])
+        job.files["pdf"] = (buffer_file(request, saved["path"]), MEDIA["pdf"])
         files["pdf"] = f"{base}/pdf"
     return {"lang": lang, "pages": pages, "text": text, "files": files}
 
@@ -211,7 +212,10 @@ async def ocr_file(request: web.Request) -> web.StreamResponse:
     if name not in job.files:
         raise Error("not_found", f"the job did not make {name} (ask for it in output)")
     content, media = job.files[name]
-    headers = {"Cache-Control": "no-store", "Content-Type": media}
+    # Text and hOCR are what a worker (maybe a remote one) wrote: inert on our origin.
+    headers = {"Cache-Control": "no-store", "Content-Type": media,
+               "Content-Security-Policy": WORKER_OUTPUT_POLICY,
+               "X-Content-Type-Options": "nosniff"}
     if query_bool(request, "download"):
         filename = _filename(request.query.get("filename"), "ocr", EXTENSION[name])
         headers["Content-Disposition"] = attachment(filename)

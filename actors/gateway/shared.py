@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,21 @@ async def call(request: web.Request, service: str, op: str, args: dict | None = 
     return await broker.call(service, op, args,
                              timeout=timeout or state(request).cfg.broker.request_timeout,
                              **kwargs)
+
+
+def buffer_file(request: web.Request, path) -> str:
+    """A file path from a buffer answer, resolved, if it lies in the buffer's folder.
+
+    Whoever answers as ``buffer`` names the file this gateway sends (or hands to OCR), so
+    a path elsewhere (``/etc/passwd``, a symlink out) is refused, never served."""
+    root = os.path.realpath(state(request).cfg.home.buffer)
+    real = os.path.realpath(path) if isinstance(path, str) and path else ""
+    if not real.startswith(root + os.sep):
+        state(request).log.error("buffer answer names a file outside its folder",
+                                 path=str(path)[:300])
+        raise Error("bad_gateway", "the buffer named a file outside its folder; it is not "
+                                   "served (see the gateway's log)")
+    return real
 
 
 def query_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:

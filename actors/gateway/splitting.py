@@ -22,7 +22,7 @@ from aiohttp import web
 
 from broker.protocol import Error
 
-from .shared import call
+from .shared import buffer_file, call
 
 SEPARATOR_FIELDS = {"formats", "pattern", "keep"}
 MAX_PATTERN = 200
@@ -90,7 +90,8 @@ async def split(request: web.Request, sid: str, args: dict, separator: Any,
     for number, images in enumerate(found, 1):
         saved = await call(request, "buffer", "save", {
             **args, "images": images, "output": "file"}, timeout=READ_TIMEOUT)
-        files.append((f"{stem}-{number:03d}.{extension}", saved["path"]))
+        path = buffer_file(request, saved["path"])
+        files.append((f"{stem}-{number:03d}.{extension}", path))
     # Reading the parts and their CRCs is long for a big batch: off the event loop.
     archive = await asyncio.to_thread(zip_of, files)
     return archive, len(found), sum(len(images) for images in found)

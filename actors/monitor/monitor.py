@@ -105,8 +105,9 @@ class Monitor(Actor):
             # A real hang of ours is the watchdog's business (see Actor.watchdog).
             self.log.warning("the broker saw the monitor hung; it runs again")
             return
-        info = self._process_with_pid(pid)
-        if info is None:
+        info = None if body.get("remote") else self._process_with_pid(pid)
+        # The pid is the worker's own word: act only when it is a program of that service.
+        if info is None or body.get("service") not in (info["group"], info["name"]):
             self.log.warning("hung worker is not one of ours; left alone",
                              service=body.get("service"), worker_pid=pid)
             return

@@ -108,3 +108,14 @@ class Service:
 
     def dumps(self) -> list[Path]:
         return sorted((self.home / "dumps").glob("*.dump"))
+
+
+def curve_service(home: Path, clients: str, extra_ini: str = "") -> Service:
+    """A service whose broker also listens on tcp with CURVE (``tcp``, ``tcp_port``) for
+    the ``[broker] curve_clients`` entries ``clients``."""
+    port = free_port()
+    service = Service(home, extra_ini=f"[broker]\ntcp_endpoint = tcp://127.0.0.1:{port}\n"
+                                      f"curve_clients = {clients}\n{extra_ini}")
+    service.tcp_port = port
+    service.tcp = f"tcp://127.0.0.1:{port}"
+    return service
