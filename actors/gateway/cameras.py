@@ -20,6 +20,7 @@ from aiohttp import web
 from broker.protocol import Error
 
 from .caps import too_many
+from .sessions import Holder
 from .shared import state
 
 BOUNDARY = "scanbridge-frame"
@@ -41,22 +42,23 @@ def _fps(request: web.Request, cap: float) -> float:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """Each viewer costs a frame request to the camera actor per frame: their number is
-    capped (``[gateway] max_viewers``)."""
+    capped (``[gateway] max_viewers``). The session is checked first: a page without
+    one learns nothing, not even how many views are open."""
     st = state(request)
+    holder = await st.sessions.of_request(request)
     limit = st.cfg.gateway.max_viewers
     if st.viewers >= limit:
         raise too_many("camera live views", st.viewers, limit, "close a live view (a page "
                        "or <img> showing a /stream URL) first")
     st.viewers += 1
     try:
-        return await _view(request)
+        return await _view(request, holder)
     finally:
         st.viewers -= 1
 
 
-async def _view(request: web.Request) -> web.StreamResponse:
+async def _view(request: web.Request, holder: Holder) -> web.StreamResponse:
     st = state(request)
-    holder = await st.sessions.of_request(request)
     source = request.match_info["src"]
     fps = _fps(request, st.cfg.camera.max_fps)
     viewer = secrets.token_hex(8)
