@@ -325,17 +325,17 @@ LIVE_VIEW = {"200": {
 PATHS = {
     "/api/v1/status": {"get": op("Version, actors and their states", ok(ref("Status")),
                                  session=False, tag="service")},
+    "/api/v1/origin": {"get": op(
+        "Whether the request's Origin may use the service; answered to every origin "
+        "(Access-Control-Allow-Origin: *), with the command that allows one that may not",
+        ok(obj(["origin", "allowed"], origin=NULLABLE_STRING, allowed=BOOLEAN,
+               command=STRING, message=STRING)), session=False, tag="service")},
     "/api/v1/sessions": {"post": op(
         "Open a session (its token is shown once); 429 too_many at [gateway] max_sessions "
         "or max_sessions_per_origin", ok(ref("NewSession"), "created", "201"),
         body=json_body(obj([], meta=ANY_OBJECT), required=False), session=False)},
     "/api/v1/sessions/{sid}": {
         "get": op("The session", ok(ref("Session"))),
-    "/api/v1/origin": {"get": op(
-        "Whether the request's Origin may use the service; answered to every origin "
-        "(Access-Control-Allow-Origin: *), with the command that allows one that may not",
-        ok(obj(["origin", "allowed"], origin=NULLABLE_STRING, allowed=BOOLEAN,
-               command=STRING, message=STRING)), session=False, tag="service")},
         "delete": op("Close the session; its images are removed", ok(ref("Closed")))},
     "/api/v1/sessions/{sid}/events": {"get": op(
         "WebSocket of the session's events: {seq, topic, data, time}; first a hello",
