@@ -7,7 +7,7 @@ stored A4 300 dpi JPEG page (bench/buffer.py's drawn page, 2480 x 3508, quality 
 1.4 MB) into a session through the broker's ``buffer.add``, and starts a minimal aiohttp
 app in its own process serving the same file, and a copy of the gateway's status JSON,
 over HTTPS with the same certificate (``cert/active.pem`` loaded with
-``broker.certs.server_context``: the same key type, the same TLS settings). Then measures
+``common.certs.server_context``: the same key type, the same TLS settings). Then measures
 in the same run:
 
   1. Image GET over HTTPS (``GET /api/v1/sessions/{sid}/images/{iid}`` with the token)
@@ -67,7 +67,7 @@ from bench.buffer import A4_300, draw_pages  # noqa: E402
 from bench.gateway import start_with_page  # noqa: E402
 from bench.report import ms, note, out, pct, shut_down  # noqa: E402
 from bench.report import summary as report_summary  # noqa: E402
-from broker import certs  # noqa: E402
+from common import certs  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.stack import free_port, poll_for  # noqa: E402
 
@@ -84,7 +84,7 @@ REFERENCE_SERVER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from aiohttp import web
-from broker.certs import server_context
+from common.certs import server_context
 
 image_path, status_path, pem, port = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 status_body = open(status_path, "rb").read()

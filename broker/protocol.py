@@ -194,11 +194,6 @@ ERRORS: dict[str, tuple[int, str]] = {
 }
 
 
-def device_service(source: object) -> str:
-    """The actor a source id belongs to: ``camera:...`` ids are cameras, others scanners."""
-    return "camera" if isinstance(source, str) and source.startswith("camera:") else "scanner"
-
-
 def http_status(code: str) -> int:
     return ERRORS.get(code, (500, ""))[0]
 

@@ -43,7 +43,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from actors.certhelper import authority
-from broker import certs
+from common import certs
 from tests.support.service import Service
 from tests.support.stack import poll_for, write_ini
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from PIL import Image
 
-from broker import images as images_lib
 from broker.actor import Actor, operation
 from broker.client import Client
 from broker.protocol import Error
+from common import images as images_lib
 
 from . import engines
 

@@ -15,8 +15,8 @@ from typing import Any
 import zxingcpp
 from PIL import Image
 
-from broker import images
 from broker.protocol import Error
+from common import images
 
 # Our stable names -> zxing-cpp format, pyzbar symbol type (None: zbar cannot read it).
 FORMATS: dict[str, tuple[Any, str | None]] = {

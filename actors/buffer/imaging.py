@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 from PIL import Image, ImageChops, ImageColor, ImageEnhance, ImageOps
 
-from broker.images import (ACCEPTED, KEPT_AS_IS, check_pixels, load_checked,  # noqa: F401
-                           open_checked)
 from broker.protocol import Error
+from common.images import (ACCEPTED, KEPT_AS_IS, check_pixels, load_checked,  # noqa: F401
+                           open_checked)
 
 OUTPUT = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "tiff": "TIFF", "tif": "TIFF",
           "bmp": "BMP", "gif": "GIF"}

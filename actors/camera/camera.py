@@ -17,8 +17,8 @@ from typing import Any
 
 from broker.actor import Actor, Result, operation
 from broker.client import Client
-from broker.jobstore import JobStore
 from broker.protocol import Error
+from common.jobs import JobStore
 
 from . import sources as sourcelib
 from . import v4l2

@@ -1,6 +1,6 @@
 """certhelper: the local CA, the HTTPS certificate, and browsers' trust in them.
 
-Always running. Keeps ``cert/`` (layout in ``broker/certs.py``): makes the local CA and a
+Always running. Keeps ``cert/`` (layout in ``common/certs.py``): makes the local CA and a
 server certificate for 127.0.0.1, ::1 and localhost, renews it ``renew_days`` before it
 expires, serves an operator's own ``server.pem`` + ``server_key.pem`` instead when they
 are valid, and puts the CA into the Firefox profiles of the configured users (new

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from broker.certs import CA_NAME_PREFIX, Pair, now
 from broker.procutil import atomic_write
+from common.certs import CA_NAME_PREFIX, Pair, now
 
 CA_DAYS = 3650
 BACKDATE = dt.timedelta(hours=1)  # tolerate a client clock a little behind ours

@@ -23,8 +23,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from broker import certs
 from broker.actor import Actor, operation
+from common import certs
 
 from . import trust
 from .keeper import Keeper, Outcome

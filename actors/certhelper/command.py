@@ -15,9 +15,9 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from broker import certs
 from broker import config as configlib
-from broker.certs import CertError, CertFiles
+from common import certs
+from common.certs import CertError, CertFiles
 
 from . import trust
 from .trust import Store, TrustError

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker import certs
-from broker.certs import CertError, CertFiles, Pair
 from broker.procutil import atomic_write
+from common import certs
+from common.certs import CertError, CertFiles, Pair
 
 from . import authority
 

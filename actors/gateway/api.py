@@ -8,7 +8,8 @@ import time
 from aiohttp import web
 
 from broker import __version__
-from broker.protocol import Error, device_service
+from broker.protocol import Error
+from common.devices import device_service
 
 from . import cameras
 from .caps import too_many

@@ -12,8 +12,8 @@ import datetime as dt
 import ssl
 from typing import Any
 
-from broker import certs
-from broker.certs import CertError, CertFiles
+from common import certs
+from common.certs import CertError, CertFiles
 
 POLL = 2.0  # seconds between looks at active.pem
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from PIL import Image
 
-from broker import images
 from broker.actor import Actor, operation
 from broker.protocol import Error
+from common import images
 
 from . import engine as engines
 

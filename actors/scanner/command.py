@@ -29,7 +29,8 @@ from broker.cli import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, fail, load_con
 from broker.client import Client, Subscription
 from broker.procutil import atomic_write
 from broker.progress import Progress
-from broker.protocol import Error, device_service
+from broker.protocol import Error
+from common.devices import device_service
 
 DOCUMENTS = {".pdf": "pdf", ".tif": "tiff", ".tiff": "tiff"}
 IMAGES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff",

@@ -16,9 +16,9 @@ from typing import Any
 from broker.actor import Actor, operation
 from broker.client import Client
 from broker.protocol import Error
+from common.jobs import JobStore
 
 from . import devices as devicelib
-from broker.jobstore import JobStore
 from .options import SOURCE_PATTERNS, Settings
 from .scanjob import Context, ScanJob, Stagers
 

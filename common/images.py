@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image, ImageFile
 
-from .protocol import Error
+from broker.protocol import Error
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half a page
 
