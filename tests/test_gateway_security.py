@@ -387,13 +387,19 @@ def test_a_preflight_of_a_foreign_origin_is_refused_without_cors_headers(service
 
 
 def test_a_foreign_origin_gets_the_client_and_the_origin_probe_but_not_the_api(service):
-    """The module and the probe answer any origin with ``*`` (never credentials), so a
-    page that is not allowed can import the client and learn the command; nothing else."""
+    """The module (and the modules it imports) and the probe answer any origin with ``*``
+    (never credentials), so a page that is not allowed can import the client and learn the
+    command; nothing else."""
     evil = Api(service, origin=EVIL)
     client = evil.get("/scanbridge.js")
     assert client.status == 200, client.body[:200]
     assert client.headers["Content-Type"].startswith("text/javascript")
     assert b"export async function connect" in client.body
+    assert b'from "./scanbridge/session.js"' in client.body
+    part = evil.get("/scanbridge/session.js")
+    assert part.status == 200, part.body[:200]
+    assert part.headers["Content-Type"].startswith("text/javascript")
+    assert b"export class Session" in part.body
     probe = evil.get("/api/v1/origin")
     assert probe.status == 200, probe.body
     assert probe.json() == {"origin": EVIL, "allowed": False,
@@ -401,15 +407,17 @@ def test_a_foreign_origin_gets_the_client_and_the_origin_probe_but_not_the_api(s
                             "message": probe.json()["message"]}
     assert f"scanbridge allow {EVIL}" in probe.json()["message"]
     assert "Origin" in probe.headers["Vary"] and probe.headers["Cache-Control"] == "no-store"
-    for answer in (client, probe, Api(service).get("/scanbridge.js")):
+    for answer in (client, part, probe, Api(service).get("/scanbridge.js"),
+                   Api(service).get("/scanbridge/session.js")):
         assert cors_names(answer) == ["Access-Control-Allow-Origin"], dict(answer.headers)
         assert answer.headers["Access-Control-Allow-Origin"] == "*"
-    asked = preflight(service, EVIL, "/scanbridge.js")
-    assert asked.status == 204
-    assert asked.headers["Access-Control-Allow-Origin"] == "*"
-    assert asked.headers["Access-Control-Allow-Methods"] == "GET"
-    assert asked.headers["Access-Control-Allow-Private-Network"] == "true"
-    assert "Access-Control-Allow-Credentials" not in asked.headers
+    for path in ("/scanbridge.js", "/scanbridge/session.js"):
+        asked = preflight(service, EVIL, path)
+        assert asked.status == 204
+        assert asked.headers["Access-Control-Allow-Origin"] == "*"
+        assert asked.headers["Access-Control-Allow-Methods"] == "GET"
+        assert asked.headers["Access-Control-Allow-Private-Network"] == "true"
+        assert "Access-Control-Allow-Credentials" not in asked.headers
 
     # Everything else stays refused: the API, session data, the other static files.
     sid, token = Api(service).open_session()
@@ -419,7 +427,8 @@ def test_a_foreign_origin_gets_the_client_and_the_origin_probe_but_not_the_api(s
                               ("GET", f"/api/v1/sessions/{sid}/images", token),
                               ("GET", "/api/v1/sources", None), ("GET", "/welcome.js", None),
                               ("GET", "/demo/", None), ("GET", "/api/v1/openapi.json", None),
-                              ("POST", "/scanbridge.js", None)]:
+                              ("POST", "/scanbridge.js", None),
+                              ("POST", "/scanbridge/session.js", None)]:
         answer = evil.request(method, path, token=tok, json={} if method == "POST" else None)
         assert answer.status == 403, (method, path, answer.status)
         assert answer.error["code"] == "forbidden"

@@ -526,14 +526,18 @@ def test_session_upload_from_a_page_script(context, service, receiver):
 
 
 def test_scanbridge_js_passes_tsc_strict(tmp_path):
-    """The module's JSDoc types hold under ``tsc --checkJs --strict`` (TypeScript from
-    ``SCANBRIDGE_TSC`` or the PATH; skipped without it)."""
+    """The client's JSDoc types hold under ``tsc --checkJs --strict``: scanbridge.js and
+    every module under scanbridge/ it imports (TypeScript from ``SCANBRIDGE_TSC`` or the
+    PATH; skipped without it)."""
     tsc = os.environ.get("SCANBRIDGE_TSC") or shutil.which("tsc")
     if not tsc:
         pytest.skip("no tsc (set SCANBRIDGE_TSC to a TypeScript compiler)")
-    shutil.copy(ROOT / "actors" / "gateway" / "static" / "scanbridge.js", tmp_path)
+    static = ROOT / "actors" / "gateway" / "static"
+    shutil.copy(static / "scanbridge.js", tmp_path)
+    shutil.copytree(static / "scanbridge", tmp_path / "scanbridge")
+    modules = sorted(f"scanbridge/{path.name}" for path in (static / "scanbridge").glob("*.js"))
     done = subprocess.run([tsc, "--checkJs", "--allowJs", "--strict", "--noEmit",
                            "--target", "es2022", "--module", "es2022",
-                           "--lib", "es2022,dom,dom.iterable", "scanbridge.js"],
+                           "--lib", "es2022,dom,dom.iterable", "scanbridge.js", *modules],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

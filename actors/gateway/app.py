@@ -200,6 +200,18 @@ def static_file(name: str, content_type: str):
     return handler
 
 
+async def client_module(request: web.Request) -> web.StreamResponse:
+    """A module of the JS client (static/scanbridge/NAME.js), imported by /scanbridge.js."""
+    name = request.match_info["name"]
+    path = STATIC / "scanbridge" / name
+    if not (name.endswith(".js") and name[:-3].replace("-", "").isalnum()) \
+            or not path.is_file():
+        raise Error("not_found", f"no client module {name!r}")
+    return web.FileResponse(path, headers={
+        "Content-Type": "text/javascript", "Cache-Control": "no-cache",
+        "Content-Security-Policy": PAGE_POLICY})
+
+
 async def demo_page(request: web.Request) -> web.StreamResponse:
     if request.path == "/demo":
         raise web.HTTPMovedPermanently("/demo/")
@@ -276,6 +288,7 @@ def make_app(cfg: Config, log) -> web.Application:
     app.router.add_get("/welcome.js", static_file("welcome.js", "text/javascript"))
     app.router.add_get("/welcome.css", static_file("welcome.css", "text/css"))
     app.router.add_get("/scanbridge.js", static_file("scanbridge.js", "text/javascript"))
+    app.router.add_get("/scanbridge/{name}", client_module)
     app.router.add_get("/demo", demo_page)
     app.router.add_get("/demo/", demo_page)
     app.router.add_get("/demo/{name}", demo_page)

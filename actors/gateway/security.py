@@ -6,7 +6,8 @@ such pages away from the scanners: the ``Host`` header must name this machine (a
 ``evil.example`` that re-resolves its name to 127.0.0.1 still sends ``Host:
 evil.example``), and a browser's ``Origin`` must be on the allowlist. Requests without an
 ``Origin`` (the CLI, scripts, ``<img>`` loads) pass, but session data still needs a token.
-The public paths (the client module and the origin probe) answer every origin.
+The public paths (the client module, the modules it imports, and the origin probe) answer
+every origin.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ EXPOSE_HEADERS = ("ETag, Content-Disposition, Content-Length, Location, X-Scanbr
 # The same for every page and free of session and device data, so any origin may read
 # them: a page that is not allowed imports the client, which then says why (the probe).
 PUBLIC_PATHS = frozenset({"/scanbridge.js", "/api/v1/origin"})
+PUBLIC_FOLDER = "/scanbridge/"  # the client's modules: a page imports them with /scanbridge.js
 PREFLIGHT_MAX_AGE = "600"
 RELOAD_EVERY = 1.0  # seconds between two looks at the ini files' modification times
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -46,7 +48,8 @@ def loopback_host(host: str) -> bool:
 
 
 def public(method: str, path: str) -> bool:
-    return path in PUBLIC_PATHS and method in ("GET", "HEAD", "OPTIONS")
+    return ((path in PUBLIC_PATHS or path.startswith(PUBLIC_FOLDER))
+            and method in ("GET", "HEAD", "OPTIONS"))
 
 
 def refusal(origin: str) -> str:
