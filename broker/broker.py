@@ -97,9 +97,15 @@ class Service:
 
 
 class Broker:
-    def __init__(self, cfg: configlib.Config, context: zmq.Context | None = None):
+    def __init__(self, cfg: configlib.Config, context: zmq.Context | None = None,
+                 endpoints: tuple[str, str, str] | None = None):
         self.cfg = cfg
         self.home = cfg.home
+        # (frontend, events in, events out): the home's ipc sockets, or others given by a
+        # caller that runs the broker in its own process (inproc:// in the unit tests).
+        self.ipc = endpoints is None
+        self.endpoints = endpoints or (self.home.broker_endpoint, self.home.events_in,
+                                       self.home.events_out)
         self.interval = cfg.heartbeat.interval
         self.expiry = cfg.heartbeat.interval * cfg.heartbeat.liveness  # the one definition
         self.default_timeout = cfg.broker.request_timeout
@@ -122,26 +128,29 @@ class Broker:
     # --- sockets
 
     def _bind(self) -> None:
-        self.home.ensure()
-        for name in ("broker.sock", "events-in.sock", "events-out.sock"):
-            try:
-                (self.home.run / name).unlink()
-            except FileNotFoundError:
-                pass
+        frontend, events_in, events_out = self.endpoints
+        if self.ipc:
+            self.home.ensure()
+            for name in ("broker.sock", "events-in.sock", "events-out.sock"):
+                try:
+                    (self.home.run / name).unlink()
+                except FileNotFoundError:
+                    pass
         self.frontend = self._router()
-        self.frontend.bind(self.home.broker_endpoint)
+        self.frontend.bind(frontend)
         self.frontends = [self.frontend]
         if self.cfg.broker.tcp_endpoint:
             self.remote = self._bind_curve(self.cfg.broker.tcp_endpoint)
             self.frontends.append(self.remote)
         self.events_in = self.ctx.socket(zmq.XSUB)
-        self.events_in.bind(self.home.events_in)
+        self.events_in.bind(events_in)
         self.events_in.send(b"\x01")  # subscribe to everything the publishers send
         self.events_out = self.ctx.socket(zmq.XPUB)
         self.events_out.setsockopt(zmq.SNDHWM, 100000)
-        self.events_out.bind(self.home.events_out)
-        for name in ("broker.sock", "events-in.sock", "events-out.sock"):
-            os.chmod(self.home.run / name, 0o600)
+        self.events_out.bind(events_out)
+        if self.ipc:
+            for name in ("broker.sock", "events-in.sock", "events-out.sock"):
+                os.chmod(self.home.run / name, 0o600)
         self.poller = zmq.Poller()
         for sock in self.frontends:
             self.poller.register(sock, zmq.POLLIN)
@@ -190,7 +199,7 @@ class Broker:
     # --- main loop
 
     def run(self) -> None:
-        log.info("broker started", endpoint=self.home.broker_endpoint, pid=os.getpid())
+        log.info("broker started", endpoint=self.endpoints[0], pid=os.getpid())
         next_beat = next_heartbeat = time.monotonic() + self.interval
         poll = self.poller.poll
         spin = self.cfg.broker.spin_us / 1e6
