@@ -155,7 +155,7 @@ def stop_buffer_until_its_session_expired(client: Client,
 
 
 def scanbridge(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker.cli", *args], env=env_for(home),
+    return subprocess.run([sys.executable, "-m", "scanbridge", *args], env=env_for(home),
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

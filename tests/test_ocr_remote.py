@@ -63,7 +63,7 @@ class RemoteWorker:
     def __init__(self, home: Path, service_home: Path, port: int, log: Path):
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli", "--home", str(home), "worker", "ocr",
+            [sys.executable, "-m", "scanbridge", "--home", str(home), "worker", "ocr",
              "--connect", f"tcp://127.0.0.1:{port}",
              "--server-key", str(service_home / "cert" / "broker.pub"), "--workers", "1"],
             cwd=ROOT, env={**os.environ, "SCANBRIDGE_HOME": str(home)},

@@ -44,9 +44,9 @@ ENDS = ("scan.done", "scan.error")
 SLOW_BATCH = {"source": "adf", "mode": "gray", "resolution": 100, "read-delay": True,
               "read-delay-duration": 8000}  # ~0.6 s per page
 ENTRY_POINT = Path(sys.executable).parent / "scanbridge"  # the installed console script
-# How the CLI is run: ``python -m broker.cli`` (as Service.cli does) and the installed
+# How the CLI is run: ``python -m scanbridge`` (as Service.cli does) and the installed
 # ``scanbridge`` console script (as users do). Their behaviour must be the same.
-RUNNERS = ("python -m broker.cli", "scanbridge")
+RUNNERS = ("python -m scanbridge", "scanbridge")
 
 
 # --- helpers
@@ -116,7 +116,7 @@ def cli_sessions(svc: Service) -> list[dict]:
 
 
 def run(svc: Service, runner: str, *args: str) -> subprocess.CompletedProcess:
-    if runner == "python -m broker.cli":
+    if runner == "python -m scanbridge":
         return svc.cli(*args)
     if not ENTRY_POINT.exists():
         pytest.skip(f"no installed console script {ENTRY_POINT}")

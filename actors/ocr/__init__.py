@@ -21,6 +21,6 @@ page       blobs=[image], lang?, rotate?, hocr?,        {index, lang, rotation,
 =========  ===========================================  ===================================
 
 ``rotation`` is how far the page was turned (clockwise) to read it upright; word boxes are
-in that upright image. Also here: ``scanbridge ocr`` and ``scanbridge barcodes``
-(command.py).
+in that upright image. ``scanbridge worker ocr`` is commands.py; ``scanbridge ocr`` and
+``scanbridge barcodes`` are clients of the gateway (``scanbridge/recognition.py``).
 """

@@ -12,7 +12,7 @@ from broker.client import Client
 
 from .stack import ROOT, env_for, free_port, poll_for, write_ini
 
-SCANBRIDGE = [sys.executable, "-m", "broker.cli"]
+SCANBRIDGE = [sys.executable, "-m", "scanbridge"]
 
 
 class Service:

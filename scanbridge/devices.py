@@ -24,13 +24,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from broker import supervision
-from broker.cli import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, fail, load_config
+from actors.scanner.options import allowed_text
 from broker.client import Client, Subscription
 from broker.procutil import atomic_write
-from broker.progress import Progress
 from broker.protocol import Error
+from common.commands import (EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, broker_client, command,
+                             fail)
 from common.devices import device_service
+
+from .progress import Progress
 
 DOCUMENTS = {".pdf": "pdf", ".tif": "tiff", ".tiff": "tiff"}
 IMAGES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff",
@@ -41,9 +43,7 @@ QUIET_POLL = 3.0  # seconds without events after which we ask for the job's stat
 SAVE_TIMEOUT = 600.0
 
 
-def add_commands(sub: Any) -> None:
-    scan = sub.add_parser("scan", help="scan pages into a PDF, TIFF or image files",
-                          description=__doc__.split("\n\n")[0])
+def build_scan(scan: argparse.ArgumentParser) -> None:
     scan.add_argument("--source", required=True, help="scanner id (see: scanbridge sources)")
     scan.add_argument("-o", "--output", required=True, metavar="PATH",
                       help="out.pdf, out.tiff (all pages), or page-%%d.png|jpg|tif|bmp")
@@ -61,23 +61,16 @@ def add_commands(sub: Any) -> None:
     scan.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                       help="any device option (see: scanbridge options SOURCE); repeatable")
     scan.add_argument("--quality", type=int, default=85, help="JPEG quality (85)")
-    scan.set_defaults(func=cmd_scan)
-    sources = sub.add_parser("sources", help="list the scanners and cameras")
+
+
+def build_sources(sources: argparse.ArgumentParser) -> None:
     sources.add_argument("--refresh", action="store_true", help="look for devices again")
     sources.add_argument("--json", action="store_true")
-    sources.set_defaults(func=cmd_sources)
-    options = sub.add_parser("options", help="a scanner's or camera's options and allowed values")
+
+
+def build_options(options: argparse.ArgumentParser) -> None:
     options.add_argument("source")
     options.add_argument("--json", action="store_true")
-    options.set_defaults(func=cmd_options)
-
-
-def _client(home: Any) -> Client:
-    load_config(home)
-    if not supervision.socket_answers(home.run / "broker.sock"):
-        fail(f"the service is not running for {home.root} (start it with: scanbridge start)",
-             EXIT_NOT_RUNNING)
-    return Client(home.broker_endpoint)
 
 
 def _call(client: Client, service: str, op: str, args: dict, **kwargs: Any) -> Any:
@@ -89,7 +82,7 @@ def _call(client: Client, service: str, op: str, args: dict, **kwargs: Any) -> A
 
 def _ask(home: Any, op: str, args: dict, as_json: bool, service: str = "scanner") -> Any:
     """The device actor's answer to ``op``; printed as JSON (and None returned) with --json."""
-    with _client(home) as client:
+    with broker_client(home) as client:
         found = _call(client, service, op, args, timeout=START_TIMEOUT)
     if as_json:
         print(json.dumps(found, indent=2))
@@ -97,9 +90,10 @@ def _ask(home: Any, op: str, args: dict, as_json: bool, service: str = "scanner"
     return found
 
 
+@command("sources", "list the scanners and cameras", build_sources)
 def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
     args = {"refresh": opts.refresh}
-    with _client(home) as client:
+    with broker_client(home) as client:
         found = _call(client, "scanner", "sources", args, timeout=START_TIMEOUT)
         try:
             found += client.call("camera", "sources", args, timeout=START_TIMEOUT)
@@ -120,6 +114,7 @@ def cmd_sources(home: Any, opts: argparse.Namespace) -> int:
     return 0
 
 
+@command("options", "a scanner's or camera's options and allowed values", build_options)
 def cmd_options(home: Any, opts: argparse.Namespace) -> int:
     service = device_service(opts.source)
     found = _ask(home, "options", {"source": opts.source}, opts.json, service)
@@ -133,7 +128,6 @@ def cmd_options(home: Any, opts: argparse.Namespace) -> int:
             print(f"{name:<28} {value}")
         print("\ncapture options: resolution=WxH, interval=SECONDS, document=true|false")
         return 0
-    from .options import allowed_text
     for entry in found["options"]:
         if entry["settable"]:
             print(f"{entry['name']:<28} {str(entry['value']):<20} {allowed_text(entry)}")
@@ -198,12 +192,14 @@ def _plan(path: str, several: bool) -> tuple[str, str]:
     return kind
 
 
+@command("scan", "scan pages into a PDF, TIFF or image files", build_scan,
+         description=__doc__.split("\n\n")[0])
 def cmd_scan(home: Any, opts: argparse.Namespace) -> int:
     if not opts.batch and not 1 <= opts.pages <= 1000000:
         fail("--pages must be 1 or more", EXIT_USAGE)
     kind, fmt = _plan(opts.output, opts.batch or opts.pages > 1)
     options = _options(opts)
-    with _client(home) as client:
+    with broker_client(home) as client:
         try:
             events = Subscription(home.events_in, home.events_out, [b"scan."])
         except Error as exc:

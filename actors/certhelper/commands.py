@@ -16,24 +16,20 @@ from pathlib import Path
 from typing import Iterator
 
 from broker import config as configlib
+from broker import logs
+from broker.procutil import atomic_write
 from common import certs
 from common.certs import CertError, CertFiles
+from common.commands import Check, command, doctor_check, fail, load_config
 
 from . import trust
+from .keeper import Keeper
 from .trust import Store, TrustError
 
-Check = tuple[str, str, str]
 
-
-def add_commands(sub) -> None:
-    for name, func, text in (("trust", cmd_trust, "make browsers and this system trust "
-                              "the local CA (HTTPS without warnings)"),
-                             ("untrust", cmd_untrust, "remove the local CA from browsers "
-                              "and the system store, and stop adding it")):
-        parser = sub.add_parser(name, help=text)
-        parser.add_argument("--no-system", action="store_true",
-                            help="leave the system store alone (as root it is changed too)")
-        parser.set_defaults(func=func)
+def build(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-system", action="store_true",
+                        help="leave the system store alone (as root it is changed too)")
 
 
 def stores(cfg: configlib.Config, system: bool) -> list[Store]:
@@ -74,9 +70,6 @@ def _former_nicknames(files: CertFiles) -> list[str]:
 
 def ensure_ca(home: configlib.Home, cfg: configlib.Config) -> None:
     """Make the CA now if the certificate helper has not (the service never ran)."""
-    from broker.cli import fail
-    from .keeper import Keeper
-    from broker import logs
     files = CertFiles(home.cert)
     if files.ca.exists():
         return
@@ -90,8 +83,9 @@ def ensure_ca(home: configlib.Home, cfg: configlib.Config) -> None:
         fail(outcome.problem)
 
 
+@command("trust", "make browsers and this system trust the local CA (HTTPS without "
+                  "warnings)", build)
 def cmd_trust(home: configlib.Home, opts: argparse.Namespace) -> int:
-    from broker.cli import load_config
     cfg = load_config(home)
     ensure_ca(home, cfg)
     files = CertFiles(home.cert)
@@ -113,9 +107,9 @@ def cmd_trust(home: configlib.Home, opts: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@command("untrust", "remove the local CA from browsers and the system store, and stop "
+                    "adding it", build)
 def cmd_untrust(home: configlib.Home, opts: argparse.Namespace) -> int:
-    from broker.cli import fail, load_config
-    from broker.procutil import atomic_write
     cfg = load_config(home)
     files = CertFiles(home.cert)
     try:
@@ -139,6 +133,7 @@ def cmd_untrust(home: configlib.Home, opts: argparse.Namespace) -> int:
 
 # --- doctor
 
+@doctor_check("certificates")
 def doctor_checks(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     files = CertFiles(home.cert)
     yield from _check_files(files, cfg)

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from broker import supervision
-from broker.cli import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, fail, load_config
 from broker.procutil import atomic_write
-from broker.progress import Progress
+from common.commands import (EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, command, fail,
+                             load_config, not_running)
+
+from .progress import Progress
 
 OUTPUTS = ("text", "hocr", "pdf", "words")
 ENGINES = ("zxing", "zbar")
@@ -45,9 +47,7 @@ INPUT_CODES = {"invalid_image", "unsupported_media", "too_large", "password_requ
                "invalid_argument", "invalid_option"}
 
 
-def add_commands(sub: Any) -> None:
-    ocr = sub.add_parser("ocr", help="read the text of images and PDFs (Tesseract)",
-                         description=__doc__.split("\n\n")[0])
+def build_ocr(ocr: argparse.ArgumentParser) -> None:
     ocr.add_argument("files", nargs="+", metavar="FILE", help=f"{KINDS} files")
     ocr.add_argument("--lang", help="language(s) like eng or deu+eng (default: the "
                                     "service's [ocr] default_lang)")
@@ -59,9 +59,9 @@ def add_commands(sub: Any) -> None:
                      help="read the pages as they are (no automatic orientation)")
     ocr.add_argument("--timeout", type=_seconds, metavar="S",
                      help="seconds the whole job may take (default: one hour)")
-    ocr.set_defaults(func=cmd_ocr)
-    codes = sub.add_parser("barcodes", help="read the barcodes of images and PDFs",
-                           description=__doc__.split("\n\n")[0])
+
+
+def build_barcodes(codes: argparse.ArgumentParser) -> None:
     codes.add_argument("files", nargs="+", metavar="FILE", help=f"{KINDS} files")
     codes.add_argument("--formats", metavar="LIST",
                        help="only these, comma separated, e.g. qr,code128 (default: all)")
@@ -71,7 +71,6 @@ def add_commands(sub: Any) -> None:
                        help="seconds the whole job may take (default: one hour)")
     codes.add_argument("--json", action="store_true",
                        help="the symbols as JSON, with raw bytes and corners")
-    codes.set_defaults(func=cmd_barcodes)
 
 
 def _seconds(raw: str) -> float:
@@ -167,8 +166,7 @@ def _gateway(home: Any) -> Gateway:
 
 def _unreachable(home: Any, gateway: Gateway) -> None:
     if not supervision.socket_answers(supervision.socket_path(home)):
-        fail(f"the service is not running for {home.root} (start it with: scanbridge start)",
-             EXIT_NOT_RUNNING)
+        not_running(home)
     fail(f"the gateway does not answer on http://127.0.0.1:{gateway.port}/ (see: scanbridge "
          "status; scanbridge logs gateway)", EXIT_NOT_RUNNING)
 
@@ -339,6 +337,8 @@ def _write(data: bytes, out: str | None) -> None:
 
 # --- commands
 
+@command("ocr", "read the text of images and PDFs (Tesseract)", build_ocr,
+         description=__doc__.split("\n\n")[0])
 def cmd_ocr(home: Any, opts: argparse.Namespace) -> int:
     to_stdout = opts.out is None or opts.out == "-"
     if opts.output == "pdf" and to_stdout and sys.stdout.isatty():
@@ -376,6 +376,8 @@ def cmd_ocr(home: Any, opts: argparse.Namespace) -> int:
     return 0
 
 
+@command("barcodes", "read the barcodes of images and PDFs", build_barcodes,
+         description=__doc__.split("\n\n")[0])
 def cmd_barcodes(home: Any, opts: argparse.Namespace) -> int:
     sources = _sources(opts.files)
     body: dict[str, Any] = {}

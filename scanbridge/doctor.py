@@ -1,11 +1,14 @@
 """``scanbridge doctor``: check the installation, say what is wrong and how to fix it.
 
 Each check yields ``(level, what, fix)`` with level ``ok``, ``warn`` or ``FAIL``. The exit
-status is 1 when anything failed.
+status is 1 when anything failed. Groups of checks are registered in ``common/commands.py``:
+this module's, and those of actor packages (the scanner's SANE devices, the certificate
+helper's files and trust); ``ORDER`` says in which order they run.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -15,11 +18,12 @@ import stat
 import subprocess
 from typing import Iterator
 
-from . import config as configlib
-from . import supervision
+from broker import config as configlib
+from broker import supervision
+from common.commands import DOCTOR_CHECKS, Check, command, doctor_check
 
-Check = tuple[str, str, str]
 PACKAGES_FILE = configlib.CHECKOUT / "system-packages.txt"
+ORDER = ("config", "home", "packages", "service", "sane", "curve", "certificates")
 
 
 def system_packages(when: tuple[str, ...] = ("run",)) -> list[str]:
@@ -31,7 +35,8 @@ def system_packages(when: tuple[str, ...] = ("run",)) -> list[str]:
     return names
 
 
-def check_config(home: configlib.Home) -> Iterator[Check]:
+@doctor_check("config")
+def check_config(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     try:
         configlib.load(home)
         yield "ok", f"configuration in {home.ini} is valid", ""
@@ -50,7 +55,8 @@ def writable(folder) -> bool:
         return False
 
 
-def check_home(home: configlib.Home) -> Iterator[Check]:
+@doctor_check("home")
+def check_home(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     for name in configlib.Home.PRIVATE:
         folder = getattr(home, name)
         if not folder.exists():
@@ -69,7 +75,8 @@ def check_home(home: configlib.Home) -> Iterator[Check]:
         yield "ok", f"{folder} (mode {mode:o})", ""
 
 
-def check_packages() -> Iterator[Check]:
+@doctor_check("packages")
+def check_packages(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     missing = []
     for name in system_packages():
         done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name],
@@ -108,6 +115,7 @@ def who_listens(port: int) -> str:
     return done.stdout.strip().split("users:")[-1] if "users:" in done.stdout else ""
 
 
+@doctor_check("service")
 def check_service(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     running = False
     try:
@@ -141,39 +149,8 @@ def check_service(home: configlib.Home, cfg: configlib.Config | None) -> Iterato
                 f"stop that program, or set other ports in {home.ini}/DSConfiguration.ini"
 
 
-def check_sane(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
-    try:
-        import sane  # noqa: F401 - the scanner actor's binding to libsane
-    except ImportError as exc:
-        yield "FAIL", f"python-sane cannot be loaded: {exc}", "make run (installs it)"
-    if not shutil.which("scanimage"):
-        yield "FAIL", "scanimage not found (SANE tools)", "sudo apt-get install sane-utils"
-        return
-    env = dict(os.environ)
-    if cfg is not None:  # the configuration the scanner actor uses (run/sane.d)
-        from actors.scanner import devices
-        try:
-            folder, _ = devices.write_config(cfg)
-            env["SANE_CONFIG_DIR"] = devices.config_path(folder)
-        except OSError as exc:
-            yield "warn", f"cannot write the SANE configuration: {exc}", f"check {home.run}"
-    try:
-        done = subprocess.run(["scanimage", "-L"], capture_output=True, text=True, env=env,
-                              timeout=60)
-    except subprocess.TimeoutExpired:
-        yield "warn", "scanimage -L did not finish in 60 s", "check network scanners"
-        return
-    devices = [line for line in done.stdout.splitlines() if line.startswith("device")]
-    if devices:
-        yield "ok", f"SANE devices: {len(devices)}", ""
-        for line in devices:
-            yield "ok", f"  {line}", ""
-    else:
-        yield "warn", "no SANE devices found", \
-            "connect a scanner; check `scanimage -L` and the SANE backend configuration"
-
-
-def check_certificates(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
+@doctor_check("curve")
+def check_curve_key(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     if cfg is not None and cfg.broker.tcp_endpoint:
         key = home.cert / "broker.key"
         if not key.exists():
@@ -182,20 +159,18 @@ def check_certificates(home: configlib.Home, cfg: configlib.Config | None) -> It
             yield "FAIL", f"{key} is readable by others", f"chmod 600 {key}"
         else:
             yield "ok", f"CURVE server key {key} (0600)", ""
-    from actors.certhelper.command import doctor_checks
-    yield from doctor_checks(home, cfg)
 
 
-def run_checks(home: configlib.Home) -> int:
+@command("doctor", "check the installation")
+def cmd_doctor(home: configlib.Home, opts: argparse.Namespace) -> int:
     try:
         cfg = configlib.load(home)
     except configlib.ConfigError:
         cfg = None
-    checks = [check_config(home), check_home(home), check_packages(),
-              check_service(home, cfg), check_sane(home, cfg), check_certificates(home, cfg)]
+    rank = {name: number for number, name in enumerate(ORDER)}
     failed = 0
-    for group in checks:
-        for level, what, fix in group:
+    for check in sorted(DOCTOR_CHECKS.values(), key=lambda c: rank.get(c.name, len(ORDER))):
+        for level, what, fix in check.run(home, cfg):
             print(f"{level:<5} {what}")
             if fix and level != "ok":
                 print(f"      fix: {fix}")
