@@ -27,7 +27,7 @@ from . import logs
 from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEAT, NOBLOCK,
                        READY, REPLY, REQUEST, SERVICE_WANTED, WORKER, deadline_of, error_reply,
                        pack, recv_frames, send_frames, unpack)
-from .actor import install_fault_handlers, remove_fault_file
+from .faults import install_fault_handlers, remove_fault_file
 from .procutil import pid_alive
 
 log = logs.Log("broker")

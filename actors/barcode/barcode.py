@@ -9,20 +9,19 @@ an empty list, not an error; a blob that is not an image gives ``invalid_image``
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image
 
 from broker.actor import Actor, operation
-from broker.client import Client
 from broker.protocol import Error
 from common import images as images_lib
 
 from . import engines
 
 MIN_SIDE = 8  # pixels: smaller images hold no readable symbol
+ImageIds = Annotated[list[str], "a list of image ids"]
 
 
 class Barcode(Actor):
@@ -33,13 +32,6 @@ class Barcode(Actor):
         self.engine = self.cfg.barcode.engine
         self.max_pixels = self.cfg.limits.max_image_megapixels * 1_000_000
         Image.MAX_IMAGE_PIXELS = self.max_pixels  # Pillow's own bomb check, at our limit
-        self.local = threading.local()
-
-    def _client(self) -> Client:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = Client(self.home.broker_endpoint)
-        return client
 
     def _engine(self, engine: Any) -> str:
         engine = self.engine if engine is None else engine
@@ -55,16 +47,14 @@ class Barcode(Actor):
         return {"engine": engine, "formats": engines.check_formats(formats, engine)}
 
     @operation
-    def read(self, session: str, images: Any = None, formats: Any = None, region: Any = None,
-             engine: Any = None) -> dict:
+    def read(self, session: str, images: ImageIds | None = None, formats: Any = None,
+             region: Any = None, engine: Any = None) -> dict:
         """Barcodes on the session's pages (all, or ``images``), in page order."""
         engine = self._engine(engine)
         names = engines.check_formats(formats, engine)
-        client = self._client()
+        client = self.client()
         listed = client.call("buffer", "list", {"session": session})
         if images is not None:
-            if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-                raise Error("invalid_argument", "images must be a list of image ids")
             known = {page["id"]: page for page in listed}
             missing = [i for i in images if i not in known]
             if missing:

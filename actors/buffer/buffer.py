@@ -10,7 +10,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from PIL import Image
 
@@ -250,11 +250,9 @@ class Buffer(Actor):
     @operation
     def open_session(self, session: str | None = None, meta: dict | None = None) -> dict:
         """Open a session (or reopen it by id: its pages are still there)."""
-        if session is not None and (not isinstance(session, str) or not 8 <= len(session) <= 64
+        if session is not None and (not 8 <= len(session) <= 64
                                     or set(session) - set(SESSION_ID)):
             raise Error("invalid_argument", "session must be 8..64 letters, digits, _ or -")
-        if meta is not None and not isinstance(meta, dict):
-            raise Error("invalid_argument", "meta must be a map")
         info, created = self.store.open_session(session, meta)
         self.publish(SESSION_OPENED, {"session": info["session"], "new": created})
         return {**info, "new": created, "expires_after": self.cfg.buffer.session_expiry}
@@ -386,8 +384,7 @@ class Buffer(Actor):
         data = _one_blob(blobs, "import", "the file") if incoming is None else \
             _incoming(self.home.incoming, incoming)
         render_dpi = dpi if dpi is not None else self.cfg.buffer.import_dpi
-        if isinstance(render_dpi, bool) or not isinstance(render_dpi, int) or not (
-                10 <= render_dpi <= 1200):
+        if not 10 <= render_dpi <= 1200:
             raise Error("invalid_argument", "dpi must be a whole number 10..1200")
         tag_list = _tags(tags)
         written: list[dict] = []
@@ -492,8 +489,7 @@ class Buffer(Actor):
     def blank(self, session: str, images: Any = None, threshold: float | None = None) -> list:
         """Which pages are blank: ink percent under ``threshold`` (ini blank_threshold)."""
         limit = self.cfg.buffer.blank_threshold if threshold is None else threshold
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not (
-                0 <= limit <= 100):
+        if not 0 <= limit <= 100:
             raise Error("invalid_argument", "threshold must be a percentage 0..100")
         results = []
         for row in self._selection(session, images):
@@ -562,10 +558,11 @@ class Buffer(Actor):
         return [row["id"] for row in self.store.images(session)]
 
     @operation
-    def move(self, session: str, images: Any, index: int) -> list:
+    def move(self, session: str, images: Any,
+             index: Annotated[int, "a whole number >= 0"]) -> list:
         """Move images (in the order given) so the first lands at ``index``."""
         moving = _ids(images)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        if index < 0:
             raise Error("invalid_argument", "index must be a whole number >= 0")
         self._touch(session)
         current = [row["id"] for row in self.store.images(session)]
@@ -610,10 +607,8 @@ class Buffer(Actor):
         ``text_layers`` (PDF only, one per page) makes it searchable: see textlayer.py.
         """
         for name, value in (("title", title), ("author", author), ("subject", subject)):
-            if not isinstance(value, str) or len(value) > 1000:
+            if len(value) > 1000:
                 raise Error("invalid_argument", f"{name} must be text of up to 1000 characters")
-        if not isinstance(pdfa, bool):
-            raise Error("invalid_argument", "pdfa must be true or false")
         try:
             keywords = _tags(keywords)
         except Error:

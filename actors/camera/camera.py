@@ -13,10 +13,9 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from broker.actor import Actor, Result, operation
-from broker.client import Client
 from broker.protocol import Error
 from common.jobs import JobStore
 
@@ -162,12 +161,13 @@ class Camera(Actor):
                 "options": options}
 
     @operation
-    def frame(self, source: str, after: int = 0, viewer: str | None = None,
+    def frame(self, source: str, after: Annotated[int, "a frame number"] = 0,
+              viewer: Annotated[str, "a short id"] | None = None,
               resolution: Any = None, timeout: float = FRAME_WAIT) -> Result:
         """The newest frame after ``after`` (a JPEG blob); opens the camera if needed."""
-        if not isinstance(after, int) or after < 0:
+        if after < 0:
             raise Error("invalid_argument", "after must be a frame number")
-        if viewer is not None and (not isinstance(viewer, str) or len(viewer) > 64):
+        if viewer is not None and len(viewer) > 64:
             raise Error("invalid_argument", "viewer must be a short id")
         feed = self._feed(source, parse_size(resolution))
         seq, jpeg, size = feed.frame(after, min(float(timeout), FRAME_WAIT * 4), viewer)
@@ -193,9 +193,10 @@ class Camera(Actor):
         return reader.properties() if hasattr(reader, "properties") else {}
 
     @operation(name="set")
-    def set_properties(self, source: str, values: dict) -> dict:
+    def set_properties(self, source: str,
+                       values: Annotated[dict, "an object of property: number"]) -> dict:
         """Set adjustable properties (brightness, focus, exposure, ...) of an open camera."""
-        if not isinstance(values, dict) or not values:
+        if not values:
             raise Error("invalid_argument", "values must be an object of property: number")
         available = self._properties(source)
         for name, value in values.items():
@@ -223,8 +224,6 @@ class Camera(Actor):
              batch: Any = None) -> dict:
         """Capture ``pages`` frames into the session, ``interval`` seconds apart."""
         options = options or {}
-        if not isinstance(options, dict):
-            raise Error("invalid_argument", "options must be an object of option: value")
         count = MAX_FRAMES if batch else pages
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FRAMES:
             raise Error("invalid_argument", f"pages must be 1..{MAX_FRAMES} frames")
@@ -261,7 +260,7 @@ class Camera(Actor):
                  document: bool, cancel: threading.Event) -> None:
         images: list[str] = []
         error: Error | None = None
-        client = Client(self.home.broker_endpoint)
+        client = self.client()
         try:
             seq = 0
             next_at = time.monotonic()
@@ -288,7 +287,6 @@ class Camera(Actor):
             self.log.exception("capture failed", job=job)
             error = Error("internal", f"the capture failed: {exc}")
         finally:
-            client.close()
             with feed.cond:
                 feed.holds -= 1
             self.running.pop(job, None)

@@ -1,4 +1,4 @@
-from broker.actor import main
+from broker.runtime import main
 
 from .certhelper import CertHelper
 

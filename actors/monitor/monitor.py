@@ -28,7 +28,6 @@ from typing import Any
 
 from broker import supervision
 from broker.actor import Actor, operation
-from broker.client import Client
 from broker.procutil import atomic_write
 from broker.protocol import ACTOR_STATE, SERVICE_WANTED, SESSION_CLOSED, SESSION_OPENED, Error
 
@@ -55,13 +54,9 @@ class Monitor(Actor):
         self.holds: dict[str, set[str]] = self._load_holds()
         self.released: dict[str, float] = {}  # program -> when its last holder left
         self.killed: dict[str, int] = {}  # program -> exits we caused (hang restarts)
-        self.client = Client(self.home.broker_endpoint)
         self.next_ondemand = 0.0
         self.next_sessions = 0.0
         self.supervisor_warned = 0.0
-
-    def on_stop(self) -> None:
-        self.client.close()
 
     # --- timers and events
 
@@ -202,7 +197,7 @@ class Monitor(Actor):
         if not programs:
             return
         try:
-            services = self.client.call("broker", "services", timeout=2)["services"]
+            services = self.client().call("broker", "services", timeout=2)["services"]
         except Error:
             return  # the broker is restarting; decide next time
         now = time.time()
@@ -236,7 +231,7 @@ class Monitor(Actor):
 
     def _sync_sessions(self) -> None:
         try:
-            sessions = self.client.call("buffer", "sessions", timeout=5)
+            sessions = self.client().call("buffer", "sessions", timeout=5)
         except Error:
             return  # the buffer is restarting: events keep holds right meanwhile
         wanted = {SESSION_HOLDER + s["session"] for s in sessions}
@@ -265,11 +260,11 @@ class Monitor(Actor):
         atomic_write(self.holds_path, json.dumps(
             {k: sorted(v) for k, v in self.holds.items() if v}).encode(), 0o600)
 
-    def _check_ondemand(self, program: Any, holder: Any) -> None:
+    def _check_ondemand(self, program: str, holder: str) -> None:
         if program not in self.cfg.ondemand.programs:
             raise Error("invalid_argument", f"{program!r} is not an on-demand program "
                         f"(on demand: {', '.join(self.cfg.ondemand.programs) or 'none'})")
-        if not isinstance(holder, str) or not holder:
+        if not holder:
             raise Error("invalid_argument", "holder must be a non-empty string")
 
     # --- operations

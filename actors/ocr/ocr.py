@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image
 
@@ -57,16 +57,14 @@ class Ocr(Actor):
                                                 self.engine.languages)}
 
     @operation
-    def page(self, blobs=(), lang: Any = None, rotate: Any = None, hocr: Any = False,
-             index: Any = 0) -> dict:
+    def page(self, blobs=(), lang: Any = None, rotate: bool | None = None, hocr: bool = False,
+             index: Annotated[int, "a page number from 0"] = 0) -> dict:
         """Text, words with boxes and confidences (and hOCR) of one page image."""
         if len(blobs) != 1:
             raise Error("invalid_argument", "give the page as one blob")
         lang = engines.check_languages(lang or self.cfg.ocr.default_lang, self.engine.languages)
         rotate = self.cfg.ocr.auto_rotate if rotate is None else rotate
-        if not isinstance(rotate, bool) or not isinstance(hocr, bool):
-            raise Error("invalid_argument", "rotate and hocr must be true or false")
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        if index < 0:
             raise Error("invalid_argument", "index must be a page number from 0")
         started = time.perf_counter()
         self.log.info("page started", index=index, lang=lang, bytes=len(blobs[0]))

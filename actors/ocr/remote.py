@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from broker import curve
-from broker.actor import main as actor_main
+from broker.runtime import main as actor_main
 from broker.client import CurveKeys
 
 

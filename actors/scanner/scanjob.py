@@ -42,19 +42,15 @@ def _device_error(exc: BaseException, doing: str) -> Error:
 class Stagers:
     """Threads that stage pages in the buffer, each with its own broker connection."""
 
-    def __init__(self, endpoint: str, count: int):
-        self.endpoint = endpoint
-        self.local = threading.local()
+    def __init__(self, client: Callable[[], Client], count: int):
+        self.client = client  # the calling thread's broker client
         self.pool = ThreadPoolExecutor(count, thread_name_prefix="stage")
 
     def stage(self, session: str, page: "Page") -> Future:
         return self.pool.submit(self._stage, session, page)
 
     def _stage(self, session: str, page: "Page") -> str:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = Client(self.endpoint)
-        return stage(client, session, page)
+        return stage(self.client(), session, page)
 
 
 def stage(client: Client, session: str, page: "Page") -> str:
@@ -79,7 +75,7 @@ class Page:
 @dataclass
 class Context:
     """What every job of the scanner shares."""
-    endpoint: str  # the broker
+    client: Callable[[], Client]  # the calling thread's broker client
     devices: Any  # devices.Devices
     stagers: Stagers
     in_flight: int  # pages queued for storing before the reader waits
@@ -261,7 +257,7 @@ class ScanJob:
     # --- storer
 
     def _store_pages(self) -> None:
-        client = Client(self.context.endpoint)
+        client = self.context.client()
         try:
             while True:
                 item = self.queue.get()
@@ -272,7 +268,6 @@ class ScanJob:
                 if not self.store_failed:
                     self._store(client, *item)
         finally:
-            client.close()
             self._end()
 
     def _store(self, client: Client, page: Page, staged: Future) -> None:

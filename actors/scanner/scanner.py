@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from broker.actor import Actor, operation
-from broker.client import Client
 from broker.protocol import Error
 from common.jobs import JobStore
 
@@ -38,10 +37,9 @@ class Scanner(Actor):
         # device name -> its live job (None while a scan request opens the device)
         self.busy: dict[str, ScanJob | None] = {}
         self.busy_lock = threading.Lock()
-        self.local = threading.local()
         in_flight = self.cfg.scanner.pages_in_flight
-        self.context = Context(self.home.broker_endpoint, self.devices,
-                               Stagers(self.home.broker_endpoint, in_flight), in_flight,
+        self.context = Context(self.client, self.devices,
+                               Stagers(self.client, in_flight), in_flight,
                                self.publish, lambda job: self.store.page(job.id, job.images),
                                self._job_done, self.log)
         self.holds: queue.Queue = queue.Queue()
@@ -88,12 +86,6 @@ class Scanner(Actor):
 
     # --- helpers
 
-    def _client(self) -> Client:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = Client(self.home.broker_endpoint)
-        return client
-
     def _monitor(self, op: str, job: str) -> None:
         """Ask the monitor to keep us running while a job runs (on-demand life cycle).
 
@@ -102,7 +94,7 @@ class Scanner(Actor):
             self.holds.put((op, job))
 
     def _send_holds(self) -> None:
-        client = Client(self.home.broker_endpoint)
+        client = self.client()
         while True:
             op, job = self.holds.get()
             try:
@@ -115,7 +107,7 @@ class Scanner(Actor):
         if not isinstance(session, str) or not session:
             raise Error("invalid_argument", "session must be a session id")
         try:
-            self._client().call("buffer", "session", {"session": session}, timeout=10)
+            self.client().call("buffer", "session", {"session": session}, timeout=10)
         except Error as exc:
             if exc.code == "not_found":
                 raise Error("not_found", f"no session {session}") from None
@@ -180,11 +172,8 @@ class Scanner(Actor):
              pages: int | None = 1, batch: bool = False) -> dict:
         """Start a scan job into the session's buffer: ``pages`` pages, or ``batch`` until
         the feeder is empty. Answers at once with the job; events tell the rest."""
-        if batch is not True and batch is not False:
-            raise Error("invalid_argument", "batch must be true or false")
         limit = None if batch else (1 if pages is None else pages)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or not 1 <= limit <= self.cfg.scanner.max_pages):
+        if limit is not None and not 1 <= limit <= self.cfg.scanner.max_pages:
             raise Error("invalid_argument", f"pages must be 1..{self.cfg.scanner.max_pages}")
         self._check_session(session)
         entry = self.devices.find(source)

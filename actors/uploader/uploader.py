@@ -23,7 +23,6 @@ import zipfile
 from typing import Any
 
 from broker.actor import Actor, operation
-from broker.client import Client
 from broker.logs import mask_url
 from broker.procutil import atomic_write, atomic_write_with
 from broker.protocol import Error
@@ -58,7 +57,6 @@ class Uploader(Actor):
                           dropped_unfinished=len(stale), folders_removed=swept)
         self.tls = delivery.tls_context(self.settings.ca_bundle)
         self.allowed = targets.AllowedTargets(self.cfg, self.log)
-        self.local = threading.local()
         self.wake = threading.Condition()
         self.cancels: set[str] = set()
         self.live: dict[str, Any] = {}  # job -> the connection of its running attempt
@@ -184,12 +182,6 @@ class Uploader(Actor):
 
     # --- rendering
 
-    def _client(self) -> Client:
-        client = getattr(self.local, "client", None)
-        if client is None:
-            client = self.local.client = Client(self.home.broker_endpoint)
-        return client
-
     def _render(self, job: str, session: str, images: Any, request: dict,
                 options: dict) -> list[dict]:
         kind, stem = request["format"], request["filename"].rsplit(".", 1)[0] or "scan"
@@ -198,14 +190,14 @@ class Uploader(Actor):
         args = {"session": session, "images": images, **options}
         if kind in ("pdf", "tiff"):
             name = f"{stem}.{EXTENSIONS[kind]}"
-            saved = self._client().call("buffer", "save", {**args, "format": kind,
+            saved = self.client().call("buffer", "save", {**args, "format": kind,
                                                             "dest": f"{job}/{name}"},
                                         timeout=RENDER_TIMEOUT)
             return [{"path": saved["path"], "name": name, "media_type": MEDIA_TYPES[kind],
                      "bytes": saved["bytes"]}]
         page_kind = request["page_format"] if kind == "zip" else kind
         ids = images if images is not None else \
-            [page["id"] for page in self._client().call("buffer", "list", {"session": session})]
+            [page["id"] for page in self.client().call("buffer", "list", {"session": session})]
         if not isinstance(ids, list) or not ids:
             raise Error("conflict" if isinstance(ids, list) else "invalid_argument",
                         "there are no images to upload" if isinstance(ids, list) else
@@ -219,7 +211,7 @@ class Uploader(Actor):
         quality = {"quality": options["quality"]} if "quality" in options else {}
 
         def page(image) -> bytes:  # one at a time: memory stays one page, whatever the count
-            reply = self._client().request("buffer", "save", {
+            reply = self.client().request("buffer", "save", {
                 "session": session, "images": [image], "format": page_kind, **quality},
                 timeout=RENDER_TIMEOUT)
             return reply.blobs[0].bytes

@@ -14,7 +14,9 @@ import time
 
 from broker import config as configlib
 from broker import logs
-from broker.actor import Actor, Result, Runtime, install_fault_handlers, operation
+from broker.actor import Actor, Result, operation
+from broker.faults import install_fault_handlers
+from broker.runtime import Runtime
 from broker.protocol import Error
 
 
