@@ -313,6 +313,12 @@ class Run:
         fail(f"{what} failed: {code}: {error.get('message', 'no reason given')}",
              EXIT_USAGE if code in INPUT_CODES else EXIT_FAILED)
 
+    def read(self, sources: list[Source], body: dict, what: str) -> tuple[list[Page], dict]:
+        """Import the files, run the job on all their pages, wait: (pages, its result)."""
+        pages = self.pages(sources)
+        self.start({**body, "images": [page.image for page in pages]})
+        return pages, self.wait(what)["result"]
+
     def fetch(self, output: str) -> bytes:
         try:
             return self.gateway.request("GET", self.gateway.session(
@@ -355,9 +361,7 @@ def cmd_ocr(home: Any, opts: argparse.Namespace) -> int:
     if opts.timeout:
         body["timeout"] = opts.timeout
     with Run(home, "ocr", "scanbridge ocr") as run:
-        pages = run.pages(sources)
-        run.start({**body, "images": [page.image for page in pages]})
-        result = run.wait("OCR")["result"]
+        pages, result = run.read(sources, body, "OCR")
         if opts.output == "words":
             by_id = {page.image: page for page in pages}
             data = json.dumps({"lang": result["lang"], "pages": [
@@ -391,9 +395,7 @@ def cmd_barcodes(home: Any, opts: argparse.Namespace) -> int:
     if opts.timeout:
         body["timeout"] = opts.timeout
     with Run(home, "barcodes", "scanbridge barcodes") as run:
-        pages = run.pages(sources)
-        run.start({**body, "images": [page.image for page in pages]})
-        result = run.wait("barcode reading")["result"]
+        pages, result = run.read(sources, body, "barcode reading")
     by_id = {page.image: page for page in pages}
     found = [{"file": by_id[p["image"]].file, "page": by_id[p["image"]].number, **symbol}
              for p in result["pages"] for symbol in p["barcodes"]]
