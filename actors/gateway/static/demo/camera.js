@@ -1,6 +1,6 @@
 // The Camera panel: a camera's live view, and frames captured as pages.
 import { addImage, refreshImages } from "./pages.js";
-import { fail, onButtons, say, state, ui, updateButtons } from "./ui.js";
+import { cancelJob, fail, onButtons, say, state, ui, updateButtons } from "./ui.js";
 
 /** The camera list. @param {Array<{id: string, name?: string, kind?: string}>} cameras */
 export function fillCameras(cameras) {
@@ -101,18 +101,6 @@ async function startCapture() {
   }
 }
 
-async function cancelCapture() {
-  const job = state.capture;
-  if (!job) return;
-  ui.cameraCancel.disabled = true;
-  try {
-    await job.cancel();
-  } catch (error) {
-    fail(error, "Cancelling the capture");
-    updateButtons();
-  }
-}
-
 /** @param {boolean} ready */
 function cameraButtons(ready) {
   const camera = ready && Boolean(ui.camera.value);
@@ -137,4 +125,5 @@ ui.cameraForm.addEventListener("submit", (event) => {
   event.preventDefault();
   startCapture();
 });
-ui.cameraCancel.addEventListener("click", () => cancelCapture());
+ui.cameraCancel.addEventListener("click", () =>
+  cancelJob(state.capture, ui.cameraCancel, "the capture"));

@@ -1,7 +1,8 @@
 // The OCR and Barcodes panels: the text of pages (with links to the searchable PDF and
 // hOCR) and the codes on them (drawn over the thumbnails by pages.js).
 import { pageLabel, render, selectedInfo } from "./pages.js";
-import { fail, fillSelect, onButtons, say, stamp, state, ui, updateButtons } from "./ui.js";
+import { cancelJob, fail, fillSelect, onButtons, say, showBar, stamp, state, ui, updateButtons }
+  from "./ui.js";
 
 /** @typedef {import("/scanbridge.js").OcrJob} OcrJob */
 /** @typedef {import("/scanbridge.js").BarcodeJob} BarcodeJob */
@@ -39,8 +40,7 @@ function showLink(link, url) {
 
 /** @param {number} percent @param {string} text */
 function showOcrProgress(percent, text) {
-  ui.ocrProgress.value = Math.round(percent);
-  ui.ocrProgressText.textContent = text;
+  showBar(ui.ocrProgress, ui.ocrProgressText, percent, text);
 }
 
 /**
@@ -122,24 +122,11 @@ async function startOcr(scope) {
   }
 }
 
-/** @param {OcrJob|BarcodeJob|null} job @param {HTMLButtonElement} button @param {string} what */
-async function cancelJob(job, button, what) {
-  if (!job) return;
-  button.disabled = true;
-  try {
-    await job.cancel();
-  } catch (error) {
-    fail(error, `Cancelling ${what}`);
-    updateButtons();
-  }
-}
-
 // --- barcodes -----------------------------------------------------------------------------
 
 /** @param {number} percent @param {string} text */
 function showBarcodeProgress(percent, text) {
-  ui.barcodeProgress.value = Math.round(percent);
-  ui.barcodeProgressText.textContent = text;
+  showBar(ui.barcodeProgress, ui.barcodeProgressText, percent, text);
 }
 
 async function startBarcodes() {

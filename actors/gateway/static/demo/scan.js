@@ -2,7 +2,8 @@
 // aliases, and the scan with its progress.
 import { addImage, refreshImages } from "./pages.js";
 import { fillCameras } from "./camera.js";
-import { $, fail, fillSelect, onButtons, say, state, ui, updateButtons } from "./ui.js";
+import { $, cancelJob, fail, fillSelect, onButtons, say, showBar, state, ui, updateButtons }
+  from "./ui.js";
 
 const COMMON_DPI = [75, 100, 150, 200, 240, 300, 400, 600, 1200];
 const LABELS = {
@@ -177,21 +178,13 @@ async function startScan() {
 
 /** @param {number} percent @param {string} text */
 function showProgress(percent, text) {
-  ui.progress.value = Math.round(percent);
-  ui.progressText.textContent = text;
+  showBar(ui.progress, ui.progressText, percent, text);
 }
 
 async function cancelScan() {
-  const job = state.job;
-  if (!job) return;
-  ui.cancel.disabled = true;
+  if (!state.job) return;
   say("Cancelling the scan…", "busy");
-  try {
-    await job.cancel();
-  } catch (error) {
-    fail(error, "Cancelling the scan");
-    updateButtons();
-  }
+  await cancelJob(state.job, ui.cancel, "the scan");
 }
 
 onButtons((ready) => {

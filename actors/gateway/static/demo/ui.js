@@ -141,3 +141,28 @@ export function stamp() {
   return new Date().toISOString().slice(0, 16).replace("T", "-").replace(":", "");
 }
 
+/**
+ * A panel's progress bar and the line under it.
+ * @param {HTMLProgressElement} bar @param {HTMLElement} line
+ * @param {number} percent @param {string} text
+ */
+export function showBar(bar, line, percent, text) {
+  bar.value = Math.round(percent);
+  line.textContent = text;
+}
+
+/**
+ * Cancel a panel's job from its Cancel button; a failure is shown.
+ * @param {{cancel: () => Promise<unknown>}|null} job
+ * @param {HTMLButtonElement} button @param {string} what   e.g. "the upload"
+ */
+export async function cancelJob(job, button, what) {
+  if (!job) return;
+  button.disabled = true;
+  try {
+    await job.cancel();
+  } catch (error) {
+    fail(error, `Cancelling ${what}`);
+    updateButtons();
+  }
+}

@@ -1,5 +1,6 @@
 // The "Send to a URL" panel: the service uploads the pages, with retries.
-import { fail, onButtons, say, stamp, state, ui, updateButtons } from "./ui.js";
+import { cancelJob, fail, onButtons, say, showBar, stamp, state, ui, updateButtons }
+  from "./ui.js";
 
 /** An error of the form, shown like the service's. @param {string} message */
 function formError(message) {
@@ -45,8 +46,7 @@ function size(bytes) {
 
 /** @param {number} percent @param {string} text */
 function showUploadProgress(percent, text) {
-  ui.uploadProgress.value = Math.round(percent);
-  ui.uploadProgressText.textContent = text;
+  showBar(ui.uploadProgress, ui.uploadProgressText, percent, text);
 }
 
 /**
@@ -132,18 +132,6 @@ async function startUpload() {
   }
 }
 
-async function cancelUpload() {
-  const job = state.upload;
-  if (!job) return;
-  ui.uploadCancel.disabled = true;
-  try {
-    await job.cancel();
-  } catch (error) {
-    fail(error, "Cancelling the upload");
-    updateButtons();
-  }
-}
-
 onButtons((ready) => {
   ui.upload.disabled = !ready || state.images.length === 0 || Boolean(state.upload);
   ui.uploadCancel.disabled = !state.upload;
@@ -153,4 +141,5 @@ ui.uploadForm.addEventListener("submit", (event) => {
   event.preventDefault();
   startUpload();
 });
-ui.uploadCancel.addEventListener("click", cancelUpload);
+ui.uploadCancel.addEventListener("click", () => cancelJob(state.upload, ui.uploadCancel,
+  "the upload"));

@@ -28,21 +28,23 @@ let liveViews = 0;  // numbers each view's URL: a new view never comes from the 
  * `camera.error` event), `busy`, `session_closed`, `unreachable`.
  */
 export class LiveView {
+  /** @type {import("./jobs.js").Deferred<{width: number, height: number}>} */
+  #started = deferred();  // first: the public promises come from these two
+  /** @type {import("./jobs.js").Deferred<void>} */ #ended = deferred();
+
   /** @type {string} the camera's id */ source;
   /** @type {string} the stream's URL (the session's token is in it) */ url;
   /** @type {HTMLImageElement} */ element;
   /** @type {"starting"|"live"|"stopped"|"failed"} */ state = "starting";
   /** @type {ScanbridgeError|null} why the view ended (what `ended` rejects with) */ error = null;
-  /** @type {Promise<{width: number, height: number}>} the first frame is shown */ started;
-  /** @type {Promise<void>} resolves once stopped; rejects when the view failed */ ended;
+  /** @type {Promise<{width: number, height: number}>} the first frame is shown */
+  started = this.#started.promise;
+  /** @type {Promise<void>} resolves once stopped; rejects when the view failed */
+  ended = this.#ended.promise;
 
   #session;
   #onError;
   /** @type {Array<() => void>} */ #undo = [];
-  /** @type {(size: {width: number, height: number}) => void} */ #resolveStarted = () => {};
-  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
-  /** @type {() => void} */ #resolveEnded = () => {};
-  /** @type {(error: unknown) => void} */ #rejectEnded = () => {};
 
   /**
    * Use {@link Session#liveView}.
@@ -62,15 +64,6 @@ export class LiveView {
     this.#onError = onError;
     this.source = source;
     this.element = element;
-    const started = /** @type {ReturnType<typeof deferred<{width: number, height: number}>>} */
-      (deferred());
-    this.started = started.promise;
-    this.#resolveStarted = started.resolve;
-    this.#rejectStarted = started.reject;
-    const ended = /** @type {ReturnType<typeof deferred<void>>} */ (deferred());
-    this.ended = ended.promise;
-    this.#resolveEnded = ended.resolve;
-    this.#rejectEnded = ended.reject;
     const url = new URL(`${session.url}${API}/sources/${encodeURIComponent(source)}/stream`);
     url.searchParams.set("session", session.id);
     url.searchParams.set("token", session.token);
@@ -86,7 +79,7 @@ export class LiveView {
     const loaded = () => {
       if (this.state !== "starting") return;
       this.state = "live";
-      this.#resolveStarted({width: element.naturalWidth, height: element.naturalHeight});
+      this.#started.resolve({width: element.naturalWidth, height: element.naturalHeight});
     };
     const broken = () => {
       if (this.state === "starting" || this.state === "live") void this.#diagnose();
@@ -143,8 +136,8 @@ export class LiveView {
     this.state = "failed";
     this.error = error;
     this.#release();
-    this.#rejectStarted(error);
-    this.#rejectEnded(error);
+    this.#started.reject(error);
+    this.#ended.reject(error);
     notify(this.#onError, error);
   }
 
@@ -158,8 +151,8 @@ export class LiveView {
     const wasStarting = this.state === "starting";
     this.state = "stopped";
     this.#release();
-    if (wasStarting) this.#rejectStarted(new ScanbridgeError("aborted", "the view was stopped"));
-    this.#resolveEnded();
+    if (wasStarting) this.#started.reject(new ScanbridgeError("aborted", "the view was stopped"));
+    this.#ended.resolve();
   }
 }
 

@@ -26,11 +26,16 @@ import { JobState, STARTING, isFinal } from "./states.js";
 const POLL_EVERY = 2000;  // ms between two polls of a job while the event socket is down
 
 /**
+ * @template T
+ * @typedef {{promise: Promise<T>, resolve: (value: T) => void,
+ *   reject: (error: unknown) => void}} Deferred
+ */
+
+/**
  * A promise with its resolve and reject, for a job's `started` and `done`. Not awaiting a
  * job is legal, so no unhandled-rejection report is made for it.
  * @template T
- * @returns {{promise: Promise<T>, resolve: (value: T) => void,
- *   reject: (error: unknown) => void}}
+ * @returns {Deferred<T>}
  */
 export function deferred() {
   /** @type {(value: T) => void} */ let resolve = () => {};
@@ -86,6 +91,20 @@ export class SessionLink {
 }
 
 /**
+ * Wait for a job's POST to answer (a cancel before it does waits for it).
+ * @param {{started: Promise<unknown>}} job
+ * @returns {Promise<boolean>} false: the job never started
+ */
+export async function hasStarted(job) {
+  try {
+    await job.started;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * @param {unknown} link
  * @param {string} misuse   what to say to a page that calls the constructor itself
  * @returns {SessionLink}
@@ -127,22 +146,23 @@ export function checkLink(link, misuse) {
  * @property {() => void} [settled]             the job has settled
  */
 
+/** @typedef {TrackedJob<any, any, any, any>} AnyJob */
+
 /**
  * The functions past the public API (see the module's comment). Set by TrackedJob itself,
  * which alone can reach its private parts.
  * @type {{
- *   attach: (job: TrackedJob<any, any, any, any>, record: any) => void,
- *   event: (job: TrackedJob<any, any, any, any>, event: ScanbridgeEvent) => void,
- *   fail: (job: TrackedJob<any, any, any, any>, error: unknown) => void,
- *   sync: (job: TrackedJob<any, any, any, any>) => void,
- *   request: (job: TrackedJob<any, any, any, any>, method: string) => Promise<any>,
- *   absorb: (job: TrackedJob<any, any, any, any>, record: any) => void,
- *   finish: (job: TrackedJob<any, any, any, any>, fallback: any, required?: boolean) => void,
- *   report: (job: TrackedJob<any, any, any, any>, progress: any) => void,
- *   note: (job: TrackedJob<any, any, any, any>, record: any) => void,
- *   settle: (job: TrackedJob<any, any, any, any>, record: any, error: ScanbridgeError|null)
- *     => void,
- *   ending: (job: TrackedJob<any, any, any, any>) => boolean,
+ *   attach: (job: AnyJob, record: any) => void,        // Session: the POST answered
+ *   event: (job: AnyJob, event: ScanbridgeEvent) => void,  // Session: an event of the job
+ *   sync: (job: AnyJob) => void,                       // Session: events were lost
+ *   fail: (job: AnyJob, error: unknown) => void,       // Session: it could not start, or ended
+ *   request: (job: AnyJob, method: string) => Promise<any>,  // kinds: the job's URL
+ *   absorb: (job: AnyJob, record: any) => void,        // kinds: a whole record
+ *   note: (job: AnyJob, record: any) => void,          // kinds: a record made from an event
+ *   finish: (job: AnyJob, fallback: any, required?: boolean) => void,  // kinds: the end
+ *   report: (job: AnyJob, progress: any) => void,      // kinds: progress, for onProgress
+ *   settle: (job: AnyJob, record: any, error: ScanbridgeError|null) => void,  // kinds
+ *   ending: (job: AnyJob) => boolean,                  // kinds: the end is known
  * }}
  */
 export const tracked = /** @type {any} */ ({});
@@ -155,14 +175,18 @@ export const tracked = /** @type {any} */ ({});
  * @template Out                   what `done` resolves with
  */
 export class TrackedJob {
+  /** @type {Deferred<Rec>} */ #started = deferred();  // first: the public promises come from
+  /** @type {Deferred<Out>} */ #done = deferred();     // these two
+
   /** @type {string|null} the job id, once the service answered the POST */ id = null;
   /** @type {typeof STARTING|JobStateName} */ state = STARTING;
   /** @type {Rec|null} the latest job record */ record = null;
   /** @type {P|null} the last progress */ progress = null;
   /** @type {Res|null} the result, once there is one */ result = null;
   /** @type {ScanbridgeError|null} why the job failed (what `done` rejects with) */ error = null;
-  /** @type {Promise<Rec>} resolves with the POST's answer (the job started) */ started;
-  /** @type {Promise<Out>} resolves when the job is done */ done;
+  /** @type {Promise<Rec>} resolves with the POST's answer (the job started) */
+  started = this.#started.promise;
+  /** @type {Promise<Out>} resolves when the job is done */ done = this.#done.promise;
 
   #link;
   #kind;
@@ -170,10 +194,6 @@ export class TrackedJob {
   #settled = false;
   /** @type {ReturnType<typeof setInterval>|null} */ #poll = null;
   #syncing = false;
-  /** @type {(record: Rec) => void} */ #resolveStarted = () => {};
-  /** @type {(error: unknown) => void} */ #rejectStarted = () => {};
-  /** @type {(value: Out) => void} */ #resolveDone = () => {};
-  /** @type {(error: unknown) => void} */ #rejectDone = () => {};
 
   /**
    * @param {SessionLink} link
@@ -182,14 +202,6 @@ export class TrackedJob {
   constructor(link, kind) {
     this.#link = checkLink(link, "use a session's methods to start a job");
     this.#kind = kind;
-    const started = /** @type {ReturnType<typeof deferred<Rec>>} */ (deferred());
-    this.started = started.promise;
-    this.#resolveStarted = started.resolve;
-    this.#rejectStarted = started.reject;
-    const done = /** @type {ReturnType<typeof deferred<Out>>} */ (deferred());
-    this.done = done.promise;
-    this.#resolveDone = done.resolve;
-    this.#rejectDone = done.reject;
   }
 
   static {
@@ -216,7 +228,7 @@ export class TrackedJob {
   #attach(record) {
     this.id = record.job;
     if (this.#settled) return;
-    this.#resolveStarted(record);
+    this.#started.resolve(record);
     this.#poll = setInterval(() => {
       if (!this.#link.eventsLive()) void this.#sync();
     }, POLL_EVERY);
@@ -331,7 +343,7 @@ export class TrackedJob {
     this.#ending = true;
     this.#stopPolling();
     const failure = asScanbridgeError(error);
-    this.#rejectStarted(failure);
+    this.#started.reject(failure);
     const settle = () => this.#settle(null, failure);
     if (this.#kind.later) this.#kind.later(settle);
     else settle();
@@ -346,11 +358,11 @@ export class TrackedJob {
     if (error) {
       this.state = record?.state === JobState.CANCELLED ? JobState.CANCELLED : JobState.FAILED;
       this.error = error;
-      this.#rejectDone(error);
+      this.#done.reject(error);
     } else {
       const final = /** @type {Rec} */ (record);
       this.state = final.state;  // done (a scan's also cancelled)
-      this.#resolveDone(this.#kind.outcome ? this.#kind.outcome(final)
+      this.#done.resolve(this.#kind.outcome ? this.#kind.outcome(final)
         : /** @type {Out} */ (/** @type {unknown} */ (final)));
     }
     this.#kind.settled?.();
@@ -368,13 +380,7 @@ export class TrackedJob {
    *   "cancelled", or "done" when it finished first); null when it never started
    */
   async cancel() {
-    if (this.id === null) {
-      try {
-        await this.started;
-      } catch {
-        return null;
-      }
-    }
+    if (this.id === null && !(await hasStarted(this))) return null;
     if (!this.#ending) {
       try {
         this.#absorb(await this.#request("DELETE"));

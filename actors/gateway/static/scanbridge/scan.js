@@ -5,7 +5,7 @@
 
 import { ScanbridgeError, notify, reportError } from "./errors.js";
 import { idOf } from "./http.js";
-import { TrackedJob, checkLink, tracked } from "./jobs.js";
+import { TrackedJob, checkLink, hasStarted, tracked } from "./jobs.js";
 import { JobState, isFinal } from "./states.js";
 
 /** @typedef {import("./types.js").Job} Job */
@@ -144,13 +144,7 @@ export class ScanJob extends TrackedJob {
    * @returns {Promise<Job|null>}  the job record (null when the scan never started)
    */
   async cancel() {
-    if (this.id === null) {
-      try {
-        await this.started;
-      } catch {
-        return null;
-      }
-    }
+    if (this.id === null && !(await hasStarted(this))) return null;
     if (isFinal(this.state)) return this.record;
     try {
       const record = await tracked.request(this, "DELETE");

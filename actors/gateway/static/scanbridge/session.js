@@ -5,13 +5,13 @@
  * @module scanbridge/session
  */
 
-import { BarcodeJob, OcrJob } from "./recognition.js";
 import { LiveView, captureFrames } from "./camera.js";
 import { ScanbridgeError, reportError } from "./errors.js";
 import { EventSocket } from "./events.js";
 import { API, sessionCall, sessionPath } from "./http.js";
 import { SessionLink, tracked } from "./jobs.js";
 import { SessionPages } from "./pages.js";
+import { BarcodeJob, OcrJob } from "./recognition.js";
 import { SessionJobs } from "./registry.js";
 import { ScanJob } from "./scan.js";
 import { saveStored } from "./storage.js";
