@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (`make unit`: its fast tier).
 # Both install what they need first (apt packages, then a .venv), and are quick when done.
 
 PYTHON     ?= python3
@@ -11,7 +11,7 @@ export SCANBRIDGE_HOME ?= $(CURDIR)
 APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
 APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
 
-.PHONY: run test system-run system-test venv venv-test bench
+.PHONY: run test unit system-run system-test venv venv-test bench
 
 run: system-run venv
 	$(VENV)/bin/scanbridge run
@@ -19,15 +19,19 @@ run: system-run venv
 test: system-test venv-test
 	$(VPY) -m pytest
 
+# The fast tier alone: no processes, under a minute.
+unit: venv-test
+	$(VPY) -m pytest tests/unit
+
 bench: venv-test
-	$(VPY) bench/broker.py
-	$(VPY) bench/buffer.py
-	$(VPY) bench/scan.py
-	$(VPY) bench/gateway.py
-	$(VPY) bench/https.py
-	$(VPY) bench/upload.py
-	$(VPY) bench/ocr.py
-	$(VPY) bench/camera.py
+	$(VPY) -m bench.broker
+	$(VPY) -m bench.buffer
+	$(VPY) -m bench.scan
+	$(VPY) -m bench.gateway
+	$(VPY) -m bench.https
+	$(VPY) -m bench.upload
+	$(VPY) -m bench.ocr
+	$(VPY) -m bench.camera
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:

@@ -8,7 +8,7 @@ and beside them a direct ROUTER echo server; then measures in the same run:
                                       request/reply is 4 messages the broker routes)
   3. round trip of a 25 MB blob      (goal: broker <= 1.5 x direct)
 
-Prints one line per figure and the ratios. ``python bench/broker.py [--quick]``.
+Prints one line per figure and the ratios. ``python -m bench.broker [--quick]``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ from pathlib import Path
 
 import zmq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from broker.client import Client  # noqa: E402
-from broker.protocol import CLIENT, REQUEST, pack, recv_frames, send_frames  # noqa: E402
-from tests.support.stack import start_broker, start_program, wait_service  # noqa: E402
+from broker.client import Client
+from broker.protocol import CLIENT, REQUEST, pack, recv_frames, send_frames
+from tests.support.stack import ROOT, start_broker, start_program, wait_service
 
 # The direct baseline uses the same fast frame helpers as the broker: a fair, not a slow,
 # baseline.

@@ -19,7 +19,7 @@ then measures in the same run:
      a second temp home with its own broker and actor, so "idle" is a fresh actor
 
 The test pages are drawn once per run and reused (layouts seeded, grain random). Prints one
-line per figure and the ratios. ``python bench/buffer.py [--quick] [--keep]``.
+line per figure and the ratios. ``python -m bench.buffer [--quick] [--keep]``.
 """
 
 from __future__ import annotations
@@ -42,14 +42,11 @@ import pikepdf
 import zmq
 from PIL import Image, ImageChops, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import note, out  # noqa: E402
-from broker import config as configlib  # noqa: E402
-from broker.client import Client  # noqa: E402
-from broker.procutil import atomic_write_with  # noqa: E402
-from tests.support.stack import (start_broker, start_program, stop, wait_service,  # noqa: E402
+from bench.report import note, out
+from broker import config as configlib
+from broker.client import Client
+from broker.procutil import atomic_write_with
+from tests.support.stack import (start_broker, start_program, stop, wait_service,
                                  write_ini)
 
 A4_300 = (2480, 3508)

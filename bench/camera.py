@@ -35,7 +35,7 @@ camera sources, and measures in the same run:
   bench, the MJPEG server and the service); a busy machine lowers the figures.
 
 Prints one line per figure, the cases as a table, and a summary.
-``python bench/camera.py [--quick] [--seconds S] [--rounds R] [--keep]``: S measured seconds
+``python -m bench.camera [--quick] [--seconds S] [--rounds R] [--keep]``: S measured seconds
 per case (default 10, 3 with --quick), R rounds of the direct / gateway pair (default 2,
 1 with --quick). The default run takes about 100 s.
 """
@@ -61,14 +61,11 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import note, out, shut_down  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from tests.support.service import Service  # noqa: E402
-from tests.support.stack import free_port, poll_for  # noqa: E402
-from tests.support.web import Api  # noqa: E402
+from bench.report import note, out, shut_down
+from bench.report import summary as report_summary
+from tests.support.service import Service
+from tests.support.stack import free_port, poll_for
+from tests.support.web import Api
 
 SIZE = (1280, 720)
 FPS = 30

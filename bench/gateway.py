@@ -29,7 +29,7 @@ the same run:
      The gateway's publish time (the message's ``time``) splits it in two, and a few
      evaluate round trips show how the browser's clock lines up with Python's.
 
-Prints one line per figure and a summary. ``python bench/gateway.py [--quick] [--keep]``.
+Prints one line per figure and a summary. ``python -m bench.gateway [--quick] [--keep]``.
 """
 
 from __future__ import annotations
@@ -49,15 +49,12 @@ from pathlib import Path
 import aiohttp
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.buffer import A4_300, draw_pages  # noqa: E402
-from bench.report import ms, note, out, pct, shut_down  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from tests.support.service import Service  # noqa: E402
-from tests.support.stack import free_port, poll_for  # noqa: E402
-from tests.support.web import Api  # noqa: E402
+from bench.buffer import A4_300, draw_pages
+from bench.report import ms, note, out, pct, shut_down
+from bench.report import summary as report_summary
+from tests.support.service import Service
+from tests.support.stack import free_port, poll_for, start_server
+from tests.support.web import Api
 
 MB = 1 << 20
 CONCURRENCY = 8
@@ -231,22 +228,11 @@ def start_with_page(service: Service, jpeg: bytes) -> tuple[Api, str, str, dict,
 
 
 def start_reference(path: str, port: int) -> subprocess.Popen:
-    # Its own session, like the gateway under supervisord: with the kernel's autogroup
-    # scheduling a child of this script would share the benchmark client's CPU share.
-    proc = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, path, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"reference server exited: {proc.stderr.read().decode()[-500:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/image", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-    poll_for(up, 20, "the reference aiohttp server", every=0.1)
-    return proc
+    def answers():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/image", timeout=2) as r:
+            return r.status == 200
+    return start_server([sys.executable, "-c", REFERENCE_SERVER, path, str(port)], answers,
+                        "the reference aiohttp server")
 
 
 # --- part 2: events to a browser

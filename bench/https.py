@@ -37,7 +37,7 @@ in the same run:
      service's user home; time from the command's end until ``certutil -L -d sql:DIR -n
      <CA common name>`` succeeds (polled every 20 ms). 3 profiles.
 
-Prints one line per figure and a summary. ``python bench/https.py [--quick] [--keep]``.
+Prints one line per figure and a summary. ``python -m bench.https [--quick] [--keep]``.
 """
 
 from __future__ import annotations
@@ -59,17 +59,14 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from actors.certhelper import authority  # noqa: E402
-from bench.buffer import A4_300, draw_pages  # noqa: E402
-from bench.gateway import start_with_page  # noqa: E402
-from bench.report import ms, note, out, pct, shut_down  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from common import certs  # noqa: E402
-from tests.support.service import Service  # noqa: E402
-from tests.support.stack import free_port, poll_for  # noqa: E402
+from actors.certhelper import authority
+from bench.buffer import A4_300, draw_pages
+from bench.gateway import start_with_page
+from bench.report import ms, note, out, pct, shut_down
+from bench.report import summary as report_summary
+from common import certs
+from tests.support.service import Service
+from tests.support.stack import free_port, poll_for, start_server
 
 MB = 1 << 20
 CONCURRENCY = 8
@@ -82,11 +79,10 @@ FIREFOX = shutil.which("firefox-esr")
 # HTTPS, with the certificate the gateway serves; no guard, no session, no broker.
 REFERENCE_SERVER = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from aiohttp import web
 from common.certs import server_context
 
-image_path, status_path, pem, port = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+image_path, status_path, pem, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 status_body = open(status_path, "rb").read()
 
 async def image(request):
@@ -234,25 +230,12 @@ async def image_part(targets: dict[str, tuple[str, dict]], jpeg: bytes, ca: Path
 
 def start_reference(image: Path, status: Path, pem: Path, port: int,
                     ca: Path) -> subprocess.Popen:
-    """The reference in a session of its own, like the gateway under supervisord: with the
-    kernel's autogroup scheduling, a child in this (client) session would share the
-    client's CPU share and lose to the gateway on a busy 2-core machine."""
-    proc = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, str(ROOT), str(image),
-                             str(status), str(pem), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
     context = trusting(ca)
 
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"reference server exited: {proc.stderr.read().decode()[-500:]}")
-        try:
-            status_code, _ = fresh_get(port, "/api/v1/status", context)
-            return status_code == 200
-        except OSError:
-            return False
-    poll_for(up, 20, "the reference aiohttp server", every=0.1)
-    return proc
+    def answers():
+        return fresh_get(port, "/api/v1/status", context)[0] == 200
+    return start_server([sys.executable, "-c", REFERENCE_SERVER, str(image), str(status),
+                         str(pem), str(port)], answers, "the reference aiohttp server")
 
 
 # --- part 2: new connections

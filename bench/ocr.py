@@ -31,7 +31,7 @@ same run:
      (/proc/stat less this bench's processes); a busy machine lowers the scaling figure.
 
 Prints one line per figure, the OCR figures as a table, and a summary.
-``python bench/ocr.py [--quick] [--pages M] [--rounds R] [--keep]``: M OCR pages per batch
+``python -m bench.ocr [--quick] [--pages M] [--rounds R] [--keep]``: M OCR pages per batch
 (default 4 x cores, 2 x cores with --quick), R rounds (default 2, 1 with --quick). The
 default run takes about 100 s on 2 cores.
 """
@@ -44,7 +44,6 @@ import io
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -55,15 +54,12 @@ import zxingcpp
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 from pyzbar import pyzbar
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import ms, note, out, shut_down, stop_service  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from broker.client import AsyncClient  # noqa: E402
-from tests.support.service import Service  # noqa: E402
-from tests.support.stack import poll_for, workers  # noqa: E402
-from tests.support.web import Api  # noqa: E402
+from bench.report import ms, note, out, shut_down, stop_service
+from bench.report import summary as report_summary
+from broker.client import AsyncClient
+from tests.support.service import Service
+from tests.support.stack import poll_for, workers
+from tests.support.web import Api
 
 BLOCK = 5  # reads per side before the other side's turn
 A4_300 = (2480, 3508)

@@ -1,4 +1,5 @@
-"""Output of the benchmarks: figures on stdout, progress notes on stderr."""
+"""Output of the benchmarks: figures on stdout, progress notes on stderr; and the end of a
+run. Starting, waiting for and stopping processes is the tests' harness (tests/support)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.support.stack import stop
 
 STARTED = time.perf_counter()
 
@@ -54,12 +57,7 @@ def stop_service(service, what: str = "the service") -> None:
 def shut_down(reference: subprocess.Popen | None, service, work: Path, keep: bool) -> None:
     """End a benchmark run: the baseline server, the service, the temp folder."""
     if reference is not None:
-        reference.terminate()
-        try:
-            reference.wait(10)
-        except subprocess.TimeoutExpired:
-            reference.kill()
-            reference.wait()
+        stop(reference)
     if service is not None:
         stop_service(service)
     if keep:

@@ -23,7 +23,7 @@ folder fsync).
 Runs alternate (ours, scanimage, ...; the order rotates each round) and each of our runs
 uses a fresh buffer session, closed afterwards. scanimage writes PNM without fsync; the
 time to fsync its files afterwards is shown beside it (our pages are durable at
-``scan.done``). Prints one line per figure and the ratios. ``python bench/scan.py
+``scan.done``). Prints one line per figure and the ratios. ``python -m bench.scan
 [--quick] [--keep]``.
 """
 
@@ -43,15 +43,12 @@ from pathlib import Path
 import zmq
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import note, out  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from broker import config as configlib  # noqa: E402
-from broker.client import Client, Subscription  # noqa: E402
-from broker.procutil import atomic_write_with  # noqa: E402
-from tests.support.stack import (start_broker, start_program, stop,  # noqa: E402
+from bench.report import note, out
+from bench.report import summary as report_summary
+from broker import config as configlib
+from broker.client import Client, Subscription
+from broker.procutil import atomic_write_with
+from tests.support.stack import (start_broker, start_program, stop,
                                  wait_service, write_ini)
 
 SOURCE = "test:0"

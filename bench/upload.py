@@ -31,7 +31,7 @@ run, rounds alternating (uploader, curl, uploader, curl, 3 each):
 Beside that, as information: ``buffer`` ``save`` of the same document to upload/ (what a
 submit does before it answers) and the receiver's own timing of each body.
 
-Prints one line per figure and a summary. ``python bench/upload.py [--quick] [--chunks]
+Prints one line per figure and a summary. ``python -m bench.upload [--quick] [--chunks]
 [--keep]``.
 """
 
@@ -54,14 +54,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import note, out, shut_down  # noqa: E402
-from bench.report import summary as report_summary  # noqa: E402
-from broker.client import Client, Subscription  # noqa: E402
-from tests.support.service import Service  # noqa: E402
-from tests.support.stack import free_port, poll_for, wait_service, write_ini  # noqa: E402
+from bench.report import note, out, shut_down
+from bench.report import summary as report_summary
+from broker.client import Client, Subscription
+from tests.support.service import Service
+from tests.support.stack import free_port, poll_for, start_server, wait_service, write_ini
 
 MB = 1 << 20
 ROUNDS = 3
@@ -143,20 +140,10 @@ def sha256_of(path: Path) -> str:
 
 
 def start_receiver(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {proc.stderr.read().decode()[-500:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-    poll_for(up, 20, "the receiver", every=0.1)
-    return proc
+    def answers():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+            return r.status == 200
+    return start_server([sys.executable, "-c", RECEIVER, str(port)], answers, "the receiver")
 
 
 def check_answer(answer: dict, method: str, size: int, digest: str, who: str) -> None:

@@ -51,6 +51,25 @@ def start_echo(home: Path, service: str = "echo", capacity: int = 1) -> subproce
                                 service, "--capacity", str(capacity)], service)
 
 
+def start_server(argv: list[str], answers: Callable[[], bool], what: str) -> subprocess.Popen:
+    """A baseline server (``argv``), returned once ``answers()`` is true; it fails with
+    the end of its stderr if it exits first. It runs in a session of its own, like the
+    service under supervisord: with the kernel's autogroup scheduling, a child in the
+    caller's session would share the caller's CPU share."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, cwd=ROOT)
+
+    def up():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {proc.stderr.read().decode()[-500:]}")
+        try:
+            return answers()
+        except OSError:
+            return False
+    poll_for(up, 20, what, every=0.1)
+    return proc
+
+
 def poll_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.05):
     """Wait until ``check()`` is truthy; return its value or fail naming ``what``."""
     end = time.monotonic() + timeout
@@ -96,4 +115,5 @@ def stop(*procs: subprocess.Popen, timeout: float = 10) -> None:
 
 
 __all__ = ["Error", "free_port", "write_ini", "start_program", "start_broker", "start_echo",
-           "poll_for", "workers", "wait_service", "stop", "is_broker", "env_for"]
+           "start_server", "poll_for", "workers", "wait_service", "stop", "is_broker",
+           "env_for"]
