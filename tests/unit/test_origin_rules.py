@@ -78,6 +78,7 @@ def test_every_other_host_is_not_this_machine(host):
     ("GET", "/scanbridge.js", True), ("HEAD", "/scanbridge.js", True),
     ("OPTIONS", "/api/v1/origin", True), ("POST", "/api/v1/origin", False),
     ("GET", "/scanbridge.js/", False), ("GET", "/api/v1/sources", False),
+    ("GET", "/scanbridge/session.js", True), ("POST", "/scanbridge/session.js", False),
     ("GET", "/", False)])
 def test_only_reads_of_the_client_module_and_the_origin_probe_are_public(method, path,
                                                                           expected):
