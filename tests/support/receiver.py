@@ -62,6 +62,8 @@ from typing import Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .stack import poll_for
+
 CHUNK = 1 << 18
 
 
@@ -271,15 +273,11 @@ class Receiver:
         return [r for r in self.requests if r.finished is None and path in (None, r.path)]
 
     def wait_for(self, check: Callable[[], object], timeout: float, what: str):
-        end = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > end:
-                raise AssertionError(f"receiver: timed out after {timeout} s waiting for "
-                                     f"{what}; requests: {self.summary()}")
-            time.sleep(0.02)
+        """``poll_for``, failing with what the receiver was sent."""
+        try:
+            return poll_for(check, timeout, what, every=0.02)
+        except AssertionError as exc:
+            raise AssertionError(f"receiver: {exc}; requests: {self.summary()}") from None
 
     def summary(self) -> list[str]:
         return [f"{r.method} {r.path} {r.step} -> {r.status} ({r.size} B"
