@@ -115,7 +115,12 @@ def test_a_worker_whose_key_is_not_listed_gets_no_work(service, tmp_path):
     stranger = RemoteWorker(worker_home(tmp_path / "w", *zmq.curve_keypair()), service.home,
                             service.tcp_port, tmp_path / "stranger.log")
     try:
-        time.sleep(3)  # ample time for a CURVE handshake and READY on loopback
+        # Its READY has been tried and refused once it says so (a loaded machine may take
+        # seconds just to start the worker's process: wait for its word, not a fixed time).
+        poll_for(lambda: [r for r in stranger.records()
+                          if r.get("msg", "").startswith("broker not reachable")
+                          and "curve_clients" in r["msg"]], 60,
+                 "the refused worker saying why")
         assert stranger.proc.poll() is None, "the worker command gave up"
         with service.client() as client:
             assert [w["pid"] for w in workers(client, "ocr")] == [local_pid(service)]
@@ -123,9 +128,6 @@ def test_a_worker_whose_key_is_not_listed_gets_no_work(service, tmp_path):
         assert {r["worker"]["pid"] for r in done} == {local_pid(service)}
         assert all("Remote workers read this page" in r["text"] for r in done)
         assert not [r for r in stranger.records() if r.get("msg") == "page started"]
-        assert [r for r in stranger.records()
-                if r.get("msg", "").startswith("broker not reachable")
-                and "curve_clients" in r["msg"]], "the refused worker does not say why"
         started = time.monotonic()
         stranger.stop()
         assert stranger.proc.returncode == 0
