@@ -11,7 +11,8 @@ newcomer to a file that is not there. Checked in ``docs/*.md`` and ``README.md``
   ``scanbridge.main:main``, ``broker.logs.mask_url``): the module, and the name after it
   when there is one;
 - bare file names (``store.py``) in a section whose heading names a folder or a file of
-  it (``## The buffer (`actors/buffer/`)``): the file is in that folder.
+  it (``## The buffer (`actors/buffer/`)``): the file is in that folder, or in one the
+  section named before it.
 
 Run-time paths (``cache/``, ``run/``, ``upload/`` ...) and URLs are not repository paths
 and are left alone.
@@ -73,6 +74,9 @@ def top_names(module: Path) -> set[str]:
 def module_exists(dotted: str) -> bool:
     """``a.b.c``: the longest prefix that is a module, and the next part a name of it."""
     parts = dotted.split(".")
+    named = [i for i, part in enumerate(parts) if re.fullmatch(r"[A-Z][A-Z_]*", part)]
+    if named:  # a placeholder (bench.NAME): the package before it
+        return (ROOT.joinpath(*parts[:named[0]]) / "__init__.py").is_file()
     for cut in range(len(parts), 1, -1):
         base = ROOT.joinpath(*parts[:cut])
         for file in (base.with_suffix(".py"), base / "__init__.py"):
@@ -83,19 +87,18 @@ def module_exists(dotted: str) -> bool:
     return False
 
 
-def section_folder(heading: str) -> str | None:
-    """The folder a heading's first repository path names (a file's parent)."""
-    match = PATH.search(heading)
-    if not match:
-        return None
-    path = match.group(1).rstrip(".")
+def folder_of(path: str) -> str:
+    """The folder a repository path names: itself, or a file's parent."""
+    path = path.rstrip(".")
     return path.rstrip("/") if path.endswith("/") else path.rpartition("/")[0]
 
 
 def missing(doc: Path) -> list[str]:
     """``doc:line: what`` for every path, module or section file that does not exist."""
     found = []
-    folders: dict[int, str | None] = {}  # heading level -> its folder
+    # heading level -> the folders its section has named (its heading's first), so a
+    # bare ``store.py`` is looked for where the section is about.
+    folders: dict[int, list[str]] = {}
     fenced = foreign = False
     for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
         if line.lstrip().startswith("```"):
@@ -107,10 +110,13 @@ def missing(doc: Path) -> list[str]:
         if heading:
             level = len(heading.group(1))
             folders = {k: v for k, v in folders.items() if k < level}
-            folders[level] = section_folder(line)
+            folders[level] = []
+        named = folders[max(folders)] if folders else []
         for match in PATH.finditer(line):
             if not exists(match.group(1)):
                 found.append(f"{where(doc, number)}: {match.group(1)}")
+            elif folders and (heading or named):
+                named.append(folder_of(match.group(1)))
         for match in MODULE.finditer(line):
             dotted = match.group(1)
             if dotted.rpartition(".")[2] in SUFFIXES:
@@ -119,12 +125,14 @@ def missing(doc: Path) -> list[str]:
                 dotted += "." + match.group(2)
             if not module_exists(dotted):
                 found.append(f"{where(doc, number)}: {match.group(0)}")
-        folder = next((folders[k] for k in sorted(folders, reverse=True) if folders[k]), None)
-        if folder and not heading:
-            for match in BARE.finditer(line):
-                if not (ROOT / folder / match.group(1)).is_file():
-                    found.append(f"{where(doc, number)}: {match.group(1)} "
-                                 f"(the section is about {folder}/)")
+        if heading:
+            continue
+        # The innermost section that names a folder; a subsection may only inherit.
+        scope = next((folders[k] for k in sorted(folders, reverse=True) if folders[k]), [])
+        for match in BARE.finditer(line):
+            if scope and not any((ROOT / f / match.group(1)).is_file() for f in scope):
+                found.append(f"{where(doc, number)}: {match.group(1)} "
+                             f"(the section is about {scope[0]}/)")
     return found
 
 
@@ -138,11 +146,12 @@ def test_the_check_tells_a_moved_file_from_one_that_is_there(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text("## The core (`broker/`)\n\n"
                    "`broker/protocol.py`, `actors/<name>/`, `tests/unit/test_*.py`, "
-                   "`python -m bench.scan`, `scanbridge.main:main`, `scanbridge.js`, "
-                   "`/scanbridge/http.js`, `cache/buffer/`, `runtime.py`.\n"
+                   "`python -m bench.scan`, `bench.NAME`, `scanbridge.main:main`, "
+                   "`scanbridge.js`, `/scanbridge/http.js`, `cache/buffer/`, `runtime.py`.\n"
                    "`broker/jobstore.py`, `actors/scanner/command.py`, `broker.cli`, "
-                   "`scanbridge.main:nothing`, `cli.py`.\n"
+                   "`scanbridge.main:nothing`, `bench.nothing.NAME`, `cli.py`.\n"
                    "```\nbroker/cli.py\n```\n", encoding="utf-8")
     assert [line.split(": ", 1)[1] for line in missing(doc)] == [
         "broker/jobstore.py", "actors/scanner/command.py", "broker.cli",
-        "scanbridge.main:nothing", "cli.py (the section is about broker/)", "broker/cli.py"]
+        "scanbridge.main:nothing", "bench.nothing.NAME",
+        "cli.py (the section is about broker/)", "broker/cli.py"]
