@@ -12,7 +12,9 @@ newcomer to a file that is not there. Checked in ``docs/*.md`` and ``README.md``
   when there is one;
 - bare file names (``store.py``) in a section whose heading names a folder or a file of
   it (``## The buffer (`actors/buffer/`)``): the file is in that folder, or in one the
-  section named before it.
+  section named before it;
+- the sections the map at the top of ``docs/architecture.md`` points to (``→ "The
+  broker"``) are headings of that file.
 
 Run-time paths (``cache/``, ``run/``, ``upload/`` ...) and URLs are not repository paths
 and are left alone.
@@ -155,3 +157,14 @@ def test_the_check_tells_a_moved_file_from_one_that_is_there(tmp_path):
         "broker/jobstore.py", "actors/scanner/command.py", "broker.cli",
         "scanbridge.main:nothing", "bench.nothing.NAME",
         "cli.py (the section is about broker/)", "broker/cli.py"]
+
+
+def test_every_section_the_map_points_to_is_a_heading_of_architecture_md():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    headings = [line.lstrip("#").strip() for line in text.splitlines()
+                if HEADING.match(line)]
+    the_map = " ".join(text.split("\n## The map\n", 1)[1].split("\n## ", 1)[0].split())
+    pointers = [name for arrow in re.findall(r"→([^;.]*)", the_map)
+                for name in re.findall(r'"([^"]+)"', arrow)]
+    assert len(pointers) > 10
+    assert not [name for name in pointers if not any(h.startswith(name) for h in headings)]
