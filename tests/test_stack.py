@@ -329,4 +329,8 @@ def test_the_monitor_ignores_a_hang_report_about_itself_once_it_runs_again(servi
              (service.home / "logs" / "monitor.log").read_text(), 10, "the monitor's note")
     time.sleep(1.0)
     assert service.pid("monitor") == old
-    assert not service.dumps()
+    # What this is about: no dump and no restart of the monitor for a hang report about
+    # itself. (Another actor's heartbeats are not this test's business: on a loaded
+    # 2-core machine one can miss the 1.5 s of this fast-heartbeat service.)
+    ours = [path for path in service.dumps() if path.name.startswith("monitor-")]
+    assert not ours, [path.read_text()[:2000] for path in service.dumps()]
