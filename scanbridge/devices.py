@@ -31,6 +31,7 @@ from broker.protocol import Error
 from common.commands import (EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, broker_client, command,
                              fail)
 from common.devices import device_service
+from common.jobs import ACTIVE_STATES, JobState
 
 from .progress import Progress
 
@@ -218,12 +219,12 @@ def cmd_scan(home: Any, opts: argparse.Namespace) -> int:
             ended = _follow(client, events, job, Progress(), device_service(opts.source))
         images = ended["images"]
         status = 0
-        if ended["state"] == "failed":
+        if ended["state"] == JobState.FAILED:
             error = ended.get("error") or {}
             print(f"scanbridge: scan failed after {len(images)} page(s): "
                   f"{error.get('code')}: {error.get('message')}", file=sys.stderr)
             status = EXIT_FAILED
-        elif ended["state"] == "cancelled":
+        elif ended["state"] == JobState.CANCELLED:
             status = 130
         if not images:
             _close(client, session)
@@ -269,7 +270,7 @@ def _follow(client: Client, events: Subscription, job: dict, progress: Progress,
             if event is None:
                 state = _call(client, service, "job", {"job": job_id},
                               timeout=15)
-                if state["state"] not in ("queued", "running"):
+                if state["state"] not in ACTIVE_STATES:
                     progress.close()
                     return state
                 continue

@@ -29,6 +29,7 @@ from broker import supervision
 from broker.procutil import atomic_write
 from common.commands import (EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_USAGE, command, fail,
                              load_config, not_running)
+from common.jobs import ACTIVE_STATES, JobState
 
 from .progress import Progress
 
@@ -298,16 +299,16 @@ class Run:
                 fail(f"{what} job {self.job}: {exc.message}")
             done, total = view["progress"]["done"], view["progress"]["total"]
             self.progress.bar(f"{what}: {done}/{total} pages", done / total if total else None)
-            if view["state"] not in ("queued", "running"):
+            if view["state"] not in ACTIVE_STATES:
                 break
             time.sleep(pause)
             pause = min(POLL_MAX, pause * 1.5)
         self.ended = True
         self.progress.close()
-        if view["state"] == "done":
+        if view["state"] == JobState.DONE:
             return view
         error = view.get("error") or {}
-        if view["state"] == "cancelled":
+        if view["state"] == JobState.CANCELLED:
             fail(f"the {what} job was cancelled")
         code = str(error.get("code", "internal"))
         fail(f"{what} failed: {code}: {error.get('message', 'no reason given')}",

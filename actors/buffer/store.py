@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from broker.procutil import atomic_write_with
 from broker.protocol import Error
+from common.sqlite import connect
 
 from .imaging import describe_mode
 
@@ -107,12 +108,8 @@ class Store:
     def db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.index, timeout=30, isolation_level=None,
-                                 check_same_thread=True)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut too
-            db.execute("PRAGMA foreign_keys=ON")
+            # durable: a commit survives a power cut too; a connection per thread
+            db = connect(self.index, durable=True, shared=False, foreign_keys=True)
             self._local.db = db
         return db
 

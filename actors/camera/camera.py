@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from broker.actor import Actor, Result, operation
 from broker.protocol import Error
-from common.jobs import JobStore
+from common.jobs import JobOperations, JobState, ScanJobs
 
 from . import sources as sourcelib
 from . import v4l2
@@ -41,7 +41,7 @@ def parse_size(value: Any) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-class Camera(Actor):
+class Camera(JobOperations, Actor):
     service = "camera"
     capacity = 16  # viewers wait for frames on actor threads
     tick_interval = 0.5
@@ -49,10 +49,8 @@ class Camera(Actor):
     def on_start(self) -> None:
         self.feeds: dict[str, Feed] = {}
         self.feeds_lock = threading.Lock()
-        self.store = JobStore(self.home.cache / "camera")
-        for orphan in self.store.orphans():
-            self.store.finish(orphan["job"], "failed", {
-                "code": "actor_died", "message": "the camera actor stopped during the capture"})
+        self.job_table = ScanJobs(self.home.cache / "camera")
+        self.fail_orphans("the camera actor stopped during the capture")
         self.running: dict[str, threading.Event] = {}  # job -> cancel flag
         self.listed: list[dict] = self._listing()
 
@@ -63,7 +61,7 @@ class Camera(Actor):
             feeds, self.feeds = list(self.feeds.values()), {}
         for feed in feeds:
             feed.close()
-        self.store.close()
+        self.job_table.close()
 
     def on_tick(self) -> None:
         release_after = self.cfg.camera.release_after
@@ -249,12 +247,12 @@ class Camera(Actor):
             feed.holds += 1
         job = f"cam-{secrets.token_hex(6)}"
         request = {"source": feed.source["id"], "pages": count, "options": options}
-        self.store.create(job, session, feed.source["id"], request)
+        self.job_table.create(job, session, feed.source["id"], request)
         cancel = self.running[job] = threading.Event()
         threading.Thread(target=self._capture, name=f"capture-{job}", daemon=True,
                          args=(job, session, feed, count, float(interval), document,
                                cancel)).start()
-        return self.store.get(job)
+        return self.job_table.find(job)
 
     def _capture(self, job: str, session: str, feed: Feed, count: int, interval: float,
                  document: bool, cancel: threading.Event) -> None:
@@ -278,7 +276,7 @@ class Camera(Actor):
                     "key": f"{job}:{number}", "meta": meta}, blobs=[jpeg],
                     timeout=ADD_TIMEOUT, idempotent=True)
                 images.append(info["id"])
-                self.store.page(job, images)
+                self.job_table.page(job, images)
                 self.publish("scan.page", {"session": session, "job": job, "page": number,
                                            "image": info, "pages": len(images)})
         except Error as exc:
@@ -290,8 +288,9 @@ class Camera(Actor):
             with feed.cond:
                 feed.holds -= 1
             self.running.pop(job, None)
-        state = "failed" if error else "cancelled" if cancel.is_set() else "done"
-        self.store.finish(job, state, error.to_wire() if error else None)
+        state = JobState.FAILED if error else JobState.CANCELLED if cancel.is_set() \
+            else JobState.DONE
+        self.job_table.finish(job, state, error.to_wire() if error else None)
         body = {"session": session, "job": job, "state": state, "pages": len(images),
                 "images": images}
         if error is not None:
@@ -300,21 +299,14 @@ class Camera(Actor):
         else:
             self.publish("scan.done", body)
 
-    @operation
-    def job(self, job: str, session: str | None = None) -> dict:
-        return self.store.get(job, session)
+    # --- job, jobs, cancel (common.jobs.JobOperations)
 
-    @operation
-    def jobs(self, session: str) -> list:
-        return self.store.of_session(session)
-
-    @operation
-    def cancel(self, job: str, session: str | None = None) -> dict:
-        self.store.get(job, session)
-        flag = self.running.get(job)
+    def job_cancel(self, record: dict) -> dict:
+        """Tell the capture to stop (before its next frame); answered at once."""
+        flag = self.running.get(record["job"])
         if flag is not None:
             flag.set()
-        return self.store.get(job, session)
+        return self.job_table.find(record["job"])
 
 
 def _size_text(size: Any) -> str:

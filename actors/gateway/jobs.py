@@ -3,7 +3,8 @@
 A job is an asyncio task that spreads pages over the workers of a service through the
 broker; the table here gives it an id, a state, progress, its result or error, cancel,
 and the events a page follows (``<topic>.progress|done|failed|cancelled``). Jobs live in
-this process only: they are recomputed, never lost data, if the gateway restarts.
+this process only: they are recomputed, never lost data, if the gateway restarts. Their
+states are the service's job states (``common.jobs.JobState``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from broker.protocol import Error
+from common.jobs import FINAL_STATES, JobState
 
 KEEP_SECONDS = 3600.0  # a finished job's result stays readable this long
 MAX_JOBS_PER_SESSION = 100  # finished ones beyond this go first
@@ -28,7 +30,7 @@ class Job:
     topic: str  # event prefix: "ocr" | "barcode"
     session: str
     total: int
-    state: str = "queued"
+    state: JobState = JobState.QUEUED
     done: int = 0
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -68,7 +70,7 @@ class Jobs:
         """Run ``work(job)`` as a task; its return value becomes the result."""
         self._expire()
         jobs = self.by_session.setdefault(session, {})
-        running = [j for j in jobs.values() if j.state in ("queued", "running")]
+        running = [j for j in jobs.values() if j.state not in FINAL_STATES]
         if len(running) >= MAX_RUNNING_PER_SESSION:
             raise Error("busy", f"this session already runs {len(running)} jobs; wait for "
                                 "one to finish or cancel one")
@@ -85,22 +87,22 @@ class Jobs:
         return job
 
     async def _run(self, job: Job, work: Callable[[Job], Awaitable[Any]]) -> None:
-        job.state = "running"
+        job.state = JobState.RUNNING
         try:
             job.result = await work(job)
-            job.state = "done"
-            self.event(job, "done")
+            job.state = JobState.DONE
+            self.event(job, job.state)
         except asyncio.CancelledError:
-            job.state = "cancelled"
-            self.event(job, "cancelled")
+            job.state = JobState.CANCELLED
+            self.event(job, job.state)
         except Error as exc:
-            job.state, job.error = "failed", exc.to_wire()
-            self.event(job, "failed", error=job.error)
+            job.state, job.error = JobState.FAILED, exc.to_wire()
+            self.event(job, job.state, error=job.error)
         except Exception as exc:
             self.log.exception("job failed", job=job.id, kind=job.kind)
-            job.state = "failed"
+            job.state = JobState.FAILED
             job.error = {"code": "internal", "message": f"the job failed: {exc}"}
-            self.event(job, "failed", error=job.error)
+            self.event(job, job.state, error=job.error)
         finally:
             job.finished = time.time()
 

@@ -8,6 +8,7 @@ the handlers in ``api.py``, ``images.py``, ``uploads.py``, ``recognition.py`` an
 from __future__ import annotations
 
 from broker import __version__
+from common.jobs import PUBLIC_STATES
 
 
 def ref(name: str) -> dict:
@@ -93,13 +94,14 @@ BARCODE_FORMAT = {"type": "string", "description": "qr, micro_qr, datamatrix, pd
                   "code128, code39, code93, ean8, ean13, upca, upce, itf, codabar"}
 TIMEOUT = {"type": "number", "minimum": 1, "maximum": 86400,
            "description": "seconds the whole job may take (default 3600)"}
+JOB_STATE = {"enum": [str(state) for state in PUBLIC_STATES]}  # common.jobs.JobState
 
 
 def recognition_job(kind: str, result: dict) -> dict:
     """The view of an OCR or barcode job."""
     return obj(["job", "kind", "session", "state", "progress", "created", "finished"],
                job=STRING, kind={"const": kind}, session=STRING,
-               state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
+               state=JOB_STATE,
                progress=obj(["done", "total"], done=INTEGER, total=INTEGER),
                created=NUMBER, finished={"type": ["number", "null"]},
                result={**result, "description": "when the state is done"},
@@ -180,7 +182,7 @@ SCHEMAS = {
                           batch=BOOLEAN),
                     "additionalProperties": False},
     "Job": obj(["job", "state"], job=STRING,
-               state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
+               state=JOB_STATE,
                pages=INTEGER, images=array(STRING), progress={}, error={},
                source=STRING, settings=ANY_OBJECT, session=STRING, request=ANY_OBJECT,
                created=NUMBER, updated=NUMBER),
@@ -203,7 +205,7 @@ SCHEMAS = {
     "UploadJob": obj(["job", "session", "state", "progress", "attempts", "url", "method",
                       "format", "files"],
                      job=STRING, session=STRING,
-                     state={"enum": ["queued", "running", "done", "failed", "cancelled"]},
+                     state=JOB_STATE,
                      progress=obj(["sent", "total", "percent"], sent=INTEGER, total=INTEGER,
                                   percent=NUMBER),
                      attempts=INTEGER, method=STRING, format=STRING,

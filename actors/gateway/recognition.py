@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.protocol import Error
+from common.jobs import JobState
 
 from .images import _filename, attachment, located
 from .jobs import Job
@@ -207,7 +208,7 @@ async def ocr_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["output"]
     if name not in MEDIA:
         raise Error("not_found", "the outputs are text, hocr and pdf")
-    if job.state != "done":
+    if job.state != JobState.DONE:
         raise Error("conflict", f"the job is {job.state}; its files come when it is done")
     if name not in job.files:
         raise Error("not_found", f"the job did not make {name} (ask for it in output)")

@@ -24,6 +24,7 @@ from PIL import Image
 
 from broker.client import Client
 from broker.protocol import Error
+from common.jobs import JobState
 
 from .devices import error_of
 
@@ -100,7 +101,7 @@ class ScanJob:
         self.images: list[str] = []
         self.read = 0  # pages read from the device
         self.percent: int | None = 0
-        self.state = "running"
+        self.state = JobState.RUNNING
         self.queue: queue.Queue = queue.Queue(maxsize=context.in_flight)
         self.finished = threading.Event()
         self.phase = threading.Lock()  # guards reading and reader_done
@@ -311,11 +312,11 @@ class ScanJob:
 
     def _end(self) -> None:
         if self.failure is not None:
-            self.state = "failed"
+            self.state = JobState.FAILED
         elif self.cancelled.is_set():
-            self.state = "cancelled"
+            self.state = JobState.CANCELLED
         else:
-            self.state = "done"
+            self.state = JobState.DONE
         self.finished.set()
         self.context.on_end(self)
         body = {"session": self.session, "job": self.id, "state": self.state,

@@ -15,7 +15,7 @@ from typing import Any
 
 from broker.actor import Actor, operation
 from broker.protocol import Error
-from common.jobs import JobStore
+from common.jobs import JobOperations, ScanJobs
 
 from . import devices as devicelib
 from .options import SOURCE_PATTERNS, Settings
@@ -25,7 +25,7 @@ PROGRAM = "scanner"  # our supervisord program: held by the monitor while a job 
 STOP_WAIT = 6.0  # seconds a stopping scanner waits for its jobs to end (under DRAIN)
 
 
-class Scanner(Actor):
+class Scanner(JobOperations, Actor):
     service = "scanner"
     capacity = 4  # options and job queries stay answered while a device is slow to open
     tick_interval = 3600.0
@@ -33,14 +33,14 @@ class Scanner(Actor):
     def on_start(self) -> None:
         self.sane_dir, self.backends = devicelib.prepare_config(self.cfg)
         self.devices = devicelib.Devices(lambda: devicelib.write_config(self.cfg))
-        self.store = JobStore(self.home.cache / "scanner")
+        self.job_table = ScanJobs(self.home.cache / "scanner")
         # device name -> its live job (None while a scan request opens the device)
         self.busy: dict[str, ScanJob | None] = {}
         self.busy_lock = threading.Lock()
         in_flight = self.cfg.scanner.pages_in_flight
         self.context = Context(self.client, self.devices,
                                Stagers(self.client, in_flight), in_flight,
-                               self.publish, lambda job: self.store.page(job.id, job.images),
+                               self.publish, lambda job: self.job_table.page(job.id, job.images),
                                self._job_done, self.log)
         self.holds: queue.Queue = queue.Queue()
         threading.Thread(target=self._send_holds, name="holds", daemon=True).start()
@@ -59,16 +59,10 @@ class Scanner(Actor):
 
     def _finish_orphans(self) -> None:
         """Jobs of a scanner process that died: failed with actor_died, holds released."""
-        for job in self.store.orphans():
-            error = Error("actor_died", "the scanner stopped during this job; pages "
-                          f"stored before that ({job['pages']}) are kept")
-            self.store.finish(job["job"], "failed", error.to_wire())
+        for job in self.fail_orphans("the scanner stopped during this job; pages stored "
+                                     "before that ({pages}) are kept"):
             self.log.warning("job ended by a scanner restart", job=job["job"],
                              pages=job["pages"])
-            self.publish("scan.error", {"session": job["session"], "job": job["job"],
-                                        "state": "failed", "pages": job["pages"],
-                                        "images": job["images"], "error": error.to_wire(),
-                                        "code": error.code, "message": error.message})
             self._monitor("release", job["job"])
 
     def on_stop(self) -> None:
@@ -79,10 +73,10 @@ class Scanner(Actor):
         end = time.monotonic() + STOP_WAIT
         for job in self._live_jobs():
             job.finished.wait(max(0.0, end - time.monotonic()))
-        self.store.close()
+        self.job_table.close()
 
     def on_tick(self) -> None:
-        self.store.prune()
+        self.job_table.prune()
 
     # --- helpers
 
@@ -114,7 +108,7 @@ class Scanner(Actor):
             raise
 
     def _job_done(self, job: ScanJob) -> None:
-        self.store.finish(job.id, job.state, job.describe()["error"])
+        self.job_table.finish(job.id, job.state, job.describe()["error"])
         with self.busy_lock:
             self.busy.pop(job.source["device"], None)
         self.devices.close(job.handle)
@@ -126,10 +120,9 @@ class Scanner(Actor):
         with self.busy_lock:
             return [job for job in self.busy.values() if job is not None]
 
-    def _live(self, job: Any, session: Any = None) -> ScanJob | None:
-        """The running job with this id (of this session, when given)."""
-        return next((live for live in self._live_jobs() if live.id == job
-                     and (session is None or live.session == session)), None)
+    def _live(self, job: str) -> ScanJob | None:
+        """The running job with this id."""
+        return next((live for live in self._live_jobs() if live.id == job), None)
 
     def _settings(self, entry: dict, handle: Any) -> Settings:
         """The options of a just opened device, set back to its defaults."""
@@ -197,7 +190,7 @@ class Scanner(Actor):
             job_id = os.urandom(8).hex()
             job = ScanJob(job_id, session, entry, handle, settings,
                           limit or self.cfg.scanner.max_pages, batch, self.context)
-            self.store.create(job_id, session, entry["id"],
+            self.job_table.create(job_id, session, entry["id"],
                               {"options": options or {}, "pages": limit, "batch": batch})
         except BaseException:
             self.devices.close(handle)
@@ -223,24 +216,17 @@ class Scanner(Actor):
                         f"is {value!r} (set source to adf)", option="source",
                         allowed=source["constraint"] or {})
 
-    @operation
-    def job(self, job: str, session: str | None = None) -> dict:
-        """A job's state: running|done|failed|cancelled, pages stored, image ids, error."""
-        live = self._live(job, session)
-        return live.describe() if live else self.store.get(job, session)
+    # --- job, jobs, cancel (common.jobs.JobOperations): a live job answers for itself
 
-    @operation
-    def jobs(self, session: str) -> list:
-        """The session's scan jobs, oldest first."""
-        return [live.describe() if (live := self._live(j["job"])) else j
-                for j in self.store.of_session(session)]
+    def job_view(self, record: dict) -> dict:
+        live = self._live(record["job"])
+        return live.describe() if live else record
 
-    @operation
-    def cancel(self, job: str, session: str | None = None) -> dict:
-        """Cancel a running job at once; pages already stored stay in the buffer."""
-        live = self._live(job, session)
+    def job_cancel(self, record: dict) -> dict:
+        """Stop at once; pages already stored stay in the buffer."""
+        live = self._live(record["job"])
         if live is None:
-            return self.store.get(job, session)  # finished already (or unknown: not_found)
+            return self.job_table.find(record["job"])  # it ended meanwhile
         live.cancel()
         live.finished.wait(5)
         return live.describe()

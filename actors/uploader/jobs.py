@@ -1,4 +1,5 @@
-"""The upload queue: one SQLite row per job in ``upload/jobs.db`` (WAL), files beside it.
+"""The upload queue: one SQLite row per job in ``upload/jobs.db`` (a ``common.jobs``
+table, ``synchronous=FULL``: an acknowledged job survives a power cut), files beside it.
 
 A job's document is rendered into ``upload/<job>/`` before the job is acknowledged, so
 what is sent never changes afterwards. States::
@@ -8,21 +9,21 @@ what is sent never changes afterwards. States::
 
 ``preparing`` rows belong to a submit that never answered: they are removed at start.
 ``running`` rows at start belong to an attempt the process did not finish: queued again
-(the receiver takes the resend once, by its Idempotency-Key). A folder whose job is not
-unfinished (ended, or gone) is removed at start and on every tick: a crash between a job's
-end and the removal of its files must not keep them for ``job_keep``.
+(the receiver takes the resend once, by its Idempotency-Key), not failed as other kinds'
+orphans are. A folder whose job is not unfinished (ended, or gone) is removed at start and
+on every tick: a crash between a job's end and the removal of its files must not keep them
+for ``job_keep``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
-FINAL = ("done", "failed", "cancelled")
+from broker.protocol import Error
+from common.jobs import FINAL_STATES, JobState, JobTable
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -46,118 +47,91 @@ CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session);
 """
 
 
-class Jobs:
-    """Thread-safe access to the queue (one connection, one lock: the rows are few)."""
+class UploadJobs(JobTable):
+    """The queue (rows keep their ``id``; ``uploader.public()`` makes what callers see)."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(folder / "jobs.db", check_same_thread=False,
-                                  isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # an acknowledged job survives power loss
-        self.db.executescript(SCHEMA)
-        self.lock = threading.Lock()
+    kind = "upload"
+    schema = SCHEMA
+    json_columns = ("request", "files", "result", "error")
+    hidden = (JobState.PREPARING,)
+    durable = True
 
-    def close(self) -> None:
-        with self.lock:
-            self.db.close()
-
-    def _run(self, sql: str, *args) -> list[sqlite3.Row]:
-        with self.lock:
-            return self.db.execute(sql, args).fetchall()
+    def missing(self, job: str) -> Error:
+        return Error("not_found", f"no upload job {str(job)[:40]!r} in this session")
 
     def create(self, job: str, session: str, request: dict, key: str) -> None:
         now = time.time()
-        self._run("INSERT INTO jobs (id, session, state, request, files, idempotency_key, "
-                  "created, updated) VALUES (?, ?, 'preparing', ?, '[]', ?, ?, ?)",
-                  job, session, json.dumps(request), key, now, now)
+        self.change("INSERT INTO jobs (id, session, state, request, files, idempotency_key, "
+                    "created, updated) VALUES (?, ?, ?, ?, '[]', ?, ?, ?)", job, session,
+                    JobState.PREPARING, json.dumps(request), key, now, now)
 
     def queue(self, job: str, files: list[dict]) -> None:
         total = sum(f["bytes"] for f in files)
-        self._run("UPDATE jobs SET state = 'queued', files = ?, total = ?, updated = ? "
-                  "WHERE id = ? AND state = 'preparing'", json.dumps(files), total,
-                  time.time(), job)
+        self.change("UPDATE jobs SET state = ?, files = ?, total = ?, updated = ? "
+                    "WHERE id = ? AND state = ?", JobState.QUEUED, json.dumps(files), total,
+                    time.time(), job, JobState.PREPARING)
 
     def remove(self, job: str) -> None:
-        self._run("DELETE FROM jobs WHERE id = ?", job)
-
-    def get(self, job: str) -> dict | None:
-        rows = self._run("SELECT * FROM jobs WHERE id = ?", job)
-        return _record(rows[0]) if rows else None
-
-    def of_session(self, session: str) -> list[dict]:
-        return [_record(r) for r in
-                self._run("SELECT * FROM jobs WHERE session = ? AND state != 'preparing' "
-                          "ORDER BY created", session)]
+        self.change("DELETE FROM jobs WHERE id = ?", job)
 
     def take(self, now: float) -> dict | None:
         """The oldest queued job that is due, marked running (one worker gets it)."""
         with self.lock:
-            row = self.db.execute("SELECT * FROM jobs WHERE state = 'queued' AND next_at <= ? "
-                                  "ORDER BY next_at, created LIMIT 1", (now,)).fetchone()
+            row = self.db.execute("SELECT * FROM jobs WHERE state = ? AND next_at <= ? "
+                                  "ORDER BY next_at, created LIMIT 1",
+                                  (JobState.QUEUED, now)).fetchone()
             if row is None:
                 return None
-            self.db.execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-                            "sent = 0, updated = ? WHERE id = ?", (time.time(), row["id"]))
-        record = _record(row)
+            self.db.execute("UPDATE jobs SET state = ?, attempts = attempts + 1, "
+                            "sent = 0, updated = ? WHERE id = ?",
+                            (JobState.RUNNING, time.time(), row["id"]))
+        record = self.record(row)
         record["attempts"] += 1
-        record["state"] = "running"
+        record["state"] = JobState.RUNNING
         return record
 
     def next_due(self) -> float | None:
-        rows = self._run("SELECT MIN(next_at) AS at FROM jobs WHERE state = 'queued'")
+        rows = self.run("SELECT MIN(next_at) AS at FROM jobs WHERE state = ?", JobState.QUEUED)
         return rows[0]["at"] if rows and rows[0]["at"] is not None else None
 
     def progress(self, job: str, sent: int, total: int) -> None:
         """Bytes of the request body sent (``total``: the body, multipart framing too)."""
-        self._run("UPDATE jobs SET sent = ?, total = ?, updated = ? WHERE id = ?", sent, total,
-                  time.time(), job)
+        self.change("UPDATE jobs SET sent = ?, total = ?, updated = ? WHERE id = ?", sent,
+                    total, time.time(), job)
 
     def retry(self, job: str, at: float, error: dict) -> bool:
         """Back to the queue for another attempt at ``at``; False if it was cancelled."""
-        with self.lock:
-            done = self.db.execute(
-                "UPDATE jobs SET state = 'queued', next_at = ?, error = ?, updated = ? "
-                "WHERE id = ? AND state = 'running'",
-                (at, json.dumps(error), time.time(), job))
-        return done.rowcount == 1
+        return self.change("UPDATE jobs SET state = ?, next_at = ?, error = ?, updated = ? "
+                           "WHERE id = ? AND state = ?", JobState.QUEUED, at,
+                           json.dumps(error), time.time(), job, JobState.RUNNING) == 1
 
-    def finish(self, job: str, state: str, result: dict | None = None,
-               error: dict | None = None, only_from: tuple[str, ...] = ()) -> bool:
-        """Set a final state; with ``only_from``, only from those states (True if set)."""
-        now = time.time()
-        where = "id = ?"
-        args: list[Any] = [state, json.dumps(result) if result else None,
-                           json.dumps(error) if error else None, now, now, job]
-        if only_from:
-            where += f" AND state IN ({', '.join('?' * len(only_from))})"
-            args += list(only_from)
-        with self.lock:
-            done = self.db.execute(f"UPDATE jobs SET state = ?, result = ?, error = ?, "
-                                   f"updated = ?, finished = ? WHERE {where}", args)
-        return done.rowcount == 1
+    def finish(self, job: str, state: JobState, error: dict | None = None, *,
+               only_from: tuple[JobState, ...] = (), result: dict | None = None,
+               **columns: Any) -> bool:
+        """Set a final state, the receiver's answer and the time it ended."""
+        return super().finish(job, state, error, only_from=only_from, result=result,
+                              finished=time.time(), **columns)
 
     def recover(self) -> tuple[list[str], int]:
         """At start: (ids of unfinished submits to remove, jobs put back in the queue)."""
         with self.lock:
             stale = [r["id"] for r in self.db.execute(
-                "SELECT id FROM jobs WHERE state = 'preparing'").fetchall()]
-            self.db.execute("DELETE FROM jobs WHERE state = 'preparing'")
-            requeued = self.db.execute("UPDATE jobs SET state = 'queued', next_at = 0 "
-                                       "WHERE state = 'running'").rowcount
+                "SELECT id FROM jobs WHERE state = ?", (JobState.PREPARING,)).fetchall()]
+            self.db.execute("DELETE FROM jobs WHERE state = ?", (JobState.PREPARING,))
+            requeued = self.db.execute("UPDATE jobs SET state = ?, next_at = 0 "
+                                       "WHERE state = ?",
+                                       (JobState.QUEUED, JobState.RUNNING)).rowcount
         return stale, requeued
 
     def unfinished(self) -> set[str]:
         """Ids of the jobs whose files are still needed (preparing, queued, running)."""
-        marks = ", ".join("?" * len(FINAL))
-        return {r["id"] for r in self._run(f"SELECT id FROM jobs WHERE state NOT IN ({marks})",
-                                           *FINAL)}
+        marks = ", ".join("?" * len(FINAL_STATES))
+        return {r["id"] for r in self.run(f"SELECT id FROM jobs WHERE state NOT IN ({marks})",
+                                          *FINAL_STATES)}
 
     def expired(self, before: float) -> list[str]:
-        rows = self._run("SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?",
-                         before)
+        rows = self.run("SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?",
+                        before)
         ids = [r["id"] for r in rows]
         for job in ids:
             self.remove(job)
@@ -165,11 +139,4 @@ class Jobs:
 
     def counts(self) -> dict:
         return {r["state"]: r["n"] for r in
-                self._run("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
-
-
-def _record(row: sqlite3.Row) -> dict:
-    record = dict(row)
-    for name in ("request", "files", "result", "error"):
-        record[name] = json.loads(record[name]) if record[name] else None
-    return record
+                self.run("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}

@@ -26,9 +26,10 @@ from broker.actor import Actor, operation
 from broker.logs import mask_url
 from broker.procutil import atomic_write, atomic_write_with
 from broker.protocol import Error
+from common.jobs import FINAL_STATES, JobOperations, JobState
 
 from . import delivery, targets
-from .jobs import FINAL, Jobs
+from .jobs import UploadJobs
 
 RENDER_TIMEOUT = 600.0  # seconds the buffer may take to render a large document
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex: the name of a job's folder
@@ -41,7 +42,7 @@ MEDIA_TYPES = {"pdf": "application/pdf", "tiff": "image/tiff", "jpeg": "image/jp
                "png": "image/png", "zip": "application/zip"}
 
 
-class Uploader(Actor):
+class Uploader(JobOperations, Actor):
     service = "uploader"
     capacity = 4  # submits render while status queries still answer at once
     tick_interval = 60.0
@@ -49,8 +50,8 @@ class Uploader(Actor):
     def on_start(self) -> None:
         self.settings = self.cfg.uploader
         self.folder = self.home.upload
-        self.jobs = Jobs(self.folder)
-        stale, requeued = self.jobs.recover()
+        self.job_table = UploadJobs(self.folder)
+        stale, requeued = self.job_table.recover()
         swept = self._sweep()
         if stale or requeued or swept:
             self.log.info("upload queue recovered", requeued=requeued,
@@ -74,7 +75,7 @@ class Uploader(Actor):
             thread.join(timeout=2)
 
     def on_tick(self) -> None:
-        self.jobs.expired(time.time() - self.settings.job_keep)
+        self.job_table.expired(time.time() - self.settings.job_keep)
         self._sweep()
 
     def _sweep(self) -> int:
@@ -85,7 +86,7 @@ class Uploader(Actor):
         a folder being filled now always has its job in the set."""
         folders = [path for path in self.folder.iterdir()
                    if path.is_dir() and JOB_ID.fullmatch(path.name)]
-        needed = self.jobs.unfinished()
+        needed = self.job_table.unfinished()
         removed = [path for path in folders if path.name not in needed]
         for path in removed:
             shutil.rmtree(path, ignore_errors=True)
@@ -114,49 +115,41 @@ class Uploader(Actor):
                                  origin=origin, session=session)
             raise
         job = uuid.uuid4().hex
-        self.jobs.create(job, session, request, key=str(uuid.uuid4()))
+        self.job_table.create(job, session, request, key=str(uuid.uuid4()))
         try:
             files = self._render(job, session, images, request, options)
         except BaseException as exc:
-            self.jobs.remove(job)
+            self.job_table.remove(job)
             shutil.rmtree(self.folder / job, ignore_errors=True)
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise Error("disk_full", f"no room in {self.folder} for the document "
                                          f"({exc.strerror})") from None
             raise
-        self.jobs.queue(job, files)
+        self.job_table.queue(job, files)
         self.log.info("upload accepted", job=job, session=session,
                       url=mask_url(request["url"]), files=len(files),
                       bytes=sum(f["bytes"] for f in files))
         self.publish("upload.queued", {"session": session, "job": job})
         with self.wake:
             self.wake.notify()
-        return public(self.jobs.get(job))
+        return public(self.job_table.get(job))
 
-    @operation
-    def job(self, job: str, session: str | None = None) -> dict:
-        """One job's state, progress and result."""
-        return public(self._own(job, session))
+    # --- job, jobs, cancel (common.jobs.JobOperations)
 
-    @operation
-    def jobs(self, session: str) -> list:
-        """The session's upload jobs, oldest first."""
-        return [public(record) for record in self.jobs.of_session(session)]
+    def job_view(self, record: dict) -> dict:
+        return public(record)
 
-    @operation
-    def cancel(self, job: str, session: str | None = None) -> dict:
-        """Cancel a queued or running job (a finished one is left as it is)."""
-        record = self._own(job, session)
-        if record["state"] in FINAL:
-            return public(record)
+    def job_cancel(self, record: dict) -> dict:
+        """A queued job ends now; a running attempt is stopped and ends the job itself."""
+        job = record["id"]
         self.cancels.add(job)
         self.log.info("upload cancelled", job=job, state=record["state"])
-        if self.jobs.finish(job, "cancelled", error={"code": "cancelled",
-                                                     "message": "cancelled"},
-                            only_from=("queued",)):
-            self._ended(self.jobs.get(job))
-        # A running attempt ends the job itself: its socket is shut down so that a send or
-        # a wait for the answer stops now, not at the timeout.
+        if self.job_table.finish(job, JobState.CANCELLED, {"code": "cancelled",
+                                                           "message": "cancelled"},
+                                 only_from=(JobState.QUEUED,)):
+            self._ended(self.job_table.get(job))
+        # The attempt's socket is shut down so that a send or a wait for the answer stops
+        # now, not at the timeout.
         conn = self.live.get(job)
         if conn is not None:
             try:
@@ -164,21 +157,14 @@ class Uploader(Actor):
             except (OSError, AttributeError):
                 pass
         end = time.monotonic() + CANCEL_WAIT
-        while self.jobs.get(job)["state"] not in FINAL and time.monotonic() < end:
+        while self.job_table.get(job)["state"] not in FINAL_STATES and time.monotonic() < end:
             time.sleep(0.02)
-        return public(self.jobs.get(job))
+        return public(self.job_table.get(job))
 
     @operation
     def status(self) -> dict:
         """Jobs per state."""
-        return {"jobs": self.jobs.counts(), "workers": len(self.senders)}
-
-    def _own(self, job: str, session: str | None) -> dict:
-        record = self.jobs.get(str(job))
-        if record is None or record["state"] == "preparing" or \
-                (session is not None and record["session"] != session):
-            raise Error("not_found", f"no upload job {str(job)[:40]!r} in this session")
-        return record
+        return {"jobs": self.job_table.counts(), "workers": len(self.senders)}
 
     # --- rendering
 
@@ -240,9 +226,9 @@ class Uploader(Actor):
             with self.wake:
                 if self.stopping:
                     return
-                record = self.jobs.take(time.time())
+                record = self.job_table.take(time.time())
                 if record is None:
-                    due = self.jobs.next_due()
+                    due = self.job_table.next_due()
                     wait = 30.0 if due is None else min(30.0, max(0.05, due - time.time()))
                     self.wake.wait(wait)
                     continue
@@ -263,7 +249,7 @@ class Uploader(Actor):
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY or sent == total:
                 last[0] = now
-                self.jobs.progress(job, sent, total)
+                self.job_table.progress(job, sent, total)
                 self.publish("upload.progress", {"session": session, "job": job,
                                                  "sent": sent, "total": total,
                                                  "attempt": record["attempts"]})
@@ -302,16 +288,17 @@ class Uploader(Actor):
         error = {"code": outcome.code, "message": outcome.message,
                  **({"status": outcome.status} if outcome.status else {})}
         if outcome.kind == "done":
-            self.jobs.finish(job, "done", result=result, only_from=("running",))
+            self.job_table.finish(job, JobState.DONE, result=result,
+                                  only_from=(JobState.RUNNING,))
             self.log.info("upload done", job=job, status=outcome.status, attempts=attempts)
         elif outcome.kind == "cancelled" or job in self.cancels:
-            self.jobs.finish(job, "cancelled", error={"code": "cancelled",
-                                                      "message": "cancelled"})
+            self.job_table.finish(job, JobState.CANCELLED, {"code": "cancelled",
+                                                            "message": "cancelled"})
         elif outcome.kind == "retry" and attempts < self.settings.max_attempts:
             delay = self._backoff(attempts)
             if outcome.retry_after is not None:
                 delay = min(max(delay, outcome.retry_after), self.settings.backoff_max)
-            if self.jobs.retry(job, time.time() + delay, error):
+            if self.job_table.retry(job, time.time() + delay, error):
                 self.log.warning("upload attempt failed; retrying", job=job, attempt=attempts,
                                  delay=round(delay, 2), reason=outcome.message)
                 self.publish("upload.retry", {"session": record["session"], "job": job,
@@ -322,9 +309,10 @@ class Uploader(Actor):
             if outcome.kind == "retry":
                 error = {**error, "message": f"{outcome.message} (gave up after "
                                              f"{attempts} attempts)"}
-            self.jobs.finish(job, "failed", result=result, error=error, only_from=("running",))
+            self.job_table.finish(job, JobState.FAILED, error, result=result,
+                                  only_from=(JobState.RUNNING,))
             self.log.error("upload failed", job=job, attempts=attempts, **error)
-        self._ended(self.jobs.get(job))
+        self._ended(self.job_table.get(job))
 
     def _backoff(self, attempts: int) -> float:
         """Exponential with equal jitter (half to all of it), so clients do not retry in
@@ -340,7 +328,7 @@ class Uploader(Actor):
         self.cancels.discard(job)
         shutil.rmtree(self.folder / job, ignore_errors=True)
         body = {"session": record["session"], "job": job, "state": record["state"]}
-        if record["state"] == "done":
+        if record["state"] == JobState.DONE:
             self.publish("upload.done", {**body, **(record["result"] or {})})
         else:
             self.publish("upload.error", {**body, **(record["result"] or {}),
@@ -355,19 +343,19 @@ def public(record: dict) -> dict:
     request = record["request"]
     total, sent = record["total"], record["sent"]
     answer = {"job": record["id"], "session": record["session"], "state": record["state"],
-              "progress": {"sent": sent if record["state"] != "done" else total,
+              "progress": {"sent": sent if record["state"] != JobState.DONE else total,
                            "total": total,
-                           "percent": 100.0 if record["state"] == "done" or not total
+                           "percent": 100.0 if record["state"] == JobState.DONE or not total
                            else round(100.0 * sent / total, 1)},
               "attempts": record["attempts"], "url": mask_url(request["url"]),
               "method": request["method"], "format": request["format"],
               "files": [{"name": f["name"], "bytes": f["bytes"]} for f in record["files"]],
               "idempotency_key": record["idempotency_key"],
               "created": record["created"], "updated": record["updated"]}
-    if record["state"] == "queued" and record["next_at"] > time.time():
+    if record["state"] == JobState.QUEUED and record["next_at"] > time.time():
         answer["next_attempt"] = record["next_at"]
     if record["result"]:
         answer["result"] = record["result"]
-    if record["error"] and record["state"] != "done":
+    if record["error"] and record["state"] != JobState.DONE:
         answer["error"] = record["error"]
     return answer
