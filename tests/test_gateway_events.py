@@ -1,175 +1,26 @@
 """The gateway's event WebSocket (``/api/v1/sessions/{sid}/events``), driven with aiohttp.
 
-Covers the hello message, the causal order and numbering of a scan's events, fan-out to
-every socket of a session and to no other session, replay after a reconnect with
-``since`` and ``epoch`` (``lost`` when the backlog or the epoch cannot cover the gap),
-buffer.changed events of imports and edits made over HTTP, ``session.closed`` and close
-code 4000 when the session is deleted, and the close timer: a session closes
-``session_close_delay`` seconds after its last socket closed, unless a page reconnects.
+The hello message, the causal order and numbering of a scan's events, fan-out to every
+socket of a session and to no other session, replay after a reconnect with ``since`` and
+``epoch`` (``lost`` when the backlog or the epoch cannot cover the gap), buffer.changed
+events of imports and edits made over HTTP, ``session.closed`` and close code 4000 when
+the session is deleted.
 
-Three services: a shared one (default settings), one with ``event_backlog = 10`` and one
-with ``session_close_delay = 1.5`` for the timer tests.
+Two services: the module's (default settings) and one with ``event_backlog = 10``. The
+close timer: test_gateway_close_timer.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from broker.protocol import Error
-from tests.support.images import png
-from tests.support.service import Service
+from tests.support.gateway_events import BACKLOG, WAIT, Web, consecutive, done_of, run, seqs
+from tests.support.gateway_events import small_backlog  # fixtures
 
 pytestmark = pytest.mark.timeout(120)
-
-WAIT = 20.0  # seconds one expected message may take (2 loaded cores)
-DELAY = 1.5  # session_close_delay of the timer service
-BACKLOG = 10  # event_backlog of the small-backlog service
-SCAN_OPTIONS = {"resolution": 75}
-
-
-# --- helpers
-
-
-class Socket:
-    """One event socket: its hello, then every message read so far (parsed and raw)."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, hello: dict):
-        self.ws = ws
-        self.hello = hello
-        self.seen: list[dict] = []
-        self.raw: list[str] = []
-
-    async def next(self, timeout: float = WAIT) -> dict:
-        msg = await self.ws.receive(timeout=timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, f"not a text message: {msg}"
-        message = json.loads(msg.data)
-        self.seen.append(message)
-        self.raw.append(msg.data)
-        return message
-
-    async def until(self, match, timeout: float = WAIT) -> list[dict]:
-        """Messages up to and including the first one ``match(message)`` is true for."""
-        got = []
-        end = time.monotonic() + timeout
-        while True:
-            message = await self.next(max(0.1, end - time.monotonic()))
-            got.append(message)
-            if match(message):
-                return got
-
-    async def quiet(self, seconds: float) -> list[dict]:
-        """What arrives within ``seconds`` (nothing, usually)."""
-        got = []
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            try:
-                msg = await self.ws.receive(timeout=left)
-            except asyncio.TimeoutError:
-                break
-            got.append(json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT
-                       else {"type": str(msg.type), "data": msg.data})
-        return got
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-class Web:
-    """HTTP and WebSocket requests to one service over one aiohttp client session."""
-
-    def __init__(self, http: aiohttp.ClientSession, svc: Service):
-        self.http = http
-        self.base = svc.url("").rstrip("/")
-
-    async def request(self, method: str, path: str, token: str | None = None,
-                      **kwargs) -> tuple[int, object]:
-        headers = kwargs.pop("headers", {})
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        async with self.http.request(method, self.base + path, headers=headers,
-                                     **kwargs) as response:
-            body = await response.read()
-            try:
-                return response.status, json.loads(body)
-            except ValueError:
-                return response.status, body
-
-    async def open_session(self) -> tuple[str, str]:
-        status, body = await self.request("POST", "/api/v1/sessions", json={})
-        assert status == 201, body
-        return body["id"], body["token"]
-
-    async def info(self, sid: str, token: str) -> tuple[int, dict]:
-        return await self.request("GET", f"/api/v1/sessions/{sid}", token)
-
-    async def connect(self, sid: str, token: str, **query) -> Socket:
-        """An event socket, once its hello arrived (then it surely gets live events)."""
-        params = {"token": token, **{k: str(v) for k, v in query.items()}}
-        ws = await self.http.ws_connect(f"{self.base}/api/v1/sessions/{sid}/events",
-                                        params=params)
-        msg = await ws.receive(timeout=WAIT)
-        assert msg.type == aiohttp.WSMsgType.TEXT, f"no hello: {msg}"
-        hello = json.loads(msg.data)
-        assert hello["topic"] == "hello", hello
-        return Socket(ws, hello)
-
-    async def scan(self, sid: str, token: str, pages: int, source: str = "test:0") -> str:
-        status, job = await self.request("POST", f"/api/v1/sessions/{sid}/scans", token,
-                                         json={"source": source, "pages": pages,
-                                               "options": SCAN_OPTIONS})
-        assert status == 202, job
-        return job["job"]
-
-    async def import_png(self, sid: str, token: str, **kwargs) -> str:
-        status, body = await self.request("POST", f"/api/v1/sessions/{sid}/images", token,
-                                          data=png(**kwargs),
-                                          headers={"Content-Type": "image/png"})
-        assert status == 201, body
-        return body["images"][0]["id"]
-
-
-def run(svc: Service, test) -> None:
-    """``asyncio.run`` of ``test(web)``."""
-    async def main():
-        async with aiohttp.ClientSession() as http:
-            await test(Web(http, svc))
-    asyncio.run(main())
-
-
-def done_of(job: str):
-    return lambda m: m["topic"] in ("scan.done", "scan.error") and m["data"].get("job") == job
-
-
-def seqs(messages: list[dict]) -> list[int]:
-    return [m["seq"] for m in messages]
-
-
-def consecutive(first: int, count: int) -> list[int]:
-    return list(range(first, first + count))
-
-
-@pytest.fixture(scope="module")
-def small_backlog(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nevent_backlog = "
-                                                             f"{BACKLOG}\n")
-    svc.start()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="module")
-def closing(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nsession_close_delay "
-                                                             f"= {DELAY}\n")
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 # --- hello, order, fan-out
@@ -510,102 +361,3 @@ def test_deleting_the_session_sends_session_closed_then_closes_the_socket_with_4
                                       params={"token": token})
         assert refused.value.status == 404
     run(service, test)
-
-
-# --- the close timer (session_close_delay = 1.5)
-
-
-def locate(svc: Service, sid: str, iid: str) -> Path:
-    with svc.client() as client:
-        return Path(client.call("buffer", "locate", {"session": sid, "image": iid},
-                                timeout=15)["path"])
-
-
-def buffer_list(svc: Service, sid: str) -> list:
-    with svc.client() as client:
-        return client.call("buffer", "list", {"session": sid}, timeout=15)
-
-
-async def wait_gone(web: Web, sid: str, token: str, timeout: float = 15) -> None:
-    end = time.monotonic() + timeout
-    while True:
-        status, body = await web.info(sid, token)
-        if status == 404:
-            assert body["error"]["code"] == "not_found", body
-            return
-        assert status == 200, body
-        assert time.monotonic() < end, f"session {sid} still open after {timeout} s"
-        await asyncio.sleep(0.05)
-
-
-def test_closing_the_last_socket_closes_the_session_after_the_delay(closing):
-    async def test(web: Web):
-        sid, token = await web.open_session()
-        iid = await web.import_png(sid, token)
-        stored = await asyncio.to_thread(locate, closing, sid, iid)
-        assert stored.is_file()
-        first = await web.connect(sid, token)
-        second = await web.connect(sid, token)
-        status, info = await web.info(sid, token)
-        assert status == 200 and info["sockets"] == 2 and info["close_delay"] == DELAY
-
-        # One of two sockets closing starts no timer.
-        await first.close()
-        await asyncio.sleep(DELAY + 0.75)
-        status, info = await web.info(sid, token)
-        assert status == 200 and info["sockets"] == 1 and info["images"] == 1, info
-
-        started = time.monotonic()
-        await second.close()
-        status, info = await web.info(sid, token)
-        if time.monotonic() - started < DELAY - 0.3:
-            assert status == 200, info  # not before the delay
-        await wait_gone(web, sid, token)
-        took = time.monotonic() - started
-        assert DELAY - 0.1 <= took <= DELAY + 8, f"closed {took:.2f} s after the last socket"
-        # The buffer closed it too: its images and their files are gone.
-        with pytest.raises(Error) as gone:
-            await asyncio.to_thread(buffer_list, closing, sid)
-        assert gone.value.code == "not_found"
-        assert not stored.exists()
-    run(closing, test)
-
-
-def test_a_reload_within_the_delay_keeps_the_session(closing):
-    async def test(web: Web):
-        sid, token = await web.open_session()
-        iid = await web.import_png(sid, token)
-        page = await web.connect(sid, token)
-        await page.close()
-        await asyncio.sleep(0.2)  # the page reloads
-        reloaded = await web.connect(sid, token, since=page.hello["seq"],
-                                     epoch=page.hello["data"]["epoch"])
-        assert reloaded.hello["data"]["lost"] is False
-        assert reloaded.hello["data"]["replayed"] == 0
-        await asyncio.sleep(DELAY + 0.75)
-        status, info = await web.info(sid, token)
-        assert status == 200 and info["images"] == 1 and info["sockets"] == 1, info
-        status, listed = await web.request("GET", f"/api/v1/sessions/{sid}/images", token)
-        assert status == 200 and [i["id"] for i in listed] == [iid]
-        # The reloaded page still gets live events.
-        other = await web.import_png(sid, token)
-        message = await reloaded.next()
-        assert message["topic"] == "buffer.changed" and message["data"]["ids"] == [other]
-        # Its socket closing starts the timer again.
-        await reloaded.close()
-        await wait_gone(web, sid, token)
-    run(closing, test)
-
-
-def test_a_session_that_never_opened_a_socket_is_not_closed_by_the_timer(closing):
-    async def test(web: Web):
-        sid, token = await web.open_session()
-        iid = await web.import_png(sid, token)
-        await asyncio.sleep(DELAY + 0.75)
-        status, info = await web.info(sid, token)
-        assert status == 200 and info["images"] == 1 and info["sockets"] == 0, info
-        status, _ = await web.request("GET", f"/api/v1/sessions/{sid}/images/{iid}", token)
-        assert status == 200
-        status, body = await web.request("DELETE", f"/api/v1/sessions/{sid}", token)
-        assert status == 200 and body == {"id": sid, "removed": 1}, body
-    run(closing, test)

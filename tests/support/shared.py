@@ -20,8 +20,8 @@ from .service import Service
 
 def shared_by_modules(body: Callable[..., Iterator], name: str | None = None):
     """A module-scoped fixture (named ``name``, or like ``body``) whose value the modules
-    importing it share; ``body`` is a generator fixture body and may ask for other
-    fixtures."""
+    importing it share; ``body`` is a fixture body (a generator, or a function that
+    returns the value) and may ask for other fixtures."""
     wanted = list(inspect.signature(body).parameters)
     running: list = []  # [value, generator] while started
 
@@ -39,9 +39,12 @@ def shared_by_modules(body: Callable[..., Iterator], name: str | None = None):
 
     def fixture(request: pytest.FixtureRequest):
         if not running:
-            gen = body(**{name: request.getfixturevalue(name) for name in wanted})
-            running[:] = [next(gen), gen]
-            request.config.add_cleanup(finish)  # -x, or a failed start of a later module
+            made = body(**{name: request.getfixturevalue(name) for name in wanted})
+            if inspect.isgenerator(made):
+                running[:] = [next(made), made]
+                request.config.add_cleanup(finish)  # -x, or a failed start of a later module
+            else:
+                running[:] = [made, iter(())]
         yield running[0]
         if not later_user(request):
             finish()
