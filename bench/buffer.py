@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import random
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -40,165 +38,14 @@ from pathlib import Path
 import img2pdf
 import pikepdf
 import zmq
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image
 
+from bench.buffer_stack import LONG, RssSampler, Stack, durable_write, folder_bytes, rss_kb, timed
+from bench.pages import A4_150, A4_300, draw_pages, with_comment
 from bench.report import note, out
-from broker import config as configlib
 from broker.client import Client
-from broker.procutil import atomic_write_with
-from tests.support.stack import (start_broker, start_program, stop, wait_service,
-                                 write_ini)
 
-A4_300 = (2480, 3508)
-A4_150 = (1240, 1754)
 MB = 1 << 20
-LONG = 300.0  # request timeout (s): a slow machine must not turn a figure into an error
-
-
-
-
-# --- test pages
-
-
-def draw_pages(count: int, size: tuple[int, int], seed: int = 1) -> list[bytes]:
-    """``count`` distinct colour pages as JPEG (quality 80): a header band, a colour
-    picture, a ring, lines of "words", and scanner-like noise over all (so the JPEGs have
-    the size of real scans, about 1.4 MB at 300 dpi A4)."""
-    width, height = size
-    unit = width / A4_300[0]
-    noise = Image.effect_noise((width + 64, height + 64), 6).convert("L")
-    gradient = Image.linear_gradient("L").resize((round(900 * unit), round(700 * unit)))
-    pages = []
-    for number in range(count):
-        rnd = random.Random(seed * 100003 + number)
-        image = Image.new("RGB", size, (246, 244, 238))
-        draw = ImageDraw.Draw(image)
-
-        def box(x0, y0, x1, y1):
-            return tuple(round(v * unit) for v in (x0, y0, x1, y1))
-
-        draw.rectangle(box(200, 180, 2280, 420), fill=(30 + number % 50, 60, 140))
-        picture = Image.merge("RGB", (gradient.rotate(90 * (number % 4)), gradient.rotate(90),
-                                      gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
-        image.paste(picture, box(200 + rnd.randrange(400), 520, 0, 0)[:2])
-        draw.ellipse(box(1500, 600 + rnd.randrange(100), 2200, 1150), outline=(200, 40, 40),
-                     width=max(2, round(12 * unit)))
-        y = 1350
-        while y < 3508 - 250:
-            x = 200
-            while True:
-                word = rnd.randrange(40, 260)
-                if x + word > 2280:
-                    break
-                draw.rectangle(box(x, y, x + word, y + 34), fill=(25, 25, 30))
-                x += word + 28
-            y += rnd.choice((70, 70, 70, 140))
-        ox, oy = rnd.randrange(64), rnd.randrange(64)
-        grain = noise.crop((ox, oy, ox + width, oy + height))
-        image = ImageChops.subtract(image, Image.merge("RGB", (grain,) * 3), 1, 128)
-        buf = io.BytesIO()
-        dpi = round(300 * unit)
-        image.save(buf, "JPEG", quality=80, dpi=(dpi, dpi))
-        pages.append(buf.getvalue())
-    return pages
-
-
-def with_comment(jpeg: bytes, text: str) -> bytes:
-    """The same JPEG with a COM segment after SOI: distinct bytes, same pixels."""
-    payload = text.encode()
-    return jpeg[:2] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
-
-
-# --- measuring helpers
-
-
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
-
-
-class RssSampler:
-    """The highest VmRSS of a process seen by polling every ``every`` seconds."""
-
-    def __init__(self, pid: int, every: float = 0.01):
-        self.pid, self.every = pid, every
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def durable_write(path: Path, data) -> None:
-    """Write + fsync + rename + folder fsync: the same helper the buffer's store uses."""
-    atomic_write_with(path, lambda f: f.write(data), 0o600)
-
-
-def timed(fn, *args) -> float:
-    """Seconds ``fn(*args)`` took."""
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
-
-
-def folder_bytes(folder: Path) -> tuple[int, int, int]:
-    """(files, apparent bytes, allocated bytes) under ``folder``."""
-    files = size = blocks = 0
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except FileNotFoundError:  # a derived file dropped while we walk
-                continue
-            files += 1
-            size += st.st_size
-            blocks += st.st_blocks * 512
-    return files, size, blocks
-
-
-class Stack:
-    """A temp home with a broker and a buffer actor, and a client to it."""
-
-    def __init__(self, home: Path, ini: str = ""):
-        self.home = home
-        home.mkdir(parents=True)
-        if ini:
-            write_ini(home, "DSConfiguration.ini", ini)
-        self.cfg = configlib.load(configlib.Home(home)).buffer
-        self.endpoint = f"ipc://{home}/run/broker.sock"
-        self.procs = []
-        try:
-            self.procs.append(start_broker(home))
-            self.procs.append(start_program(home, [sys.executable, "-m", "actors.buffer"],
-                                            "buffer"))
-            self.client = Client(self.endpoint, context=zmq.Context.instance())
-            wait_service(self.client, "buffer", timeout=30)
-            self.pid = self.client.call("buffer", "ping", timeout=10)["pid"]
-        except BaseException:
-            self.close()
-            raise
-
-    def call(self, op: str, args: dict | None = None, blobs=(), timeout: float = LONG):
-        return self.client.request("buffer", op, args, blobs=blobs, timeout=timeout)
-
-    def close(self) -> None:
-        if hasattr(self, "client"):
-            self.client.close()
-        for proc in reversed(self.procs):  # the actor first: the broker acks its leaving
-            stop(proc)
 
 
 # --- 1 and 2: 300 dpi pages

@@ -5,7 +5,7 @@ tests, so broker, buffer, gateway and monitor as installed; no system SANE backe
 no scan: pages go into a session through the broker's ``buffer.add``); then measures in
 the same run:
 
-  1. GET of a stored A4 300 dpi JPEG (2480 x 3508, quality 80: bench/buffer.py's drawn
+  1. GET of a stored A4 300 dpi JPEG (2480 x 3508, quality 80: bench/pages.py's drawn
      page, about 1.4 MB) through the gateway (``GET /api/v1/sessions/{sid}/images/{iid}``
      with the token: the guard, the session check, the cached ``buffer.locate`` answer (a
      broker round trip the first time), then sendfile of the stored file) against a minimal
@@ -49,7 +49,7 @@ from pathlib import Path
 import aiohttp
 from PIL import Image
 
-from bench.buffer import A4_300, draw_pages
+from bench.pages import A4_300, draw_pages
 from bench.report import ms, note, out, pct, shut_down
 from bench.report import summary as report_summary
 from tests.support.service import Service
