@@ -183,8 +183,8 @@ class ScanJobs(JobTable):
 
     def prune(self) -> None:
         """Forget the jobs that ended more than ``KEEP_SECONDS`` ago."""
-        self.change(f"DELETE FROM jobs WHERE state IN ({_marks(FINAL_STATES)}) AND updated < ?",
-                    *FINAL_STATES, time.time() - KEEP_SECONDS)
+        self.change(f"DELETE FROM jobs WHERE state IN ({_marks(FINAL_STATES)}) "
+                    "AND updated < ?", *FINAL_STATES, time.time() - KEEP_SECONDS)
 
     def record(self, row: sqlite3.Row) -> dict:
         images = json.loads(row["images"])

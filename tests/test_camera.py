@@ -11,7 +11,8 @@ frames in order); the live view as MJPEG read by a plain HTTP client (parts, siz
 ``fps=`` cap); two viewers sharing one camera connection and the camera closing after
 ``release_after``; the camera vanishing mid-stream (the stream ends, ``camera.error``
 on the session socket, captures fail with device_gone, and it works again once the camera
-is back); refused requests; document mode.
+is back); a capture cut by a kill -9 of the camera (failed with actor_died and its
+``scan.error`` once the camera is back); refused requests; document mode.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import base64
 import http.server
 import io
 import json
+import os
 import re
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -393,6 +396,35 @@ def test_capture_from_an_mjpeg_camera_stores_its_jpeg_byte_for_byte(session, med
         assert data in media.live
         numbers.append(qr_number(data, "live"))
     assert numbers[0] != numbers[1], numbers
+
+
+def test_a_capture_cut_by_a_kill_of_the_camera_ends_failed_with_its_scan_error(service,
+                                                                              session):
+    async def run() -> dict:
+        http, ws = await ws_events(service, session)
+        try:
+            job = session.start("camera:clip", pages=50, options={"interval": 0.3})
+            await until(ws, lambda m: m["topic"] == "scan.page" and m["data"]["job"] == job)
+            pid = service.pid("camera")
+            os.kill(pid, signal.SIGKILL)
+            # the restarted actor ends the job the dead one left running
+            failed = await until(ws, lambda m: m["topic"] == "scan.error"
+                                 and m["data"]["job"] == job, timeout=60)
+            service.wait_running("camera", other_than=pid, timeout=30)
+            return failed["data"]
+        finally:
+            await ws.close()
+            await http.close()
+    event = asyncio.run(run())
+    assert (event["state"], event["code"]) == ("failed", "actor_died"), event
+    assert event["error"] == {"code": "actor_died", "message": event["message"]}, event
+    assert 1 <= event["pages"] == len(event["images"]) < 50, event
+    view = session.wait(event["job"])
+    assert (view["state"], view["error"], view["images"]) == (
+        "failed", event["error"], event["images"]), view
+    listed = session.request("GET", "/images").json()
+    ids = [image["id"] for image in (listed["images"] if isinstance(listed, dict) else listed)]
+    assert ids[:len(event["images"])] == event["images"], listed  # the frames stored stay
 
 
 # --- live view
