@@ -86,6 +86,10 @@ class FakeWorker(Peer):
             if frames[2] == HEARTBEAT:
                 self.send(b"", WORKER, HEARTBEAT)
                 continue
+            if frames[2] == DISCONNECT:
+                # The broker forgot us (a heartbeat answered after our expiry): no request
+                # will come.
+                return None
             assert frames[2] == REQUEST, frames
             return frames[3], unpack(frames[4]), frames[5:]
         return None
