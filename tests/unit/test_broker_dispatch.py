@@ -155,7 +155,9 @@ class Harness:
         for peer in reversed(self.peers):
             (peer.sock if isinstance(peer, Peer) else peer).close()
         assert not self.thread.is_alive(), "the broker thread did not stop"
-        self.ctx.term()
+        # destroy, not term: a socket with messages nobody will read (a test that failed
+        # half-way) must not hold the teardown until pytest's timeout.
+        self.ctx.destroy(linger=0)
 
 
 def running(tmp_path, interval: float):
