@@ -7,7 +7,9 @@ expires silent workers, times out queued requests and sends heartbeats. Expiry i
 counts as a heartbeat.
 
 The broker never dies on input: a malformed frame is counted, logged (rate-limited) and
-dropped. Run with ``python -m broker.broker``.
+dropped. Run with ``python -m broker.broker``. The records it keeps (services, workers,
+requests) and its own service (``broker``: ping, services) are in ``registry.py``; the
+sockets it binds are made in ``sockets.py``.
 """
 
 from __future__ import annotations
@@ -29,14 +31,12 @@ from .protocol import (ACTOR_STATE, BROKER_SERVICE, CLIENT, DISCONNECT, HEARTBEA
                        pack, recv_frames, send_frames, unpack)
 from .faults import install_fault_handlers, remove_fault_file
 from .procutil import pid_alive
+from .registry import Request, Service, Worker, own_reply
+from .sockets import open_sockets
 
 log = logs.Log("broker")
 
 WANTED_EVERY = 1.0  # seconds between two service.wanted events for one service
-
-
-def _bounded(value: Any, lo: int, hi: int) -> int:
-    return min(max(value, lo), hi) if isinstance(value, int) else lo
 
 
 def _request_id(frames: list) -> Any:
@@ -44,56 +44,6 @@ def _request_id(frames: list) -> Any:
         return unpack(frames[4].buffer).get("id")
     except Exception:
         return None
-
-
-class Request:
-    __slots__ = ("rid", "sock", "client", "id", "service", "frames", "deadline", "idempotent")
-
-    def __init__(self, rid, sock, client, header, frames, deadline):
-        self.rid = rid  # envelope frame: the broker's own key for this request
-        self.sock = sock  # the frontend socket the client is on
-        self.client = client  # its routing id
-        self.id = header.get("id")
-        self.service = header["service"]
-        self.frames = frames  # [header, blob*], forwarded untouched
-        self.deadline = deadline  # monotonic
-        self.idempotent = bool(header.get("idempotent", False))
-
-
-class Worker:
-    __slots__ = ("key", "sock", "address", "service", "pid", "host", "capacity", "inflight",
-                 "expiry", "draining", "label", "last_dispatch", "limit", "peer")
-
-    def __init__(self, sock, address, service, header, expiry, peer=None):
-        self.key = (id(sock), address)
-        self.sock = sock
-        self.address = address
-        self.service = service
-        self.peer = peer  # the CURVE key of a remote worker; None on the local socket
-        pid = header.get("pid")
-        # Only a plausible pid: the broker signals nothing, but checks liveness with it.
-        self.pid = pid if isinstance(pid, int) and 0 < pid < 1 << 22 else 0
-        self.host = str(header.get("host") or ("remote" if peer else ""))[:255]
-        self.capacity = _bounded(header.get("capacity"), 1, 1024)
-        # Requests it may hold beyond capacity (queued there): pipelining for fast ops.
-        self.limit = self.capacity + _bounded(header.get("prefetch"), 0, 10000)
-        self.inflight: dict[bytes, Request] = {}
-        self.expiry = expiry
-        self.draining = False  # sent DISCONNECT: finishes its work, gets no more
-        self.label = address.hex()[-8:]
-        self.last_dispatch = 0.0
-
-
-class Service:
-    __slots__ = ("name", "workers", "queue", "wanted_at", "requests", "last_activity")
-
-    def __init__(self, name):
-        self.name = name
-        self.workers: list[Worker] = []
-        self.queue: collections.deque[Request] = collections.deque()
-        self.wanted_at = 0.0
-        self.requests = 0  # total dispatched
-        self.last_activity = time.time()
 
 
 class Broker:
@@ -119,82 +69,17 @@ class Broker:
         self.dropped_total = 0
         self.undeliverable = 0  # messages a peer could not take (gone, or not reading)
         self.drop_reported = 0.0
-        self.auth = None
-        self.remote = None  # the CURVE tcp socket, if any
-        self.rights: dict[str, configlib.CurveClient] = {}  # Z85 key -> its entry
         self.refused_reported = 0.0
-        self._bind()
-
-    # --- sockets
-
-    def _bind(self) -> None:
-        frontend, events_in, events_out = self.endpoints
-        if self.ipc:
-            self.home.ensure()
-            for name in ("broker.sock", "events-in.sock", "events-out.sock"):
-                try:
-                    (self.home.run / name).unlink()
-                except FileNotFoundError:
-                    pass
-        self.frontend = self._router()
-        self.frontend.bind(frontend)
-        self.frontends = [self.frontend]
-        if self.cfg.broker.tcp_endpoint:
-            self.remote = self._bind_curve(self.cfg.broker.tcp_endpoint)
-            self.frontends.append(self.remote)
-        self.events_in = self.ctx.socket(zmq.XSUB)
-        self.events_in.bind(events_in)
-        self.events_in.send(b"\x01")  # subscribe to everything the publishers send
-        self.events_out = self.ctx.socket(zmq.XPUB)
-        self.events_out.setsockopt(zmq.SNDHWM, 100000)
-        self.events_out.bind(events_out)
-        if self.ipc:
-            for name in ("broker.sock", "events-in.sock", "events-out.sock"):
-                os.chmod(self.home.run / name, 0o600)
+        sockets = open_sockets(self.ctx, cfg, self.endpoints, self.ipc)
+        self.frontends = sockets.frontends
+        self.remote = sockets.remote  # the CURVE tcp socket, if any
+        self.rights = sockets.rights  # Z85 key -> its curve_clients entry
+        self.auth = sockets.auth
+        self.events_in = sockets.events_in
+        self.events_out = sockets.events_out
         self.poller = zmq.Poller()
-        for sock in self.frontends:
+        for sock in (*self.frontends, self.events_in, self.events_out):
             self.poller.register(sock, zmq.POLLIN)
-        self.poller.register(self.events_in, zmq.POLLIN)
-        self.poller.register(self.events_out, zmq.POLLIN)
-
-    def _router(self) -> zmq.Socket:
-        sock = self.ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable -> error, not silence
-        sock.setsockopt(zmq.SNDHWM, 100000)
-        sock.setsockopt(zmq.RCVHWM, 100000)
-        sock.setsockopt(zmq.MAXMSGSIZE, 1 << 31)
-        return sock
-
-    def _bind_curve(self, endpoint: str) -> zmq.Socket:
-        from zmq.auth.thread import ThreadAuthenticator
-
-        from .curve import server_keys
-
-        public, secret = server_keys(self.home)
-        self.rights = {entry.key: entry for entry in self.cfg.broker.curve_clients}
-        allowed = {key.encode() for key in self.rights}
-
-        # The ZAP handler asks this for each connecting key (Z85); an admitted connection's
-        # messages then carry the key as their User-Id, which _drain reads.
-        class Allowlist:
-            @staticmethod
-            def callback(domain: str, key: bytes) -> bool:
-                return key in allowed
-
-        self.auth = ThreadAuthenticator(self.ctx)
-        self.auth.start()
-        self.auth.configure_curve_callback(domain="*", credentials_provider=Allowlist())
-        sock = self._router()
-        # libzmq drops the connection of a peer that sends a bigger frame; _drain checks
-        # the sum of a message's frames.
-        sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.broker.tcp_max_message_mb << 20)
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
-        sock.curve_server = True
-        sock.bind(endpoint)
-        log.info("curve endpoint open", endpoint=endpoint, clients=len(allowed))
-        return sock
 
     # --- main loop
 
@@ -321,7 +206,9 @@ class Broker:
         now = time.monotonic()
         wait = max(deadline_of(header, self.default_timeout) - time.time(), 0.0)
         if service == BROKER_SERVICE:
-            return self._internal(sock, address, header)
+            reply = own_reply(header, self.services.values(), self.dropped_total,
+                              self.undeliverable)
+            return self._send(sock, [address, b"", CLIENT, REPLY, pack(reply)])
         request = Request(next(self.rids), sock, address, header, frames, now + wait)
         svc = self.services.get(service) or self._service(service)
         svc.queue.append(request)
@@ -525,36 +412,6 @@ class Broker:
         self.publish(ACTOR_STATE, {"service": worker.service, "worker": worker.label,
                                    "pid": worker.pid, "host": worker.host, "state": state,
                                    "remote": worker.peer is not None})
-
-    # --- the broker's own service
-
-    def _internal(self, sock, address, header) -> None:
-        op = header.get("op")
-        if op == "ping":
-            result: Any = {"pid": os.getpid(), "time": time.time()}
-        elif op == "services":
-            result = self.registry()
-        else:
-            return self._reply_error(sock, address, header.get("id"), "unknown_op",
-                                     f"the broker has no op {op!r} (it has: ping, services)")
-        self._send(sock, [address, b"", CLIENT, REPLY,
-                          pack({"id": header.get("id"), "ok": True, "result": result})])
-
-    def registry(self) -> dict:
-        return {
-            "services": {
-                svc.name: {
-                    "workers": [{"worker": w.label, "pid": w.pid, "host": w.host,
-                                 "capacity": w.capacity, "inflight": len(w.inflight),
-                                 "draining": w.draining} for w in svc.workers],
-                    "queued": len(svc.queue),
-                    "requests": svc.requests,
-                    "last_activity": svc.last_activity,
-                } for svc in self.services.values()
-            },
-            "dropped": self.dropped_total,
-            "undeliverable": self.undeliverable,
-        }
 
     def stop(self, *_: Any) -> None:
         self.running = False
