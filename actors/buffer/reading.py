@@ -56,7 +56,8 @@ class ReadOperations(BufferCore):
         if fmt is None:
             raise Error("invalid_argument", f"format {format!r} is not one of "
                                             "jpeg, png, tiff, bmp, gif")
-        quality, width, height = checks.quality(quality), checks.box(width, "width"), checks.box(height, "height")
+        quality = checks.quality(quality)
+        width, height = checks.box(width, "width"), checks.box(height, "height")
         fits = (width or row["width"]) >= row["width"] and (height or row["height"]) >= row[
             "height"]
         if fmt == row["format"] and fits:
