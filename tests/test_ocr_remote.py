@@ -131,7 +131,10 @@ def test_a_worker_whose_key_is_not_listed_gets_no_work(service, tmp_path):
         started = time.monotonic()
         stranger.stop()
         assert stranger.proc.returncode == 0
-        assert time.monotonic() - started < 5, "a refused worker is slow to stop"
+        # A prompt, clean exit (0), not the kill after stop()'s 20 s: it waits for the
+        # broker's goodbye at most one broker expiry (3 s here), and a loaded machine adds
+        # its own seconds to a Python exit.
+        assert time.monotonic() - started < 15, "a refused worker is slow to stop"
     finally:
         stranger.stop()
 

@@ -17,10 +17,20 @@ from broker.protocol import Error
 ROOT = Path(__file__).resolve().parents[2]
 
 
+_GIVEN: set[int] = set()  # ports free_port() handed out in this process
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on, never one handed out before in this process: the kernel
+    may offer a port it just freed again, and a service then got the same port for HTTP
+    and HTTPS."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def write_ini(home: Path, name: str, text: str) -> None:
