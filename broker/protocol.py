@@ -110,7 +110,10 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(data: bytes | memoryview) -> Any:
-    # Strict limits keep a hostile frame from exhausting memory while decoding.
+    # No limits are passed because msgpack already bounds every length a frame declares
+    # (strings, arrays, maps) by the frame's own size: a hostile frame cannot make the
+    # decoder allocate more than it sent. Map keys are not restricted to str and bytes
+    # (strict_map_key=False); a key Python cannot hash fails the decode like any bad frame.
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 

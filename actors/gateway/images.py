@@ -241,7 +241,7 @@ async def document(request: web.Request) -> web.StreamResponse:
         if split_by != "barcode" or kind not in ("pdf", "tiff"):
             raise Error("invalid_argument", "split_by takes \"barcode\", for pdf or tiff "
                                             "documents")
-        stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
+        stem = download_name(filename, "scan", "zip").rsplit(".", 1)[0]
         archive, parts, pages = await splitting.split(request, holder.id, args, separator,
                                                       stem, "pdf" if kind == "pdf" else "tif")
         return web.Response(body=archive, content_type="application/zip", headers={
@@ -250,7 +250,7 @@ async def document(request: web.Request) -> web.StreamResponse:
     if kind in ("pdf", "tiff"):
         saved = await call(request, "buffer", "save", {**args, "output": "file"},
                            timeout=IMPORT_TIMEOUT)
-        name = _filename(filename, "scan", "pdf" if kind == "pdf" else "tif")
+        name = download_name(filename, "scan", "pdf" if kind == "pdf" else "tif")
         return web.FileResponse(buffer_file(request, saved["path"]), headers={
             "Content-Type": saved["media_type"], "Cache-Control": "no-store",
             "Content-Disposition": attachment(name),
@@ -259,11 +259,11 @@ async def document(request: web.Request) -> web.StreamResponse:
     saved = reply.result
     extension = {"jpeg": "jpg", "tiff": "tif"}.get(saved["format"], saved["format"])
     if len(reply.blobs) == 1:
-        name = _filename(filename, "scan", extension)
+        name = download_name(filename, "scan", extension)
         return web.Response(body=reply.blobs[0].bytes, content_type=saved["media_type"],
                             headers={"Content-Disposition": attachment(name),
                                      "Cache-Control": "no-store", "X-Scanbridge-Pages": "1"})
-    stem = _filename(filename, "scan", "zip").rsplit(".", 1)[0]
+    stem = download_name(filename, "scan", "zip").rsplit(".", 1)[0]
     archive = await asyncio.to_thread(splitting.zip_of, [
         (f"{stem}-{number:03d}.{extension}", blob.bytes)
         for number, blob in enumerate(reply.blobs, 1)])
@@ -280,7 +280,7 @@ def attachment(name: str) -> str:
     return f'attachment; filename="{ascii_name}"; filename*=UTF-8\'\'{quote(name)}'
 
 
-def _filename(given, stem: str, extension: str) -> str:
+def download_name(given, stem: str, extension: str) -> str:
     """A safe download name: letters, digits, ``-_. ``; the right extension."""
     if given is not None and not isinstance(given, str):
         raise Error("invalid_argument", "filename must be text")

@@ -22,7 +22,7 @@ from aiohttp import web
 from broker.protocol import Error
 from common.jobs import JobState
 
-from .images import _filename, attachment, located
+from .images import attachment, download_name, located
 from .jobs import Job
 from .shared import buffer_file, call, json_body, query_bool, session_of, state
 
@@ -218,7 +218,7 @@ async def ocr_file(request: web.Request) -> web.StreamResponse:
                "Content-Security-Policy": WORKER_OUTPUT_POLICY,
                "X-Content-Type-Options": "nosniff"}
     if query_bool(request, "download"):
-        filename = _filename(request.query.get("filename"), "ocr", EXTENSION[name])
+        filename = download_name(request.query.get("filename"), "ocr", EXTENSION[name])
         headers["Content-Disposition"] = attachment(filename)
     if isinstance(content, bytes):
         return web.Response(body=content, headers=headers)

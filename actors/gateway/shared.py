@@ -10,6 +10,7 @@ from aiohttp import web
 
 from broker.client import AsyncClient
 from broker.config import Config
+from broker.logs import Log
 from broker.protocol import Error, http_status
 
 from . import bodies
@@ -17,20 +18,28 @@ from .events import EventHub
 from .jobs import Jobs
 from .security import Allowlist
 from .sessions import Holder, Sessions
+from .tls import Tls
 
 
 @dataclass
 class State:
+    """The gateway's state, one per app (``request.app[STATE]``), in three parts by when
+    each is set."""
+
+    # Given when the app is made (make_app), and tls by the actor before it serves.
     cfg: Config
-    log: Any
-    allowlist: Allowlist
-    broker: AsyncClient | None = None
-    sessions: Sessions | None = None
-    hub: EventHub | None = None
-    tls: Any = None  # the gateway's Tls (HTTPS certificate), set by the actor
-    jobs: Jobs | None = None  # OCR and barcode jobs
+    log: Log
+    allowlist: Allowlist  # the origins let in, re-read when the ini files change
+    tls: Tls | None = None  # the HTTPS certificate and its reloads; None: HTTP only
+    # Made when the app starts and closed when it stops (app.start_services, a cleanup_ctx):
+    # no request is served before they exist.
+    broker: AsyncClient = field(init=False)
+    sessions: Sessions = field(init=False)
+    hub: EventHub = field(init=False)  # the broker's events, fanned out to event sockets
+    jobs: Jobs = field(init=False)  # OCR and barcode jobs
+    # Kept while the app runs.
     # (session, image) -> the buffer's ``locate`` answer; see images.located()
-    located: dict = field(default_factory=dict)
+    located: dict[tuple[str, str], dict] = field(default_factory=dict)
     viewers: int = 0  # camera live views being served (cameras.py)
 
 
