@@ -1,7 +1,7 @@
 """Who may use the gateway and where uploads may go, as pure rules: the loopback Host
 names, the origin allowlist and its re-reading, the CORS answers, the public paths, and the
 upload target checks (actors/gateway/security.py, actors/uploader/targets.py). The same
-rules over HTTP: tests/test_gateway_origins.py and tests/test_uploader_delivery.py.
+rules over HTTP: tests/test_gateway_origins.py and tests/test_uploader_targets.py.
 """
 
 from __future__ import annotations
