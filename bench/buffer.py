@@ -40,10 +40,11 @@ import pikepdf
 import zmq
 from PIL import Image
 
-from bench.buffer_stack import LONG, RssSampler, Stack, durable_write, folder_bytes, rss_kb, timed
+from bench.buffer_stack import LONG, Stack, durable_write, folder_bytes, timed
 from bench.pages import A4_150, A4_300, draw_pages, with_comment
 from bench.report import note, out
 from broker.client import Client
+from tests.support.memory import RssSampler, rss_kb
 
 MB = 1 << 20
 
@@ -272,7 +273,7 @@ def bench_many(work: Path, opts, big: list[bytes]) -> None:
             f"buffer_memory_limit {stack.cfg.buffer_memory_limit} MB, threads "
             f"{stack.cfg.threads}")
         phase_rss = {}
-        with RssSampler(stack.pid) as sampler:
+        with RssSampler(stack.pid, every=0.01) as sampler:
             session = stack.call("open_session").result["session"]
             note(f"adding {count} pages")
             adding = timed(lambda: add_all(stack, session, pages, {}))

@@ -1,13 +1,12 @@
-"""What bench/buffer.py measures with: a process's resident memory (sampled while a part
-runs), durable writes, timings, a folder's size, and the broker with the buffer actor
-started in a temp home (``Stack``).
+"""What bench/buffer.py measures with: durable writes, timings, a folder's size, and the
+broker with the buffer actor started in a temp home (``Stack``). A process's resident
+memory (sampled while a part runs) comes from tests/support/memory.py.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,36 +21,6 @@ LONG = 300.0  # request timeout (s): a slow machine must not turn a figure into 
 
 
 # --- measuring helpers
-
-
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
-
-
-class RssSampler:
-    """The highest VmRSS of a process seen by polling every ``every`` seconds."""
-
-    def __init__(self, pid: int, every: float = 0.01):
-        self.pid, self.every = pid, every
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def durable_write(path: Path, data) -> None:

@@ -17,17 +17,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import shutil
-import threading
 import time
 import zipfile
-from pathlib import Path
 
 import pymupdf
 import pytest
 from PIL import Image
 
+from tests.support.memory import RssSampler
 from tests.support.receiver import Receiver, answer, stall, store
 from tests.support.service import Service
 from tests.support.stack import poll_for
@@ -273,33 +271,6 @@ def test_progress_and_done_events_reach_the_page(svc_b, rx):
 
 
 # --- a large document
-
-
-class RssSampler:
-    """VmRSS of a process every 20 ms while in the ``with`` block."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.samples: list[int] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
-                return
-            self.samples.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) << 10)
-            time.sleep(0.02)
-
-    def __enter__(self) -> "RssSampler":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join()
 
 
 def test_500_mb_upload_in_constant_memory(svc_b, rx):
