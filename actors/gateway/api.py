@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from broker import __version__
+from broker import API_LEVEL, __version__
 from broker.protocol import Error
 from common.devices import device_service
 
@@ -25,7 +25,8 @@ async def gather_status(request: web.Request) -> dict:
     """Programs and their states from the monitor, services from the broker."""
     st = state(request)
     result = {"name": st.cfg.service.name, "display_name": st.cfg.service.display_name,
-              "version": __version__, "time": time.time(), "actors": {}, "services": {},
+              "version": __version__, "api": API_LEVEL, "time": time.time(), "actors": {},
+              "services": {},
               "origins": st.allowlist.origins(),
               "https": {**(st.tls.summary() if st.tls else {"served": False}),
                         "ports": st.cfg.ports.https}}

@@ -110,8 +110,10 @@ def recognition_job(kind: str, result: dict) -> dict:
 
 SCHEMAS = {
     "Error": obj(["error"], error=obj(["code", "message"], code=STRING, message=STRING)),
-    "Status": obj(["name", "display_name", "version", "actors", "services", "origins"],
-                  name=STRING, display_name=STRING, version=STRING, time=NUMBER,
+    "Status": obj(["name", "display_name", "version", "api", "actors", "services", "origins"],
+                  name=STRING, display_name=STRING, version=STRING,
+                  api={**INTEGER, "minimum": 1, "description": "the API level (see api.md)"},
+                  time=NUMBER,
                   actors={"type": "object", "additionalProperties": obj(
                       ["state"], state=STRING, pid={"type": ["integer", "null"]},
                       uptime={"type": ["number", "null"]}, ondemand=BOOLEAN)},
@@ -325,7 +327,7 @@ LIVE_VIEW = {"200": {
                                                          "format": "binary"}}}}}
 
 PATHS = {
-    "/api/v1/status": {"get": op("Version, actors and their states", ok(ref("Status")),
+    "/api/v1/status": {"get": op("Version, API level, actors and their states", ok(ref("Status")),
                                  session=False, tag="service")},
     "/api/v1/origin": {"get": op(
         "Whether the request's Origin may use the service; answered to every origin "
