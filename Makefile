@@ -11,7 +11,7 @@ export SCANBRIDGE_HOME ?= $(CURDIR)
 APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
 APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
 
-.PHONY: run test unit system-run system-test venv venv-test bench
+.PHONY: run test unit system-run system-test venv venv-test bench js
 
 run: system-run venv
 	$(VENV)/bin/scanbridge run
@@ -32,6 +32,13 @@ bench: venv-test
 	$(VPY) -m bench.upload
 	$(VPY) -m bench.ocr
 	$(VPY) -m bench.camera
+
+# scanbridge.js as the one file web apps host (docs/js-client.md); npm pack makes it too.
+# Generated, so git-ignored: the tests build it from the modules every run.
+JS_SOURCES := $(wildcard actors/gateway/static/scanbridge.js actors/gateway/static/scanbridge/*.js)
+js: dist/scanbridge.js
+dist/scanbridge.js: $(JS_SOURCES) scanbridge/jsbundle.py broker/__init__.py
+	$(PYTHON) -m scanbridge.jsbundle $@
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:

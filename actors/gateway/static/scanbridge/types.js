@@ -176,11 +176,32 @@
  * @typedef {object} ServiceStatus
  * @property {string} name
  * @property {string} display_name
- * @property {string} version
+ * @property {string} version                 the release, dotted numbers ("0.1.0")
+ * @property {number} api                       the HTTP API's level (1): raised when the
+ *                                              API gains what a page may test for
  * @property {number} time
  * @property {Object<string, {state: string, pid?: number, uptime?: number, ondemand?: boolean}>} actors
  * @property {object} services
  * @property {string[]} origins                 the allowed web origins
+ */
+
+/**
+ * What {@link ensureService} answers: the status of the service that answered, and the
+ * base URL it answered at (give it to `connect({url})`).
+ * @typedef {ServiceStatus & {url: string}} LocatedService
+ */
+
+/**
+ * The texts of {@link ensureService}'s dialog (e.g. translated); in `tooOld` and
+ * `waitingNewer`, `{version}` and `{minVersion}` are replaced.
+ * @typedef {object} PromptLabels
+ * @property {string} [title]          the heading, which names the dialog
+ * @property {string} [notRunning]     why it shows, when nothing answers
+ * @property {string} [tooOld]         why it shows, when the service is older than minVersion
+ * @property {string} [download]       the text of the link to `installUrl`
+ * @property {string} [cancel]         the button that closes it
+ * @property {string} [waiting]        the status line while nothing answers
+ * @property {string} [waitingNewer]   the status line while an older service answers
  */
 
 /**
