@@ -16,7 +16,8 @@ from broker.protocol import Error
 
 from . import checks, imaging, importing
 from .core import BufferCore
-from .store import describe, new_id
+from .pagefiles import new_id
+from .store import describe
 
 STAGED_KEEP = 600.0  # seconds a staged page waits for its commit before its file goes
 

@@ -13,8 +13,8 @@ from broker.procutil import atomic_write_with
 from broker.protocol import Error
 
 from . import checks, documents, imaging, textlayer
+from .pagefiles import DISK_ERRORS, new_id
 from .reading import ReadOperations
-from .store import DISK_ERRORS, new_id
 
 OUTPUT_KEEP = 900.0  # seconds a saved document stays in cache/buffer/out/
 
