@@ -52,6 +52,9 @@ class Sessions:
         self.close_delay = close_delay
         self.log = log
         self.known: dict[str, Holder] = {}
+        # Token hash -> the id of the first session in ``known`` with it. Two sessions share
+        # a hash only when one was opened at the buffer with a copied meta.
+        self.by_token: dict[str, str] = {}
         self.sockets: dict[str, int] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.max_open, self.max_per_origin = max_open, max_per_origin
@@ -68,7 +71,7 @@ class Sessions:
             opened = await self.broker.call("buffer", "open_session", {
                 "meta": {**(meta or {}), "gateway": gateway_meta}})
             holder = Holder(opened["session"], gateway_meta["token_sha256"], origin)
-            self.known[holder.id] = holder
+            self._remember(holder)
             self.opened[holder.id] = origin
         self.log.info("session opened", session=holder.id, origin=origin or None)
         return {"id": holder.id, "token": token, "created": opened["created"],
@@ -139,10 +142,11 @@ class Sessions:
         if token is None:
             raise Error("unauthorized", "this uses a device, which needs a session: send "
                         "'Authorization: Bearer TOKEN' (or ?session=SID&token=TOKEN in a URL)")
-        hashed = digest(token)
-        for holder in list(self.known.values()):
-            if hmac.compare_digest(holder.token_hash, hashed):
-                return await self.check(request, holder.id)
+        # A lookup by hash, not compare_digest: what its time can tell is how much of a
+        # SHA-256 matched, and that does not lead back to a token.
+        sid = self.by_token.get(digest(token))
+        if sid is not None:
+            return await self.check(request, sid)
         raise Error("unauthorized", "no session known here has this token (one opened "
                     "before the service restarted needs ?session=SID too)")
 
@@ -156,8 +160,27 @@ class Sessions:
             raise Error("forbidden", f"session {sid} was not opened through the web gateway")
         holder = Holder(sid, str(gateway_meta["token_sha256"]),
                         str(gateway_meta.get("origin") or ""))
-        self.known[sid] = holder
+        self._remember(holder)
         return holder
+
+    def _remember(self, holder: Holder) -> None:
+        old = self.known.get(holder.id)
+        # Learned twice while the buffer's meta was rewritten in between: the newer hash.
+        if old is not None and old.token_hash != holder.token_hash:
+            self._drop_token(old)
+        self.known[holder.id] = holder
+        self.by_token.setdefault(holder.token_hash, holder.id)
+
+    def _drop_token(self, holder: Holder) -> None:
+        """Unmap ``holder``'s hash; the next session in ``known`` with it takes over, so the
+        earliest known one answers whichever of them goes first."""
+        if self.by_token.get(holder.token_hash) != holder.id:
+            return
+        del self.by_token[holder.token_hash]
+        for other in self.known.values():
+            if other.token_hash == holder.token_hash and other.id != holder.id:
+                self.by_token[other.token_hash] = other.id
+                return
 
     async def info(self, holder: Holder) -> dict:
         info = await self.broker.call("buffer", "session", {"session": holder.id})
@@ -174,7 +197,9 @@ class Sessions:
 
     def forget(self, sid: str) -> None:
         """The session is gone (closed here, or the buffer closed or expired it)."""
-        self.known.pop(sid, None)
+        holder = self.known.pop(sid, None)
+        if holder is not None:
+            self._drop_token(holder)
         self.sockets.pop(sid, None)
         if self.opened is not None:
             self.opened.pop(sid, None)
