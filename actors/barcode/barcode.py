@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from PIL import Image
 
+from broker import config as configlib
 from broker.actor import Actor, operation
 from broker.protocol import Error
 from common import images as images_lib
@@ -28,9 +29,12 @@ class Barcode(Actor):
     service = "barcode"
     capacity = 2  # zxing-cpp releases the GIL: two pages at once use two cores
 
+    def __init__(self, cfg: configlib.Config):
+        super().__init__(cfg)
+        self.engine = cfg.barcode.engine
+        self.max_pixels = cfg.limits.max_image_megapixels * 1_000_000
+
     def on_start(self) -> None:
-        self.engine = self.cfg.barcode.engine
-        self.max_pixels = self.cfg.limits.max_image_megapixels * 1_000_000
         Image.MAX_IMAGE_PIXELS = self.max_pixels  # Pillow's own bomb check, at our limit
 
     def _engine(self, engine: Any) -> str:

@@ -41,7 +41,6 @@ class Buffer(SaveOperations, EditOperations, ReadOperations, AddOperations,
         release_freed_memory()
         Image.MAX_IMAGE_PIXELS = self.pixel_limit
         self.store = Store(self.home.buffer, self.cfg.buffer.disk_cache_limit << 20)
-        self.outputs = self.store.root / "out"
         self.outputs.mkdir(exist_ok=True)
         found = self.store.recover()
         self.log.info("buffer recovered", **found)

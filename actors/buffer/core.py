@@ -45,6 +45,7 @@ class BufferCore(Actor):
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_lock = threading.Lock()
         self.store: Store | None = None
+        self.outputs = self.home.buffer / "out"  # saved documents the gateway streams
         # Staged pages: durable files not listed yet, token -> (session, page, when).
         self.staged: dict[str, tuple[str, dict, float]] = {}
         self.staged_lock = threading.Lock()

@@ -26,6 +26,7 @@ import signal
 import time
 from typing import Any
 
+from broker import config as configlib
 from broker import supervision
 from broker.actor import Actor, operation
 from broker.procutil import atomic_write
@@ -45,18 +46,23 @@ class Monitor(Actor):
     tick_interval = 0.25
     subscriptions = (ACTOR_STATE, SERVICE_WANTED, "session.")
 
-    def on_start(self) -> None:
+    def __init__(self, cfg: configlib.Config):
+        super().__init__(cfg)
         # Nobody restarts a hung monitor but itself: its own watchdog (see Actor.watchdog).
-        self.watchdog = self.cfg.monitor.watchdog
-        self.exits = ExitReader(self.home.logs / "supervisord.log",
-                                self.home.run / "monitor-exits.json")
+        self.watchdog = cfg.monitor.watchdog
+        self.exits: ExitReader | None = None  # reads its saved position: made at start
         self.holds_path = self.home.run / "monitor-holds.json"
-        self.holds: dict[str, set[str]] = self._load_holds()
+        self.holds: dict[str, set[str]] = {}  # program -> holders; loaded at start
         self.released: dict[str, float] = {}  # program -> when its last holder left
         self.killed: dict[str, int] = {}  # program -> exits we caused (hang restarts)
         self.next_ondemand = 0.0
         self.next_sessions = 0.0
         self.supervisor_warned = 0.0
+
+    def on_start(self) -> None:
+        self.exits = ExitReader(self.home.logs / "supervisord.log",
+                                self.home.run / "monitor-exits.json")
+        self.holds = self._load_holds()
 
     # --- timers and events
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from PIL import Image
 
+from broker import config as configlib
 from broker.actor import Actor, operation
 from broker.protocol import Error
 from common import images
@@ -28,13 +29,17 @@ class Ocr(Actor):
     service = "ocr"
     capacity = 1  # Tesseract uses one core per page; more pages = more workers
 
+    def __init__(self, cfg: configlib.Config):
+        super().__init__(cfg)
+        self.max_pixels = cfg.limits.max_image_megapixels * 1_000_000
+        self.engine: engines.Engine | None = None  # loads libtesseract, reads tessdata: at start
+        self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
+
     def on_start(self) -> None:
-        self.max_pixels = self.cfg.limits.max_image_megapixels * 1_000_000
         Image.MAX_IMAGE_PIXELS = self.max_pixels
         self.engine = engines.Engine()
         if not self.engine.languages:
             self.log.error("no Tesseract language installed", tessdata=str(self.engine.folder))
-        self.worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self.log.info("ocr worker ready", languages=self.engine.languages,
                       tesseract=self.engine.version(), tessdata=str(self.engine.folder))
 
