@@ -1,10 +1,17 @@
 """The home folder and the three ini files, checked against one schema.
 
-``SCANBRIDGE_HOME`` (default: the checkout) holds ``ini/ logs/ dumps/ cache/ cert/ upload/
-run/``. The ini files are ``DSConfiguration.ini`` (ports, limits, timings),
-``service.ini`` (names) and ``user_config.ini`` (access). A missing file means "all
-defaults". An unknown section or key, or a bad value, raises ``ConfigError`` whose text is
-``file:line: key: reason`` - the CLI prints it as it is, never a traceback.
+``SCANBRIDGE_HOME`` holds ``ini/ logs/ dumps/ cache/ cert/ upload/ run/``; by default it is
+the checkout when running from one, and ``$XDG_DATA_HOME/scanbridge`` for an installed
+wheel (``home_default``). ``SCANBRIDGE_CONFIG`` puts the ini files in another folder (the
+system service reads them from ``/etc/scanbridge``). The files of the checkout the service
+reads (``supervisor.conf``, the shipped ini files and ``sane.d``, the docs) are found with
+``shipped()``: a wheel carries them in ``broker/shipped/``. A new home gets copies of the
+default ini files on its first start (``Home.seed``).
+
+The ini files are ``DSConfiguration.ini`` (ports, limits, timings), ``service.ini``
+(names) and ``user_config.ini`` (access). A missing file means "all defaults". An unknown
+section or key, or a bad value, raises ``ConfigError`` whose text is ``file:line: key:
+reason`` - the CLI prints it as it is, never a traceback.
 
 Every key is declared once in ``SCHEMA`` (``config_schema``) with its default, its parser
 (``config_values``) and a one-line meaning; ``docs/configuration.md`` and the shipped files
@@ -15,19 +22,44 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Mapping
 
 from .config_schema import SCHEMA, Key
 # Read through this module by the gateway, the uploader, the CLI and the broker.
 from .config_values import (CurveClient, parse_origin, parse_upload_target,  # noqa: F401
                             path_escape)
 
+# Where the packages are: the checkout when running from one (site-packages when installed).
 CHECKOUT = Path(__file__).resolve().parent.parent
+# An installed wheel has no checkout: its build copies the checkout's files here.
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+INSTALLED = SHIPPED.is_dir()
 INI_FILES = ("DSConfiguration.ini", "service.ini", "user_config.ini")
+
+
+def shipped(relative: str) -> Path:
+    """A file the project ships (``supervisor.conf``, ``ini/sane.d``, ``docs/api.md``...):
+    in ``broker/shipped/`` of an installed wheel, else in the checkout."""
+    return (SHIPPED if INSTALLED else CHECKOUT) / relative
+
+
+def home_default(environ: Mapping[str, str] = os.environ, installed: bool = INSTALLED) -> Path:
+    """``SCANBRIDGE_HOME``; else the checkout when running from one (where ``make run``
+    always kept it); else the user's data folder, as XDG says (a relative
+    ``XDG_DATA_HOME`` is to be ignored)."""
+    if environ.get("SCANBRIDGE_HOME"):
+        return Path(environ["SCANBRIDGE_HOME"])
+    if not installed:
+        return CHECKOUT
+    data = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data):
+        data = os.path.join(environ.get("HOME") or Path.home(), ".local", "share")
+    return Path(data) / "scanbridge"
 
 
 class ConfigError(Exception):
@@ -132,10 +164,14 @@ class Home:
     UMASK = 0o077  # for every process writing in the home (supervisor.conf says it too)
 
     def __init__(self, root: str | os.PathLike | None = None):
-        root = root or os.environ.get("SCANBRIDGE_HOME") or CHECKOUT
-        self.root = Path(root).resolve()
+        self.root = Path(root or home_default()).resolve()
         for name in ("ini", "logs", "dumps", "cache", "cert", "upload", "run"):
             setattr(self, name, self.root / name)
+        # The administrator's folder (/etc/scanbridge), not the home's: never made or chmodded.
+        config = os.environ.get("SCANBRIDGE_CONFIG")
+        self.own_ini = not config
+        if config:
+            self.ini = Path(config).resolve()
         self.buffer = self.cache / "buffer"  # the buffer's pages and saved documents
 
     def ensure(self) -> list[str]:
@@ -147,6 +183,8 @@ class Home:
         """
         problems = []
         for name in self.PRIVATE:
+            if name == "ini" and not self.own_ini:
+                continue
             folder: Path = getattr(self, name)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -160,6 +198,33 @@ class Home:
                 else:
                     raise
         return problems
+
+    def seed(self) -> list[str]:
+        """Copy the shipped ini files and ``sane.d/`` that the ini folder lacks, so that a
+        new home has files to edit; returns what was written. A folder this user may not
+        write (an administrator's) is left alone: a missing file means the defaults."""
+        written: list[str] = []
+        if not self.ini.is_dir():  # not made by ensure(): an administrator's, not there
+            return written
+        for name in (*INI_FILES, "sane.d"):
+            source, target = shipped(f"ini/{name}"), self.ini / name
+            if target.exists() or target.is_symlink() or source.resolve() == target.resolve():
+                continue
+            partial = target.with_name(f".{name}.{os.getpid()}")  # renamed when whole
+            try:
+                if source.is_dir():
+                    shutil.copytree(source, partial)
+                else:
+                    shutil.copyfile(source, partial)
+                os.replace(partial, target)
+            except OSError:
+                if partial.is_dir():
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    partial.unlink(missing_ok=True)
+                continue
+            written.append(name)
+        return written
 
     @property
     def incoming(self) -> Path:

@@ -15,9 +15,9 @@ from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from .config import CHECKOUT, Config, Home
+from .config import Config, Home, shipped
 
-SUPERVISOR_CONF = CHECKOUT / "supervisor.conf"
+SUPERVISOR_CONF = shipped("supervisor.conf")
 
 
 class NotRunning(Exception):

@@ -22,7 +22,7 @@ from broker import config as configlib
 from broker import supervision
 from common.commands import DOCTOR_CHECKS, Check, command, doctor_check
 
-PACKAGES_FILE = configlib.CHECKOUT / "system-packages.txt"
+PACKAGES_FILE = configlib.shipped("system-packages.txt")
 ORDER = ("config", "home", "packages", "service", "sane", "curve", "certificates")
 
 

@@ -53,6 +53,7 @@ def prepare(home: configlib.Home) -> configlib.Config:
             print(f"scanbridge: warning: {problem} (see: scanbridge doctor)", file=sys.stderr)
     except OSError as exc:
         fail(f"cannot prepare the home {home.root}: {exc}")
+    home.seed()  # a new home gets the default ini files to edit (docs/install.md)
     try:
         supervision.rpc(home)
         fail(f"the service is already running for {home.root} (see: scanbridge status)")

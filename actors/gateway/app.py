@@ -229,10 +229,9 @@ async def demo_page(request: web.Request) -> web.StreamResponse:
 
 
 async def doc_page(request: web.Request) -> web.StreamResponse:
-    """The operator documentation of this checkout (docs/*.md), as plain text."""
+    """The operator documentation (docs/*.md), as plain text."""
     name = request.match_info.get("name") or "README"
-    folder = configlib.CHECKOUT / ("." if name == "README" else "docs")
-    path = folder / f"{name}.md"
+    path = configlib.shipped(f"{name}.md" if name == "README" else f"docs/{name}.md")
     if not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
         raise Error("not_found", f"no document {name!r} (see /docs/)")
     return web.FileResponse(path, headers={

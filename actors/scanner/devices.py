@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from broker.config import CHECKOUT, Config
+from broker.config import Config, shipped
 from broker.procutil import atomic_write
 from broker.protocol import Error
 
@@ -63,9 +63,9 @@ def _backends(path: Path) -> list[str]:
 
 
 def embedded_config(cfg: Config) -> Path:
-    """``ini/sane.d`` of the home, else the one shipped in the checkout."""
+    """``ini/sane.d`` of the home, else the one shipped with Scanbridge."""
     own = cfg.home.ini / "sane.d"
-    return own if own.is_dir() else CHECKOUT / "ini" / "sane.d"
+    return own if own.is_dir() else shipped("ini/sane.d")
 
 
 def prepare_config(cfg: Config) -> tuple[Path, list[str]]:
