@@ -13,6 +13,8 @@
     scanbridge scan --source SRC -o OUT scan pages into a PDF, TIFF or image files
     scanbridge ocr FILE... | barcodes FILE...   text, searchable PDF or barcodes of files
     scanbridge worker ocr --connect tcp://HOST:PORT --server-key KEY   remote OCR workers
+    scanbridge install --user | uninstall --user [--purge]   start at login, or no more
+    scanbridge --version                the version of this install
 
 Every failure is one line on stderr and a non-zero exit status: 1 for a failed operation,
 2 for bad usage or input, 3 when the service is not running, 78 for bad configuration.
@@ -31,15 +33,16 @@ import sys
 from typing import NoReturn
 
 import actors
+import broker
 from broker import config as configlib
 from common.commands import COMMANDS, EXIT_USAGE, CommandError
 
 # This package's command groups; importing one registers its commands.
-GROUPS = ("service", "call", "access", "doctor", "devices", "recognition")
+GROUPS = ("service", "call", "access", "doctor", "devices", "recognition", "install")
 # The order of ``scanbridge --help``; commands not named here follow in registration order.
 ORDER = ("run", "start", "stop", "status", "restart", "logs", "dumps", "call", "allow",
          "doctor", "trust", "untrust", "scan", "sources", "options", "ocr", "barcodes",
-         "worker")
+         "worker", "install", "uninstall")
 
 
 def load_commands() -> None:
@@ -63,8 +66,10 @@ def parser() -> argparse.ArgumentParser:
     load_commands()
     top = Parser(prog="scanbridge", description=__doc__.split("\n")[0],
                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--home", help="the Scanbridge home (default: $SCANBRIDGE_HOME, "
-                                    "else the checkout)")
+    top.add_argument("--home", help="the Scanbridge home (default: $SCANBRIDGE_HOME, else "
+                                    "the checkout when run from one, else "
+                                    "$XDG_DATA_HOME/scanbridge)")
+    top.add_argument("--version", action="version", version=f"scanbridge {broker.__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rank = {name: number for number, name in enumerate(ORDER)}
     for spec in sorted(COMMANDS.values(), key=lambda spec: rank.get(spec.name, len(ORDER))):
