@@ -11,7 +11,7 @@ export SCANBRIDGE_HOME ?= $(CURDIR)
 APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
 APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
 
-.PHONY: run test unit system-run system-test venv venv-test bench js
+.PHONY: run test unit system-run system-test venv venv-test bench js wheel
 
 run: system-run venv
 	$(VENV)/bin/scanbridge run
@@ -40,6 +40,22 @@ js: dist/scanbridge.js
 dist/scanbridge.js: $(JS_SOURCES) scanbridge/jsbundle.py broker/__init__.py
 	$(PYTHON) -m scanbridge.jsbundle $@
 
+# dist/scanbridge-VERSION-py3-none-any.whl: the packages and, in broker/shipped/, the files
+# the service reads from the checkout (setup.py). `make wheel VERSION=0.2.1` builds the same
+# tree as another version (upgrade tests). build/ goes first: a module removed from the
+# tree must not ride along from an earlier build. setuptools' warnings about static/ (data,
+# not packages) are shown only when the build fails. Any Python with pip builds it (the
+# build needs none of the dependencies): the .venv's when there is one.
+VERSION ?=
+WHEEL_PY = $(shell [ -x $(VPY) ] && echo $(VPY) || echo $(PYTHON))
+wheel:
+	@echo "$(VERSION)" | grep -Eqx '([0-9]+(\.[0-9]+){1,3})?' || \
+	  { echo "make wheel: VERSION=$(VERSION): want numbers like 0.2.1" >&2; exit 2; }
+	@rm -rf build
+	@out=$$(SCANBRIDGE_VERSION=$(VERSION) $(WHEEL_PY) -m pip wheel --no-deps -w dist . 2>&1) || \
+	  { echo "$$out" >&2; exit 1; }; echo "$$out" | \
+	  sed -n 's|.*filename=\([^ ]*\.whl\).*|built dist/\1|p'
+
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:
 	@$(call apt_install,$(APT_RUN))
@@ -58,7 +74,7 @@ endef
 # The venv is updated only when the package metadata changes.
 venv: $(VENV)/.installed
 venv-test: $(VENV)/.installed-test
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e .
