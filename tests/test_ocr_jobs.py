@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from broker.protocol import Error
+from tests.support.events import ws_events
 from tests.support.ocr import (ENGLISH, ENGLISH_SERIF, GERMAN, Session, TURNED, V1, WAIT, WORKERS,
-                               a4_page, assert_error, assert_read, encoded, of_job, render, until,
-                               ws_events)
+                               a4_page, assert_error, assert_read, encoded, of_job, render, until)
 from tests.support.ocr import pages, service, session  # fixtures
 from tests.support.service import Service
 from tests.support.stack import poll_for, wait_service
@@ -191,7 +191,7 @@ def test_progress_events_count_the_pages_then_done_and_the_list_shows_the_job(se
            for n, line in enumerate(ENGLISH[:3])]
 
     async def test():
-        http, ws = await ws_events(service, session)
+        http, ws = await ws_events(service, session, WAIT)
         try:
             job = (await asyncio.to_thread(session.start))["job"]
             got = of_job(await until(ws, lambda m: m["topic"] in ("ocr.done", "ocr.failed")
@@ -225,7 +225,7 @@ def test_deleting_a_running_job_cancels_it(service, session):
                           "image/jpeg") for number in range(8)]
 
     async def test():
-        http, ws = await ws_events(service, session)
+        http, ws = await ws_events(service, session, WAIT)
         try:
             job = (await asyncio.to_thread(session.start))["job"]
             answer = await asyncio.to_thread(session.request, "DELETE", f"/ocr/{job}")

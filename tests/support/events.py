@@ -1,10 +1,17 @@
-"""Subscribing to the broker's events in tests, without missing the first ones."""
+"""Subscribing to events in tests, without missing the first ones: the broker's
+(``Events``) and a web session's on the gateway's WebSocket (``ws_events``)."""
 
 from __future__ import annotations
 
+import json
 import time
 
+import aiohttp
+
 from broker.client import Subscription
+
+from .service import Service
+from .web import WebSession
 
 
 class Events(Subscription):
@@ -23,3 +30,14 @@ class Events(Subscription):
                 raise AssertionError(f"no matching event within {timeout} s")
             if match(*event):
                 return event
+
+
+async def ws_events(svc: Service, session: WebSession, timeout: float):
+    """An aiohttp session and the session's event socket, once its hello arrived (within
+    ``timeout`` seconds); the caller closes both."""
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(svc.url(f"{session.path}/events"),
+                               params={"token": session.token})
+    hello = json.loads((await ws.receive(timeout=timeout)).data)
+    assert hello["topic"] == "hello", hello
+    return http, ws

@@ -198,16 +198,6 @@ class Session(WebSession):
         return answer
 
 
-async def ws_events(svc: Service, session: Session):
-    """An aiohttp session and the session's event socket, once its hello arrived."""
-    http = aiohttp.ClientSession()
-    ws = await http.ws_connect(svc.url(f"{session.path}/events"),
-                               params={"token": session.token})
-    hello = json.loads((await ws.receive(timeout=WAIT)).data)
-    assert hello["topic"] == "hello", hello
-    return http, ws
-
-
 async def until(ws, match, timeout: float = WAIT) -> list[dict]:
     """Messages up to and including the first ``match(message)`` is true for."""
     got = []
