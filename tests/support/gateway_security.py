@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from .images import png
-from .service import Service
+from .service import Service, started
 from .shared import shared_by_modules
 from .web import Answer, Api
 
@@ -146,7 +146,4 @@ def service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=LIMITED_INI)
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("home"), LIMITED_INI)

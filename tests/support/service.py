@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from broker.client import Client
@@ -108,6 +109,15 @@ class Service:
 
     def dumps(self) -> list[Path]:
         return sorted((self.home / "dumps").glob("*.dump"))
+
+
+def started(home: Path, extra_ini: str = "") -> Iterator[Service]:
+    """The body of a fixture of a service: started in ``home`` with DSConfiguration.ini
+    additions ``extra_ini``, stopped when the fixture ends (``yield from started(...)``)."""
+    svc = Service(home, extra_ini=extra_ini)
+    svc.start()
+    yield svc
+    svc.stop()
 
 
 def curve_service(home: Path, clients: str, extra_ini: str = "") -> Service:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .service import Service
+from .service import Service, started
 
 
 def shared_by_modules(body: Callable[..., Iterator], name: str | None = None):
@@ -55,7 +55,4 @@ def shared_by_modules(body: Callable[..., Iterator], name: str | None = None):
 
 def default_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The body of conftest.py's ``service``: default settings, a fresh home."""
-    svc = Service(Path(tmp_path_factory.mktemp("home")))
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(Path(tmp_path_factory.mktemp("home")))
