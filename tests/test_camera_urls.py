@@ -1,5 +1,8 @@
 """A camera URL's password goes to the camera's own origin only; only http(s) is followed.
 
+An MJPEG camera's URL with ``user:password@`` logs in with Basic auth (``%40`` in the
+password is an ``@``), and a wrong password is refused with ``access_denied``.
+
 The attacks: an MJPEG camera (or whoever answers at its address) redirects to another host,
 which got the camera's ``Authorization: Basic``; or to ``ftp://`` (followed, with the
 credentials) or ``file://``. Each camera here is a real local MJPEG server
@@ -10,6 +13,7 @@ origin. A source of another scheme is refused when the service starts.
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import socket
 import threading
@@ -17,6 +21,9 @@ import threading
 import pytest
 from PIL import Image
 
+from actors.camera.readers import MjpegReader
+from broker.protocol import Error
+from tests.support.camera import jpeg_of, numbered
 from tests.support.mjpeg import MjpegServer
 from tests.support.service import Service
 from tests.support.stack import free_port
@@ -129,3 +136,38 @@ def test_a_camera_source_of_another_scheme_is_refused_at_start_up(tmp_path, targ
         "not a camera source (use http(s):// for an MJPEG camera, rtsp(s):// or rtmp:// for "
         "a stream, or a video file's path)\n")
     assert svc.processes() == {}
+
+
+def test_an_mjpeg_camera_url_with_a_password_logs_in_with_basic_auth():
+    """urllib would take ``user:password@`` for part of the host name."""
+    wanted = "Basic " + base64.b64encode(b"user:p@ss").decode()
+    frame = jpeg_of(numbered("auth", 1))
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.headers.get("Authorization") != wanted:
+                self.send_response(401)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=f")
+            self.end_headers()
+            self.wfile.write(b"--f\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                             % len(frame) + frame + b"\r\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        reader = MjpegReader(f"http://user:p%40ss@127.0.0.1:{port}/stream")
+        assert next(reader.frames()) == frame
+        reader.close()
+        with pytest.raises(Error) as refused:
+            MjpegReader(f"http://user:wrong@127.0.0.1:{port}/stream")
+        assert refused.value.code == "access_denied"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -214,7 +214,7 @@ def test_ocr_or_barcodes_of_an_empty_session_is_409(session, kind):
     assert_error(session.post(f"/{kind}", json={}), 409, "conflict")
 
 
-# --- the camera stream (no camera here: tests/test_camera.py has the real ones)
+# --- the camera stream (no camera here: tests/test_camera_live_view.py has the real ones)
 
 
 def test_the_camera_stream_needs_a_session_and_its_token(api, session):
