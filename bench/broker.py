@@ -13,7 +13,6 @@ Prints one line per figure and the ratios. ``python -m bench.broker [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import zmq
 
+from bench.report import command_line
 from broker.client import Client
 from broker.protocol import CLIENT, REQUEST, pack, recv_frames, send_frames
 from tests.support.stack import ROOT, start_broker, start_program, wait_service
@@ -81,8 +81,7 @@ def pipelined(sock: zmq.Socket, frames: list, total: int, window: int = 500) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (CI smoke run)")
+    parser = command_line(__doc__, "fewer samples (CI smoke run)")
     parser.add_argument("--spin-us", type=int, help="the broker's [broker] spin_us (default 500)")
     opts = parser.parse_args()
     count = 300 if opts.quick else 1000

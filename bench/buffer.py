@@ -24,12 +24,10 @@ line per figure and the ratios. ``python -m bench.buffer [--quick] [--keep]``.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from functools import partial
@@ -42,7 +40,7 @@ from PIL import Image
 
 from bench.buffer_stack import LONG, Stack, durable_write, folder_bytes, timed
 from bench.pages import A4_150, A4_300, draw_pages, with_comment
-from bench.report import note, out
+from bench.report import Run, command_line, note, options, out
 from broker.client import Client
 from tests.support.memory import RssSampler, rss_kb
 
@@ -341,22 +339,13 @@ def bench_many(work: Path, opts, big: list[bytes]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (CI smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(command_line(__doc__, "fewer samples (CI smoke run)"))
     count = 100
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-buffer-"))
-    try:
-        note(f"drawing {count} pages of {A4_300[0]}x{A4_300[1]} in {work}")
+    with Run("buffer", opts.keep) as run:
+        note(f"drawing {count} pages of {A4_300[0]}x{A4_300[1]} in {run.work}")
         jpegs = draw_pages(count, A4_300)
-        bench_300dpi(work, opts, jpegs)
-        bench_many(work, opts, jpegs)
-    finally:
-        if opts.keep:
-            note(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        bench_300dpi(run.work, opts, jpegs)
+        bench_many(run.work, opts, jpegs)
     note("done")
 
 

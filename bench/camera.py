@@ -42,13 +42,11 @@ per case (default 10, 3 with --quick), R rounds of the direct / gateway pair (de
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +55,7 @@ import aiohttp
 
 from bench.camera_feed import (BUSY, FPS, FRAMES, QUALITY, SIZE, cpu_seconds, draw_frames,
                                machine_busy, start_camera, write_clip, write_jpegs)
-from bench.report import note, out, shut_down
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, note, options, out
 from tests.support.service import Service
 from tests.support.stack import free_port, poll_for
 from tests.support.web import Api
@@ -196,8 +193,8 @@ def processes(service: Service) -> dict[str, int]:
             if info.get("pid") and info.get("statename") == "RUNNING"}
 
 
-def run(service: Service, server: subprocess.Popen, port: int, jpegs: list[bytes],
-        seconds: float, rounds: int) -> tuple[list[Case], list[str]]:
+def run_cases(service: Service, server: subprocess.Popen, port: int, jpegs: list[bytes],
+              seconds: float, rounds: int) -> tuple[list[Case], list[str]]:
     api = Api(service)
     sid, token = api.open_session()  # the camera actor starts on demand now
     poll_for(lambda: processes(service).get("camera"), 30, "the camera actor RUNNING",
@@ -312,42 +309,33 @@ def report(cases: list[Case], seconds: float, summary: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows (CI smoke run)")
+    parser = command_line(__doc__, "short windows (CI smoke run)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="measured seconds per case (default 10, 3 with --quick)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds of direct / live view (default 2, 1 with --quick)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(parser)
     seconds = opts.seconds if opts.seconds is not None else (3.0 if opts.quick else 10.0)
     rounds = opts.rounds if opts.rounds is not None else (1 if opts.quick else 2)
     if seconds <= 0 or rounds < 1:
         parser.error("--seconds must be positive and --rounds at least 1")
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-camera-"))
-    service: Service | None = None
-    server: subprocess.Popen | None = None
-    summary: list[str] = []
-    try:
+    with Run("camera", opts.keep) as run:
         note(f"drawing {FRAMES} frames of {SIZE[0]}x{SIZE[1]}; the JPEGs and the .avi")
         frames = draw_frames()
-        jpegs = write_jpegs(frames, work / "frames")
-        clip = work / "clip.avi"
+        jpegs = write_jpegs(frames, run.work / "frames")
+        clip = run.work / "clip.avi"
         write_clip(frames, clip)
         port = free_port()
-        server = start_camera(work / "frames", port)
-        note(f"starting the service in {work}")
-        service = Service(work / "home", extra_ini=(
+        server = run.process(start_camera(run.work / "frames", port))
+        note(f"starting the service in {run.work}")
+        service = run.service(Service(run.work / "home", extra_ini=(
             f"[camera]\nsources = live=http://127.0.0.1:{port}/stream, clip={clip}\n"
-            f"v4l2 = false\nmax_fps = {2 * FPS}\n"))
+            f"v4l2 = false\nmax_fps = {2 * FPS}\n")))
         service.start()
-        cases, status = run(service, server, port, jpegs, seconds, rounds)
+        cases, status = run_cases(service, server, port, jpegs, seconds, rounds)
         note("feeds at the end: " + "; ".join(status))
-        report(cases, seconds, summary)
-    finally:
-        shut_down(server, service, work, opts.keep)
-    report_summary(summary)
+        report(cases, seconds, run.summary)
 
 
 if __name__ == "__main__":

@@ -34,14 +34,12 @@ Prints one line per figure and a summary. ``python -m bench.gateway [--quick] [-
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -50,10 +48,9 @@ import aiohttp
 from PIL import Image
 
 from bench.pages import A4_300, draw_pages
-from bench.report import ms, note, out, pct, shut_down
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, ms, note, options, out, pct
 from tests.support.service import Service
-from tests.support.stack import free_port, poll_for, start_server
+from tests.support.stack import free_port, poll_for, start_server, stop
 from tests.support.web import Api
 
 MB = 1 << 20
@@ -155,6 +152,41 @@ class Fetcher:
         return times, time.perf_counter() - start
 
 
+async def image_rounds(fetch: Fetcher, targets: dict[str, tuple[str, dict]], jpeg: bytes,
+                       count: int, blocks: tuple[int, int], what: str) -> dict:
+    """GETs of ``jpeg`` from each target (name: (url, headers)), once each gave the right
+    bytes and its connections are warm (then ``what`` is noted): ``count`` one at a time,
+    then ``count`` with CONCURRENCY in flight, in short blocks (``blocks``: how many of
+    each) that take the targets in turn, so that a burst of load elsewhere hits every
+    server.
+
+    Returns {"seq": times, "par": times, "wall": seconds of the concurrent blocks}, each by
+    target name.
+    """
+    for url, headers in targets.values():
+        await fetch.get(url, headers, want=jpeg)
+        await fetch.sequential(url, headers, 10, len(jpeg))
+    note(what)
+    seq_blocks, par_blocks = blocks
+    names = list(targets)
+    seq: dict[str, list[float]] = {name: [] for name in names}
+    par: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, float] = {name: 0.0 for name in names}
+    for block in range(seq_blocks):
+        turn = block % len(names)
+        for name in names[turn:] + names[:turn]:
+            seq[name] += await fetch.sequential(*targets[name], count // seq_blocks,
+                                                len(jpeg))
+    for block in range(par_blocks):
+        turn = block % len(names)
+        for name in names[turn:] + names[:turn]:
+            times, seconds = await fetch.concurrent(*targets[name], count // par_blocks,
+                                                    len(jpeg))
+            par[name] += times
+            wall[name] += seconds
+    return {"seq": seq, "par": par, "wall": wall}
+
+
 async def http_part(gateway_url: str, token: str, reference_url: str, jpeg: bytes,
                     count: int, base: str, iid: str) -> dict:
     auth = {"Authorization": f"Bearer {token}"}
@@ -162,27 +194,10 @@ async def http_part(gateway_url: str, token: str, reference_url: str, jpeg: byte
     async with aiohttp.ClientSession(connector=connector) as http:
         fetch = Fetcher(http)
         targets = {"gateway": (gateway_url, auth), "aiohttp": (reference_url, {})}
-        for url, headers in targets.values():  # the right bytes, and warm connections
-            await fetch.get(url, headers, want=jpeg)
-            await fetch.sequential(url, headers, 10, len(jpeg))
-        # Short alternating blocks, so that a burst of load elsewhere hits both servers.
-        seq_blocks, par_blocks = (20, 8) if count >= 200 else (10, 4)
-        seq: dict[str, list[float]] = {name: [] for name in targets}
-        par: dict[str, list[float]] = {name: [] for name in targets}
-        wall: dict[str, float] = {name: 0.0 for name in targets}
-        names = list(targets)
-        note(f"image GET: {count} sequential, then {count} with {CONCURRENCY} in flight, "
-             "each server")
-        for block in range(seq_blocks):
-            for name in names[block % 2:] + names[:block % 2]:
-                seq[name] += await fetch.sequential(*targets[name], count // seq_blocks,
-                                                    len(jpeg))
-        for block in range(par_blocks):
-            for name in names[block % 2:] + names[:block % 2]:
-                times, seconds = await fetch.concurrent(*targets[name], count // par_blocks,
-                                                        len(jpeg))
-                par[name] += times
-                wall[name] += seconds
+        got = await image_rounds(fetch, targets, jpeg, count,
+                                 (20, 8) if count >= 200 else (10, 4),
+                                 f"image GET: {count} sequential, then {count} with "
+                                 f"{CONCURRENCY} in flight, each server")
 
         note("info, thumbnail and converted GETs")
         extras: dict[str, list[float]] = {}
@@ -205,15 +220,19 @@ async def http_part(gateway_url: str, token: str, reference_url: str, jpeg: byte
         extras["png first"] = [first]
         extras["png cached"] = [(await fetch.get(converted, auth))[0]
                                 for _ in range(max(5, count // 10))]
-    return {"seq": seq, "par": par, "wall": wall, "extras": extras, "thumb_size": thumb_size,
-            "png_size": png_size, "png_bytes": png_bytes}
+    return {**got, "extras": extras, "thumb_size": thumb_size, "png_size": png_size,
+            "png_bytes": png_bytes}
 
 
-def start_with_page(service: Service, jpeg: bytes) -> tuple[Api, str, str, dict, dict]:
-    """Start the service and store the page in a new session, kept byte for byte.
+def start_with_page(service: Service) -> tuple[bytes, Api, str, str, dict, dict]:
+    """Draw the A4 300 dpi page, start the service and store the page in a new session,
+    kept byte for byte.
 
-    Returns (api, session, token, the buffer's add answer, its locate answer).
+    Returns (the page, api, session, token, the buffer's add answer, its locate answer).
     """
+    note("drawing the A4 300 dpi page")
+    jpeg = draw_pages(1, A4_300)[0]
+    note(f"starting the service in {service.home.parent}")
     service.start()
     api = Api(service)
     service.wait_running("gateway")
@@ -224,7 +243,7 @@ def start_with_page(service: Service, jpeg: bytes) -> tuple[Api, str, str, dict,
         located = client.call("buffer", "locate", {"session": sid, "image": stored["id"]})
     if located["bytes"] != len(jpeg) or Path(located["path"]).read_bytes() != jpeg:
         raise RuntimeError("the buffer did not keep the JPEG as it is")
-    return api, sid, token, stored, located
+    return jpeg, api, sid, token, stored, located
 
 
 def start_reference(path: str, port: int) -> subprocess.Popen:
@@ -296,25 +315,15 @@ def event_part(service: Service, api: Api, count: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (CI smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(command_line(__doc__, "fewer requests (CI smoke run)"))
     count = 40 if opts.quick else 400
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-gateway-"))
-    service: Service | None = None
-    reference: subprocess.Popen | None = None
-    summary: list[str] = []
-    try:
-        note("drawing the A4 300 dpi page")
-        jpeg = draw_pages(1, A4_300)[0]
-        note(f"starting the service in {work}")
-        service = Service(work / "home")
-        api, sid, token, stored, located = start_with_page(service, jpeg)
+    with Run("gateway", opts.keep) as run:
+        service = run.service(Service(run.work / "home"))
+        jpeg, api, sid, token, stored, located = start_with_page(service)
         iid = stored["id"]
         port = free_port()
-        reference = start_reference(located["path"], port)
+        reference = run.process(start_reference(located["path"], port))
         out(f"page {stored['width']}x{stored['height']} JPEG q80, {len(jpeg) / MB:.2f} MB, "
             f"stored as {stored['format']}; gateway port {api.port}, reference aiohttp "
             f"{aiohttp.__version__} on port {port}; {count} requests per run")
@@ -363,12 +372,10 @@ def main() -> None:
         for kind, label in (("seq", "one at a time"), ("par", f"{CONCURRENCY} in flight")):
             gw_mean = statistics.mean(got[kind]["gateway"]) * 1e3
             ref_mean = statistics.mean(got[kind]["aiohttp"]) * 1e3
-            summary.append(f"image GET {label}: gateway {gw_mean:.2f} ms vs aiohttp "
-                           f"{ref_mean:.2f} ms mean = {ratios[kind]:.2f}x (goal <= 1.5x: "
-                           f"{'met' if ratios[kind] <= 1.5 else 'NOT met'})")
-        reference.terminate()
-        reference.wait(10)
-        reference = None
+            run.summary.append(f"image GET {label}: gateway {gw_mean:.2f} ms vs aiohttp "
+                               f"{ref_mean:.2f} ms mean = {ratios[kind]:.2f}x (goal <= 1.5x: "
+                               f"{'met' if ratios[kind] <= 1.5 else 'NOT met'})")
+        stop(reference)
 
         # 2: events to a browser
         note(f"event latency: Chromium, {EVENT_PAGES} adds {EVENT_GAP * 1e3:.0f} ms apart")
@@ -385,12 +392,9 @@ def main() -> None:
         out(f"  browser clock - Python clock: {ev['offset'] * 1e3:+.2f} ms "
             f"(+- {ev['half_rtt'] * 1e3:.2f} ms, half an evaluate round trip)")
         p95 = pct(lat, 95)
-        summary.append(f"event latency add reply -> browser: p50 {pct(lat, 50) * 1e3:.1f} ms, "
-                       f"p95 {p95 * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms (goal p95 <= "
-                       f"100 ms: {'met' if p95 <= 0.1 else 'NOT met'})")
-    finally:
-        shut_down(reference, service, work, opts.keep)
-    report_summary(summary)
+        run.summary.append(f"event latency add reply -> browser: p50 {pct(lat, 50) * 1e3:.1f} ms, "
+                           f"p95 {p95 * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms (goal p95 <= "
+                           f"100 ms: {'met' if p95 <= 0.1 else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ Prints one line per figure and a summary. ``python -m bench.https [--quick] [--k
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import socket
@@ -50,23 +49,17 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.pages import A4_300, draw_pages
-from bench.gateway import start_with_page
+from bench.gateway import CONCURRENCY, MB, Fetcher, image_rounds, start_with_page
 from bench.https_certs import any_cert, certificate_figures, key_kind, leaf, met, served, trusting
-from bench.report import ms, note, out, pct, shut_down
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, ms, note, options, out, pct
 from common import certs
 from tests.support.service import Service
-from tests.support.stack import free_port, poll_for, start_server
-
-MB = 1 << 20
-CONCURRENCY = 8
+from tests.support.stack import free_port, poll_for, start_server, stop
 
 # The reference: the same file and a fixed status body from a plain aiohttp app over
 # HTTPS, with the certificate the gateway serves; no guard, no session, no broker.
@@ -95,71 +88,15 @@ web.run_app(app, host="127.0.0.1", port=port, ssl_context=server_context(pem), p
 # --- part 1: image GET over HTTPS
 
 
-class Fetcher:
-    """GETs over one keep-alive aiohttp client session; checks status and length."""
-
-    def __init__(self, http: aiohttp.ClientSession):
-        self.http = http
-
-    async def get(self, url: str, headers: dict, length: int) -> tuple[float, bytes]:
-        start = time.perf_counter()
-        async with self.http.get(url, headers=headers) as response:
-            body = await response.read()
-        elapsed = time.perf_counter() - start
-        if response.status != 200:
-            raise RuntimeError(f"GET {url}: {response.status} {body[:300]!r}")
-        if len(body) != length:
-            raise RuntimeError(f"GET {url}: {len(body)} bytes, expected {length}")
-        return elapsed, body
-
-    async def sequential(self, url: str, headers: dict, count: int, length: int) -> list:
-        return [(await self.get(url, headers, length))[0] for _ in range(count)]
-
-    async def concurrent(self, url: str, headers: dict, count: int,
-                         length: int) -> tuple[list, float]:
-        """``count`` GETs with CONCURRENCY in flight: (times, wall seconds)."""
-        left = iter(range(count))
-        times: list[float] = []
-
-        async def worker():
-            for _ in left:
-                times.append((await self.get(url, headers, length))[0])
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return times, time.perf_counter() - start
-
-
 async def image_part(targets: dict[str, tuple[str, dict]], jpeg: bytes, ca: Path,
                      count: int) -> dict:
     connector = aiohttp.TCPConnector(limit=CONCURRENCY * (len(targets) + 1), ssl=trusting(ca))
     async with aiohttp.ClientSession(connector=connector) as http:
-        fetch = Fetcher(http)
-        for url, headers in targets.values():  # the right bytes, and warm connections
-            if (await fetch.get(url, headers, len(jpeg)))[1] != jpeg:
-                raise RuntimeError(f"GET {url}: not the stored file")
-            await fetch.sequential(url, headers, 10, len(jpeg))
-        # Short blocks in turn, so that a burst of load elsewhere hits every server.
-        seq_blocks, par_blocks = (15, 6) if count >= 150 else (5, 2)
-        names = list(targets)
-        seq: dict[str, list[float]] = {name: [] for name in names}
-        par: dict[str, list[float]] = {name: [] for name in names}
-        wall: dict[str, float] = {name: 0.0 for name in names}
-        note(f"image GET over HTTPS and HTTP: {count} one at a time, then {count} with "
-             f"{CONCURRENCY} in flight, each of {', '.join(names)}")
-        for block in range(seq_blocks):
-            turn = block % len(names)
-            for name in names[turn:] + names[:turn]:
-                seq[name] += await fetch.sequential(*targets[name], count // seq_blocks,
-                                                    len(jpeg))
-        for block in range(par_blocks):
-            turn = block % len(names)
-            for name in names[turn:] + names[:turn]:
-                times, seconds = await fetch.concurrent(*targets[name], count // par_blocks,
-                                                        len(jpeg))
-                par[name] += times
-                wall[name] += seconds
-    return {"seq": seq, "par": par, "wall": wall}
+        return await image_rounds(Fetcher(http), targets, jpeg, count,
+                                  (15, 6) if count >= 150 else (5, 2),
+                                  f"image GET over HTTPS and HTTP: {count} one at a time, then "
+                                  f"{count} with {CONCURRENCY} in flight, each of "
+                                  f"{', '.join(targets)}")
 
 
 def start_reference(image: Path, status: Path, pem: Path, port: int,
@@ -249,35 +186,25 @@ def connection_part(ports: dict[str, int], ca: Path, count: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests (CI smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(command_line(__doc__, "fewer requests (CI smoke run)"))
     count = 40 if opts.quick else 300
     connections = 40 if opts.quick else 200
     switches = 3 if opts.quick else 5
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-https-"))
-    service: Service | None = None
-    reference: subprocess.Popen | None = None
-    summary: list[str] = []
-    try:
-        note("drawing the A4 300 dpi page")
-        jpeg = draw_pages(1, A4_300)[0]
-        note(f"starting the service in {work}")
-        service = Service(work / "home")
-        api, sid, token, stored, located = start_with_page(service, jpeg)
+    with Run("https", opts.keep) as run:
+        service = run.service(Service(run.work / "home"))
+        jpeg, api, sid, token, stored, located = start_with_page(service)
         iid = stored["id"]
         cert = service.home / "cert"
         ca = cert / "ca.pem"
         https = service.https_ports[1]
         poll_for(lambda: api.get("/api/v1/status").json()["https"].get("served"), 30,
                  "HTTPS served")
-        status_copy = work / "status.json"
+        status_copy = run.work / "status.json"
         status_copy.write_bytes(api.get("/api/v1/status").body)
         port = free_port()
-        reference = start_reference(Path(located["path"]), status_copy, cert / "active.pem",
-                                    port, ca)
+        reference = run.process(start_reference(Path(located["path"]), status_copy,
+                                                cert / "active.pem", port, ca))
         if served(port, any_cert()) != served(https, any_cert()):
             raise RuntimeError("the reference does not serve the gateway's certificate")
         served_leaf = leaf(cert / "active.pem")
@@ -313,11 +240,11 @@ def main() -> None:
                 f"{pct(gw, 50) / pct(ref, 50):.2f}x, p95 {pct(gw, 95) / pct(ref, 95):.2f}x)  "
                 "(goal <= 1.5x)")
             out(f"  gateway HTTPS / HTTP (information): {plain[kind]:.2f}x")
-            summary.append(f"image GET over HTTPS {label}: gateway "
-                           f"{statistics.mean(gw) * 1e3:.2f} ms vs aiohttp "
-                           f"{statistics.mean(ref) * 1e3:.2f} ms mean = {ratios[kind]:.2f}x "
-                           f"(goal <= 1.5x: {met(ratios[kind] <= 1.5)}); gateway HTTPS / "
-                           f"HTTP {plain[kind]:.2f}x")
+            run.summary.append(f"image GET over HTTPS {label}: gateway "
+                               f"{statistics.mean(gw) * 1e3:.2f} ms vs aiohttp "
+                               f"{statistics.mean(ref) * 1e3:.2f} ms mean = {ratios[kind]:.2f}x "
+                               f"(goal <= 1.5x: {met(ratios[kind] <= 1.5)}); gateway HTTPS / "
+                               f"HTTP {plain[kind]:.2f}x")
 
         # 2: new connections
         conn = connection_part({"gateway": https, "aiohttp": port}, ca, connections)
@@ -335,21 +262,16 @@ def main() -> None:
             f"{pct(conn['total']['gateway'], 95) / pct(conn['total']['aiohttp'], 95):.2f}x);"
             f" the handshake alone {shake_ratio:.2f}x (p50); the rest is the status endpoint's"
             " own work (a static body for aiohttp)")
-        summary.append(f"new HTTPS connection + status GET: gateway p50 "
-                       f"{total['gateway'] * 1e3:.2f} ms / p95 "
-                       f"{pct(conn['total']['gateway'], 95) * 1e3:.2f} ms vs aiohttp p50 "
-                       f"{total['aiohttp'] * 1e3:.2f} ms / p95 "
-                       f"{pct(conn['total']['aiohttp'], 95) * 1e3:.2f} ms = {new_ratio:.2f}x; "
-                       f"handshake alone p50 {shake['gateway'] * 1e3:.2f} vs "
-                       f"{shake['aiohttp'] * 1e3:.2f} ms = {shake_ratio:.2f}x")
-        reference.terminate()
-        reference.wait(10)
-        reference = None
+        run.summary.append(f"new HTTPS connection + status GET: gateway p50 "
+                           f"{total['gateway'] * 1e3:.2f} ms / p95 "
+                           f"{pct(conn['total']['gateway'], 95) * 1e3:.2f} ms vs aiohttp p50 "
+                           f"{total['aiohttp'] * 1e3:.2f} ms / p95 "
+                           f"{pct(conn['total']['aiohttp'], 95) * 1e3:.2f} ms = {new_ratio:.2f}x; "
+                           f"handshake alone p50 {shake['gateway'] * 1e3:.2f} vs "
+                           f"{shake['aiohttp'] * 1e3:.2f} ms = {shake_ratio:.2f}x")
+        stop(reference)
 
-        certificate_figures(service, work, switches, summary)
-    finally:
-        shut_down(reference, service, work, opts.keep)
-    report_summary(summary)
+        certificate_figures(service, run.work, switches, run.summary)
 
 
 if __name__ == "__main__":

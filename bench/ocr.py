@@ -38,13 +38,10 @@ default run takes about 100 s on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import zxingcpp
 from PIL import Image
@@ -52,8 +49,7 @@ from pyzbar import pyzbar
 
 from bench.ocr_ways import (A4_300, Direct, OtherCpu, check_read, gateway_job, gateway_session,
                             ocr_service, ready, service_batch, text_pages)
-from bench.report import ms, note, out, shut_down, stop_service
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, ms, note, options, out
 from tests.support.service import Service
 
 BLOCK = 5  # reads per side before the other side's turn
@@ -230,39 +226,27 @@ def ocr_part(one: Service, many: Service, count: int, rounds: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer reads and pages (CI smoke run)")
+    parser = command_line(__doc__, "fewer reads and pages (CI smoke run)")
     parser.add_argument("--pages", type=int, default=None,
                         help="OCR pages per batch (default 4 x cores, 2 x with --quick)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="OCR rounds of the three ways (default 2, 1 with --quick)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folders")
-    opts = parser.parse_args()
+    opts = options(parser, keep="keep the temp folders")
     cores = os.cpu_count() or 1
     count = opts.pages if opts.pages is not None else (2 if opts.quick else 4) * cores
     rounds = opts.rounds if opts.rounds is not None else (1 if opts.quick else 2)
     if count < 1 or rounds < 1:
         parser.error("--pages and --rounds must be at least 1")
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-ocr-"))
-    service: Service | None = None
-    one: Service | None = None
-    summary: list[str] = []
-    try:
-        note(f"starting the service ({cores} OCR workers) in {work}")
-        service = ocr_service(work / "home", cores)
+    with Run("ocr", opts.keep) as run:
+        note(f"starting the service ({cores} OCR workers) in {run.work}")
+        service = run.service(ocr_service(run.work / "home", cores))
         service.start()
-        barcode_part(service, 2 if opts.quick else 8, summary)
+        barcode_part(service, 2 if opts.quick else 8, run.summary)
         note("starting a second service with 1 OCR worker")
-        one = ocr_service(work / "home-1", 1)
+        one = run.service(ocr_service(run.work / "home-1", 1), "the 1-worker service")
         one.start()
-        ocr_part(one, service, count, rounds, summary)
-    finally:
-        if one is not None:
-            stop_service(one, "the 1-worker service")
-        shut_down(None, service, work, opts.keep)
-    report_summary(summary)
+        ocr_part(one, service, count, rounds, run.summary)
 
 
 if __name__ == "__main__":

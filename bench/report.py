@@ -1,12 +1,16 @@
-"""Output of the benchmarks: figures on stdout, progress notes on stderr; and the end of a
-run. Starting, waiting for and stopping processes is the tests' harness (tests/support)."""
+"""What every benchmark shares: its command line, its run (a temp folder, what to stop at
+its end, its summary), and its output: figures on stdout, progress notes on stderr.
+Starting, waiting for and stopping processes is the tests' harness (tests/support)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,13 +58,56 @@ def stop_service(service, what: str = "the service") -> None:
         note(f"stopping {what} failed: {exc}")
 
 
-def shut_down(reference: subprocess.Popen | None, service, work: Path, keep: bool) -> None:
-    """End a benchmark run: the baseline server, the service, the temp folder."""
-    if reference is not None:
-        stop(reference)
-    if service is not None:
-        stop_service(service)
+def remove_folder(work: Path, keep: bool) -> None:
     if keep:
         note(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the command line and the run
+
+
+def command_line(doc: str, quick: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line, and --quick (``quick`` is
+    its help: what a CI smoke run leaves out)."""
+    made = argparse.ArgumentParser(description=doc.split("\n")[0])
+    made.add_argument("--quick", action="store_true", help=quick)
+    return made
+
+
+def options(command: argparse.ArgumentParser,
+            keep: str = "keep the temp folder") -> argparse.Namespace:
+    """The parsed command line, once --keep (``keep`` is its help) is added as the last
+    option."""
+    command.add_argument("--keep", action="store_true", help=keep)
+    return command.parse_args()
+
+
+class Run(contextlib.ExitStack):
+    """One benchmark run, as a ``with`` block: its temp folder ``work`` (removed at the end,
+    unless ``keep``), the services and processes it started (stopped at the end, the last
+    started first; ``callback`` adds other things to do then), and ``summary``, its closing
+    lines (printed after all that, when the block ended without an error)."""
+
+    def __init__(self, name: str, keep: bool):
+        super().__init__()
+        self.work = Path(tempfile.mkdtemp(prefix=f"scanbridge-bench-{name}-"))
+        self.summary: list[str] = []
+        self.callback(remove_folder, self.work, keep)  # the first registered: done last
+
+    def service(self, service, what: str = "the service"):
+        """``service``, stopped at the end of the run with ``stop_service``."""
+        self.callback(stop_service, service, what)
+        return service
+
+    def process(self, proc: subprocess.Popen) -> subprocess.Popen:
+        """``proc``, stopped at the end of the run (if it still runs)."""
+        self.callback(stop, proc)
+        return proc
+
+    def __exit__(self, *exc) -> bool:
+        suppressed = super().__exit__(*exc)
+        if exc[0] is None and self.summary:
+            summary(self.summary)
+        return suppressed

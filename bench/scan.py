@@ -29,22 +29,19 @@ time to fsync its files afterwards is shown beside it (our pages are durable at
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import zmq
 from PIL import Image
 
-from bench.report import note, out
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, note, options, out
 from broker import config as configlib
 from broker.client import Client, Subscription
 from broker.procutil import atomic_write_with
@@ -310,24 +307,18 @@ def breakdown(samples: dict, direct: DirectSane, work: Path, level: int) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (CI smoke run)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(command_line(__doc__, "fewer rounds (CI smoke run)"))
     rounds = 2 if opts.quick else 5
     small_rounds = 1 if opts.quick else 3
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-scan-"))
-    stacks: list[Stack] = []
-    summary: list[str] = []
-    try:
-        note(f"starting two stacks in {work}")
-        main_stack = Stack(work / "home", BASE_INI)
-        stacks.append(main_stack)
-        raw_stack = Stack(work / "home-png0", BASE_INI + "[buffer]\npng_compression = 0\n")
-        stacks.append(raw_stack)
+    with Run("scan", opts.keep) as run:
+        note(f"starting two stacks in {run.work}")
+        main_stack = Stack(run.work / "home", BASE_INI)
+        run.callback(main_stack.close)
+        raw_stack = Stack(run.work / "home-png0", BASE_INI + "[buffer]\npng_compression = 0\n")
+        run.callback(raw_stack.close)
         sane_dir = main_stack.sane_dir
-        (work / "out").mkdir()
+        (run.work / "out").mkdir()
         cfg = main_stack.cfg
         out(f"scanner sources {', '.join(main_stack.sources)}; buffer threads "
             f"{cfg.buffer.threads}, png_compression {cfg.buffer.png_compression} "
@@ -339,7 +330,7 @@ def main() -> None:
         counter = iter(range(1000000))
 
         def folder() -> Path:
-            return work / "out" / f"run{next(counter)}"
+            return run.work / "out" / f"run{next(counter)}"
 
         # warm-up: imports, first SANE open, page cache
         note("warm-up")
@@ -365,11 +356,11 @@ def main() -> None:
         out(f"  png_compression 0: {png0_mb:.2f} MB/page stored, "
             f"{check_pages('pages', samples['png0'], PAGES)}; its time / level "
             f"{cfg.buffer.png_compression}'s = {med(samples['png0']) / med(samples['ours']):.2f}x")
-        breakdown(samples, direct, work, cfg.buffer.png_compression)
-        summary.append(f"flatbed {PAGES} pages: ratio {got['ratio']:.2f}x median, "
-                       f"{got['best']:.2f}x best-vs-best (goal <= 1.2x: "
-                       f"{'met' if got['ratio'] <= 1.2 else 'NOT met'}); png_compression 0: "
-                       f"{got0['ratio']:.2f}x")
+        breakdown(samples, direct, run.work, cfg.buffer.png_compression)
+        run.summary.append(f"flatbed {PAGES} pages: ratio {got['ratio']:.2f}x median, "
+                           f"{got['best']:.2f}x best-vs-best (goal <= 1.2x: "
+                           f"{'met' if got['ratio'] <= 1.2 else 'NOT met'}); png_compression 0: "
+                           f"{got0['ratio']:.2f}x")
 
         # 2: ADF batch
         note(f"ADF batch x {small_rounds} rounds")
@@ -383,8 +374,8 @@ def main() -> None:
         details(samples["ours"], samples["ref"], sheets)
         out(f"  scanimage exit status "
             f"{'/'.join(sorted({str(s['returncode']) for s in samples['ref']}))}")
-        summary.append(f"ADF batch of {sheets}: ratio {got['ratio']:.2f}x median, "
-                       f"{got['best']:.2f}x best-vs-best")
+        run.summary.append(f"ADF batch of {sheets}: ratio {got['ratio']:.2f}x median, "
+                           f"{got['best']:.2f}x best-vs-best")
 
         # 3: a device as slow as a real one
         note(f"read-delay {DELAY_US} us, {SLOW_PAGES} pages x {small_rounds} rounds")
@@ -396,17 +387,9 @@ def main() -> None:
         got = line(f"{SLOW_PAGES} pages, read-delay {DELAY_US} us", samples["ours"],
                    samples["ref"], SLOW_PAGES, "  (goal: ~1.0x, storage hidden)")
         details(samples["ours"], samples["ref"], SLOW_PAGES)
-        summary.append(f"read-delay ({med(samples['ref']) / SLOW_PAGES:.2f} s/page in "
-                       f"scanimage), {SLOW_PAGES} pages: ratio {got['ratio']:.2f}x median, "
-                       f"{got['best']:.2f}x best-vs-best")
-    finally:
-        for stack in reversed(stacks):
-            stack.close()
-        if opts.keep:
-            note(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    report_summary(summary)
+        run.summary.append(f"read-delay ({med(samples['ref']) / SLOW_PAGES:.2f} s/page in "
+                           f"scanimage), {SLOW_PAGES} pages: ratio {got['ratio']:.2f}x median, "
+                           f"{got['best']:.2f}x best-vs-best")
 
 
 if __name__ == "__main__":

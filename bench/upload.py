@@ -37,7 +37,6 @@ Prints one line per figure and a summary. ``python -m bench.upload [--quick] [--
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -45,7 +44,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -54,8 +52,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.report import note, out, shut_down
-from bench.report import summary as report_summary
+from bench.report import Run, command_line, note, options, out
 from broker.client import Client, Subscription
 from tests.support.service import Service
 from tests.support.stack import free_port, poll_for, start_server, wait_service, write_ini
@@ -319,29 +316,22 @@ def _answers(client: Client) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a 50 MB document (CI smoke run)")
+    parser = command_line(__doc__, "a 50 MB document (CI smoke run)")
     parser.add_argument("--chunks", action="store_true",
                         help="also measure chunk_kb 1024 even when the goal is met")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    opts = parser.parse_args()
+    opts = options(parser)
     pages = 5 if opts.quick else 20
 
-    work = Path(tempfile.mkdtemp(prefix="scanbridge-bench-upload-"))
-    service: Service | None = None
-    receiver: subprocess.Popen | None = None
-    bench: Bench | None = None
-    summary: list[str] = []
-    try:
+    with Run("upload", opts.keep) as run:
         note("drawing the noise JPEG")
         jpeg = noise_jpeg()
         port = free_port()
-        receiver = start_receiver(port)
+        run.process(start_receiver(port))
         url = f"http://127.0.0.1:{port}/up"
-        home = work / "home"
+        home = run.work / "home"
         write_ini(home, "user_config.ini", f"[access]\nupload_targets = http://127.0.0.1:{port}/\n")
-        note(f"starting the service in {work}")
-        service = Service(home)
+        note(f"starting the service in {run.work}")
+        service = run.service(Service(home))
         service.start()
         with service.client() as client:
             wait_service(client, "buffer", timeout=30)
@@ -360,9 +350,10 @@ def main() -> None:
             f"{saved['bytes'] / MB:.1f} MB; receiver aiohttp on port {port}; {os.cpu_count()} "
             f"CPUs, load average (1 min) {os.getloadavg()[0]:.2f}")
 
-        bench = Bench(service, work, url, sid)
+        bench = Bench(service, run.work, url, sid)
+        run.callback(bench.close)
         note("warm-up upload (not counted): keeps the rendered PDF for curl")
-        doc = work / "doc.pdf"
+        doc = run.work / "doc.pdf"
         warm = bench.uploader("POST", keep=doc)
         size, digest = warm["bytes"], sha256_of(doc)
         curl_warm = bench.curl("POST", doc, size, digest)
@@ -387,13 +378,13 @@ def main() -> None:
             f"{SAMPLE_EVERY * 1e3:.0f} ms): max {rss_max:.1f} MB; before the timed "
             f"rounds {idle_rss:.1f} MB; VmHWM since start {hwm:.1f} MB")
         for method in results:
-            summary.append(f"{method}: uploader {rate(results[method]['uploader']):.1f} MB/s vs "
-                           f"curl {rate(results[method]['curl']):.1f} MB/s = "
-                           f"{ratios[method]:.2f}x (goal >= {GOAL}x: "
-                           f"{'met' if ratios[method] >= GOAL else 'NOT met'})")
-        summary.append(f"render of the {size / MB:.1f} MB PDF before the job is queued: mean "
-                       f"{statistics.mean(renders):.2f} s")
-        summary.append(f"uploader RSS max during the uploads {rss_max:.1f} MB")
+            run.summary.append(f"{method}: uploader {rate(results[method]['uploader']):.1f} "
+                               f"MB/s vs curl {rate(results[method]['curl']):.1f} MB/s = "
+                               f"{ratios[method]:.2f}x (goal >= {GOAL}x: "
+                               f"{'met' if ratios[method] >= GOAL else 'NOT met'})")
+        run.summary.append(f"render of the {size / MB:.1f} MB PDF before the job is queued: mean "
+                           f"{statistics.mean(renders):.2f} s")
+        run.summary.append(f"uploader RSS max during the uploads {rss_max:.1f} MB")
 
         if ratios["POST"] < GOAL or opts.chunks:
             bench.sampler = None
@@ -412,14 +403,9 @@ def main() -> None:
             out(f"chunk_kb: 256 -> {ratios['POST']:.2f}x ({rate(results['POST']['uploader']):.0f}"
                 f" MB/s), 1024 -> {big_ratio:.2f}x ({rate(big['uploader']):.0f} MB/s) of curl: "
                 f"{verdict} (each against its own curl rounds; product default unchanged)")
-            summary.append(f"chunk_kb 256 {ratios['POST']:.2f}x vs 1024 {big_ratio:.2f}x of "
-                           f"curl (POST): {verdict}; RSS max {rss_max:.1f} / "
-                           f"{big_rss:.1f} MB")
-    finally:
-        if bench is not None:
-            bench.close()
-        shut_down(receiver, service, work, opts.keep)
-    report_summary(summary)
+            run.summary.append(f"chunk_kb 256 {ratios['POST']:.2f}x vs 1024 {big_ratio:.2f}x of "
+                               f"curl (POST): {verdict}; RSS max {rss_max:.1f} / "
+                               f"{big_rss:.1f} MB")
 
 
 if __name__ == "__main__":
