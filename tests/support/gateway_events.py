@@ -1,12 +1,15 @@
 """What the tests of the gateway's event WebSocket share (test_gateway_events and
-test_gateway_close_timer): a socket driven with aiohttp, a web session's requests, message
-matchers, and the services with special settings: ``event_backlog = 10``
-(``small_backlog``) and ``session_close_delay = 1.5`` (``closing``).
+test_gateway_close_timer): ``web_test``, which runs an async test with a ``Web`` (a web
+session's requests) on a service; a socket driven with aiohttp, message matchers, and the
+services with special settings: ``event_backlog = 10`` (``small_backlog``) and
+``session_close_delay = 1.5`` (``closing``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import time
 
@@ -74,7 +77,9 @@ class Web:
 
     def __init__(self, http: aiohttp.ClientSession, svc: Service):
         self.http = http
+        self.svc = svc
         self.base = svc.url("").rstrip("/")
+        self.sockets: list[Socket] = []  # every one ``connect`` made
 
     async def request(self, method: str, path: str, token: str | None = None,
                       **kwargs) -> tuple[int, object]:
@@ -106,7 +111,8 @@ class Web:
         assert msg.type == aiohttp.WSMsgType.TEXT, f"no hello: {msg}"
         hello = json.loads(msg.data)
         assert hello["topic"] == "hello", hello
-        return Socket(ws, hello)
+        self.sockets.append(Socket(ws, hello))
+        return self.sockets[-1]
 
     async def scan(self, sid: str, token: str, pages: int, source: str = "test:0") -> str:
         status, job = await self.request("POST", f"/api/v1/sessions/{sid}/scans", token,
@@ -123,12 +129,27 @@ class Web:
         return body["images"][0]["id"]
 
 
-def run(svc: Service, test) -> None:
-    """``asyncio.run`` of ``test(web)``."""
-    async def main():
-        async with aiohttp.ClientSession() as http:
-            await test(Web(http, svc))
-    asyncio.run(main())
+def web_test(fixture: str):
+    """Make ``async def test_x(web)`` a pytest test of the service that the fixture named
+    ``fixture`` gives (``service``, ``small_backlog``, ``closing``): it runs in
+    ``asyncio.run`` with ``web``, a Web on that service. Once it passed, the sockets it left
+    open are closed (a closing handshake each)."""
+    def make(test):
+        @functools.wraps(test)
+        def run(**fixtures) -> None:
+            async def main():
+                async with aiohttp.ClientSession() as http:
+                    web = Web(http, fixtures[fixture])
+                    await test(web)
+                    for socket in web.sockets:
+                        await socket.close()
+            asyncio.run(main())
+
+        # What pytest reads to know which fixture to pass.
+        run.__signature__ = inspect.Signature(
+            [inspect.Parameter(fixture, inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+        return run
+    return make
 
 
 def done_of(job: str):
