@@ -21,7 +21,7 @@ import zmq
 
 from broker.client import Client
 from tests.support.browser import chromium
-from tests.support.service import Service
+from tests.support.service import started
 from tests.support.web import Api
 from tests.support.stack import poll_for, start_program, stop, write_ini
 
@@ -123,10 +123,7 @@ def stack(home: Path):
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"))
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from broker.client import Client
 from tests.support.barcode import (A4, Box, ENGINES, KINDS, Pages, READ_TIMEOUT, add, check_page,
                                    compose, encode, error_of, new_session, only_page, read, symbol)
 from tests.support.barcode import pages, service  # fixtures
-from tests.support.service import Service
+from tests.support.service import Service, started
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,11 +108,7 @@ def test_an_image_under_the_default_pixel_limit_is_read(client: Client):
 
 @pytest.fixture(scope="module")
 def small_limit_service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("limits"),
-                  extra_ini="[limits]\nmax_image_megapixels = 1\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("limits"), "[limits]\nmax_image_megapixels = 1\n")
 
 
 def test_an_image_over_the_pixel_limit_is_too_large(small_limit_service: Service):
@@ -150,10 +146,7 @@ def test_the_default_engine_is_zxing(client: Client):
 
 @pytest.fixture(scope="module")
 def zbar_service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("zbar"), extra_ini="[barcode]\nengine = zbar\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("zbar"), "[barcode]\nengine = zbar\n")
 
 
 def test_engine_zbar_in_the_ini_makes_zbar_the_default(zbar_service: Service):

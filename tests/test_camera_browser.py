@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from tests.support.browser import Watched
-from tests.support.service import Service
+from tests.support.service import started
 from tests.support.stack import poll_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,12 +121,9 @@ def service(tmp_path_factory, mjpeg):
     for frame in frames():
         writer.write(frame)
     writer.release()
-    svc = Service(home / "service", extra_ini=(
+    yield from started(home / "service", (
         f"[camera]\nsources = clip={clip}, live=http://127.0.0.1:{mjpeg.port}/stream\n"
         "v4l2 = false\nrelease_after = 1\n"))
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def viewers(service, source: str) -> int:

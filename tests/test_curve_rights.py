@@ -23,7 +23,7 @@ from broker import config as configlib
 from broker.client import CurveKeys
 from broker.protocol import READY, REPLY, REQUEST, WORKER, Error, pack
 from tests.support.peer import Peer
-from tests.support.service import curve_service
+from tests.support.service import curve_service, running
 from tests.support.stack import free_port, poll_for, wait_service, workers, write_ini
 from tests.support.web import Api, WebSession
 
@@ -215,10 +215,7 @@ def remote_key():
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, remote_key):
-    service = curve_service(tmp_path_factory.mktemp("home"), remote_key.public.decode())
-    service.start()
-    yield service
-    service.stop()
+    yield from running(curve_service(tmp_path_factory.mktemp("home"), remote_key.public.decode()))
 
 
 def ocr_answer(hocr: str):

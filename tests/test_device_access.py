@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.support.mjpeg import MjpegServer
-from tests.support.service import Service
+from tests.support.service import started
 from tests.support.web import Answer, WebSession
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,11 +34,8 @@ def camera():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, camera):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=(
+    yield from started(tmp_path_factory.mktemp("home"), (
         f"[camera]\nsources = live={camera.url}\nv4l2 = false\n"))
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def requests_to(client, service: str) -> int:

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from broker.protocol import Error
 from tests.support.mjpeg import MjpegServer
-from tests.support.service import Service
+from tests.support.service import Service, started
 from tests.support.stack import poll_for
 from tests.support.web import Answer, Api, WebSession
 
@@ -51,13 +51,10 @@ def camera():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, camera):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=(
+    yield from started(tmp_path_factory.mktemp("home"), (
         f"[gateway]\nmax_sessions = {SESSIONS}\nmax_sessions_per_origin = {PER_ORIGIN}\n"
         f"max_viewers = {VIEWERS}\n[camera]\nsources = live={camera.url}\nv4l2 = false\n"
         "release_after = 0.5\n"))
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def own(svc: Service, name: str) -> str:

@@ -22,7 +22,7 @@ import pytest
 import zmq
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support.service import Service, curve_service
+from tests.support.service import Service, curve_service, running
 from tests.support.stack import ROOT, poll_for, workers
 
 pytestmark = pytest.mark.timeout(180)
@@ -94,11 +94,8 @@ def keys():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, keys):
-    svc = curve_service(tmp_path_factory.mktemp("home"), keys[0].decode(),
-                        "[ocr]\nocr_workers = 1\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from running(curve_service(tmp_path_factory.mktemp("home"), keys[0].decode(),
+                                     "[ocr]\nocr_workers = 1\n"))
 
 
 def local_pid(service: Service) -> int:

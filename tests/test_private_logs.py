@@ -24,7 +24,7 @@ from PIL import Image
 from broker import logs
 from tests.support.mjpeg import MjpegServer
 from tests.support.receiver import Receiver
-from tests.support.service import Service
+from tests.support.service import Service, running
 from tests.support.stack import poll_for, write_ini
 from tests.support.web import Api, WebSession
 
@@ -65,9 +65,7 @@ def service(tmp_path_factory, camera, rx):
     svc = Service(home, extra_ini=f"[camera]\nsources = cam={url}\nv4l2 = false\n")
     write_ini(home, "user_config.ini", f"[access]\nupload_targets = {rx.url('/')}\n")
     svc.before = {p for p in home.rglob("*") if p.is_file()}  # what the test wrote
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from running(svc)
 
 
 def raw_request(service: Service, path: bytes, headers: bytes = b"") -> bytes:

@@ -37,7 +37,7 @@ import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.support.browser import Watched
-from tests.support.service import Service
+from tests.support.service import started
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,10 +74,7 @@ PAGE, QR_BOX = make_page()
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini="[ocr]\nocr_workers = 1\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("home"), "[ocr]\nocr_workers = 1\n")
 
 
 def words(text: str) -> str:

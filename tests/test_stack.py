@@ -16,7 +16,7 @@ from broker import supervision
 from broker.config import Home
 from broker.procutil import pid_alive
 from broker.protocol import Error
-from tests.support.service import SCANBRIDGE, Service
+from tests.support.service import SCANBRIDGE, Service, running, started
 from tests.support.stack import ROOT, poll_for, workers
 
 ECHO_PROGRAM = f"""
@@ -35,10 +35,7 @@ stdout_logfile = %(ENV_SCANBRIDGE_HOME)s/logs/echo.log
 
 @pytest.fixture
 def service(tmp_path):
-    svc = Service(tmp_path)
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path)
 
 
 @pytest.fixture
@@ -48,9 +45,7 @@ def echo_service(tmp_path):
                                       "[monitor]\ndump_count = 3\n")
     (tmp_path / "supervisor.d").mkdir()
     (tmp_path / "supervisor.d" / "echo.conf").write_text(ECHO_PROGRAM)
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from running(svc)
 
 
 def dump_for(svc: Service, program: str, kind: str, timeout: float = 10) -> str:

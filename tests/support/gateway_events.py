@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from .images import png
-from .service import Service
+from .service import Service, started
 
 WAIT = 20.0  # seconds one expected message may take (2 loaded cores)
 DELAY = 1.5  # session_close_delay of the timer service
@@ -166,17 +166,11 @@ def consecutive(first: int, count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def small_backlog(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nevent_backlog = "
-                                                             f"{BACKLOG}\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("home"),
+                       f"[gateway]\nevent_backlog = {BACKLOG}\n")
 
 
 @pytest.fixture(scope="module")
 def closing(tmp_path_factory):
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=f"[gateway]\nsession_close_delay "
-                                                             f"= {DELAY}\n")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(tmp_path_factory.mktemp("home"),
+                       f"[gateway]\nsession_close_delay = {DELAY}\n")

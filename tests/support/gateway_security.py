@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from .images import png
-from .service import Service, started
+from .service import Service, running, started
 from .shared import shared_by_modules
 from .web import Answer, Api
 
@@ -139,9 +139,7 @@ def service(tmp_path_factory):
     ini = svc.home / "ini" / "DSConfiguration.ini"
     # As the commercial service writes it: above the first [section] (keeps Service's ports).
     ini.write_text(f"Access-Control-Allow-Origin = {OLD_ORIGIN}\n{ini.read_text()}")
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from running(svc)
 
 
 @pytest.fixture(scope="module")

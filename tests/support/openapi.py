@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from .service import Service
+from .service import Service, started
 from .shared import shared_by_modules
 from .web import Answer, Api
 
@@ -132,11 +132,8 @@ def service(tmp_path_factory):
     """The whole service, with the camera ``camera:clip`` (a video file)."""
     clip = tmp_path_factory.mktemp("camera") / "clip.avi"
     write_clip(clip)
-    svc = Service(tmp_path_factory.mktemp("home"), extra_ini=(
+    yield from started(tmp_path_factory.mktemp("home"), (
         f"[camera]\nsources = clip={clip}\nv4l2 = false\nrelease_after = 0.5\n"))
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def first_part(service: Service, url: str) -> tuple[int, str, bytes]:

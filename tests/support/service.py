@@ -111,13 +111,19 @@ class Service:
         return sorted((self.home / "dumps").glob("*.dump"))
 
 
+def running(service: Service) -> Iterator[Service]:
+    """The body of a fixture of a service built otherwise (``curve_service``, or files
+    written into its home first): ``yield from running(service)`` starts it, gives it to the
+    tests and stops it after them."""
+    service.start()
+    yield service
+    service.stop()
+
+
 def started(home: Path, extra_ini: str = "") -> Iterator[Service]:
     """The body of a fixture of a service: started in ``home`` with DSConfiguration.ini
     additions ``extra_ini``, stopped when the fixture ends (``yield from started(...)``)."""
-    svc = Service(home, extra_ini=extra_ini)
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from running(Service(home, extra_ini=extra_ini))
 
 
 def curve_service(home: Path, clients: str, extra_ini: str = "") -> Service:

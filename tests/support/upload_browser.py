@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .browser import Watched
 from .images import png
-from .service import Service
+from .service import Service, started
 from .stack import free_port, write_ini
 
 WAIT_MS = 30_000  # the longest a page may take for one expected change (2 loaded cores)
@@ -121,10 +121,7 @@ def service(tmp_path_factory, receiver):
     home = tmp_path_factory.mktemp("home")
     write_ini(home, "user_config.ini",
               f"[access]\nupload_targets = {receiver.url('/in/')}\n")
-    svc = Service(home)
-    svc.start()
-    yield svc
-    svc.stop()
+    yield from started(home)
 
 
 @pytest.fixture
