@@ -150,10 +150,8 @@ SAMPLE = """(img) => {
 
 
 def test_the_demo_shows_the_live_view_and_captures_frames(context, service):
-    watched = Watched(context)
+    watched = Watched.demo(context, service)
     page = watched.page
-    page.goto(service.url("/demo/"))
-    page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
     cameras = page.eval_on_selector_all("#camera option", "os => os.map(o => o.value)")
     assert cameras == ["camera:clip", "camera:live"], cameras
     scanners = page.eval_on_selector_all("#source option", "os => os.map(o => o.value)")

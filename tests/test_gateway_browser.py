@@ -23,9 +23,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from tests.support.browser import session_of
 from tests.support.gateway_browser import (SCREENSHOT, WAIT_MS, Watched, open_demo, scan_in_demo,
-                                           server_images, session_of, thumb_ids, wait_loaded,
-                                           wait_status_ok)
+                                           server_images, thumb_ids, wait_loaded, wait_status_ok)
 from tests.support.gateway_browser import context, service  # fixtures
 from tests.support.images import png
 from tests.support.stack import poll_for

@@ -82,10 +82,8 @@ def words(text: str) -> str:
 
 
 def test_the_demo_reads_the_text_and_the_qr_code_of_a_page(context, service):
-    watched = Watched(context)
+    watched = Watched.demo(context, service)
     page = watched.page
-    page.goto(service.url("/demo/"))
-    page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
     page.set_input_files("#import-file", files=[
         {"name": "invoice.png", "mimeType": "image/png", "buffer": PAGE}])
     page.wait_for_function("() => document.querySelectorAll('#thumbnails .thumb').length === 1",

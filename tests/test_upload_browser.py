@@ -35,9 +35,9 @@ import uuid
 
 import pytest
 
-from tests.support.browser import Watched
+from tests.support.browser import Watched, session_of
 from tests.support.upload_browser import (RECEIPT, WAIT_MS, demo_with_a_page, file_part, pages_of,
-                                          session_of, wait_result)
+                                          wait_result)
 from tests.support.upload_browser import context, receiver, service  # fixtures
 from tests.support.web import Api
 

@@ -1,7 +1,9 @@
-"""Real Chromium for browser tests (Debian's, driven by Playwright; see FACTS.md)."""
+"""Real Chromium for browser tests (Debian's, driven by Playwright; see FACTS.md), a
+watched page, and the demo opened in one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,16 @@ def chromium(**launch):
         browser.close()
 
 
+def watching_context(browser, script: str, **options):
+    """For a fixture: ``yield from watching_context(browser, SCRIPT)`` gives a new browser
+    context (made with ``options``) whose pages run ``script`` before their own; it is
+    closed after."""
+    context = browser.new_context(**options)
+    context.add_init_script(script)
+    yield context
+    context.close()
+
+
 class Watched:
     """A page with its console errors and uncaught exceptions collected."""
 
@@ -31,3 +43,17 @@ class Watched:
             f"console.{m.type}: {m.text} ({m.location.get('url')})")
             if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    @classmethod
+    def demo(cls, context, service) -> Watched:
+        """The service's demo in a new page of ``context``, once the demo is ready."""
+        watched = cls(context)
+        watched.page.goto(service.url("/demo/"))
+        watched.page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
+        return watched
+
+
+def session_of(page) -> tuple[str, str]:
+    """(id, token) of the demo's session, from its tab's sessionStorage."""
+    stored = json.loads(page.evaluate("sessionStorage.getItem('scanbridge.session')"))
+    return stored["id"], stored["token"]

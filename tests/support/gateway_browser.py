@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .browser import Watched as WatchedPage
+from .browser import session_of, watching_context
 from .service import Service
 from .shared import default_service, shared_by_modules
 from .stack import ROOT, free_port
@@ -69,20 +70,15 @@ class Watched(WatchedPage):
 
 @pytest.fixture
 def context(browser):
-    ctx = browser.new_context(accept_downloads=True)
-    ctx.add_init_script(WATCH)
-    yield ctx
-    ctx.close()
+    yield from watching_context(browser, WATCH, accept_downloads=True)
 
 
 # --- helpers
 
 
 def open_demo(context, service: Service) -> Watched:
-    watched = Watched(context)
+    watched = Watched.demo(context, service)
     page = watched.page
-    page.goto(service.url("/demo/"))
-    page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
     page.select_option("#source", "test:0")
     # The form is rebuilt from the source's aliases: wait for the values the scans use.
     page.wait_for_function(
@@ -93,12 +89,6 @@ def open_demo(context, service: Service) -> Watched:
     page.select_option("#resolution", SCAN_OPTIONS["resolution"])
     page.select_option("#page-size", SCAN_OPTIONS["page_size"])
     return watched
-
-
-def session_of(page) -> tuple[str, str]:
-    """(id, token) of the demo's session, from its tab's sessionStorage."""
-    stored = json.loads(page.evaluate("sessionStorage.getItem('scanbridge.session')"))
-    return stored["id"], stored["token"]
 
 
 def server_images(service: Service, page) -> list[dict]:

@@ -6,7 +6,6 @@ context that records the upload panel's progress, and the demo opened with a pag
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 
@@ -14,7 +13,7 @@ import pymupdf
 import pytest
 from aiohttp import web
 
-from .browser import Watched
+from .browser import Watched, watching_context
 from .images import png
 from .service import Service, started
 from .stack import free_port, write_ini
@@ -126,10 +125,7 @@ def service(tmp_path_factory, receiver):
 
 @pytest.fixture
 def context(browser):
-    ctx = browser.new_context()
-    ctx.add_init_script(WATCH)
-    yield ctx
-    ctx.close()
+    yield from watching_context(browser, WATCH)
 
 
 # --- helpers
@@ -137,21 +133,14 @@ def context(browser):
 
 def demo_with_a_page(context, service: Service) -> Watched:
     """The demo, ready, with one imported 90x60 page."""
-    watched = Watched(context)
+    watched = Watched.demo(context, service)
     page = watched.page
-    page.goto(service.url("/demo/"))
-    page.wait_for_selector('body[data-ready="1"]', timeout=60_000)
     page.set_input_files("#import-file", files=[
         {"name": "green.png", "mimeType": "image/png", "buffer": png(90, 60, "green")}])
     page.wait_for_function("() => document.querySelectorAll('#thumbnails .thumb').length === 1",
                            timeout=WAIT_MS)
     page.wait_for_function("() => !document.getElementById('upload').disabled", timeout=WAIT_MS)
     return watched
-
-
-def session_of(page) -> tuple[str, str]:
-    stored = json.loads(page.evaluate("sessionStorage.getItem('scanbridge.session')"))
-    return stored["id"], stored["token"]
 
 
 def wait_result(page, state: str) -> None:
