@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from tests.support.images import png
-from tests.support.openapi import STREAM, TOO_BIG
+from tests.support.openapi import STREAM, TOO_BIG, Conformance
 from tests.support.openapi import conformance, service, spec  # fixtures
+from tests.support.web import Answer, Api
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -101,6 +102,20 @@ def test_error_answers_match_the_error_schema(api, conformance):
     assert api.get(f"/api/v1/sessions/{other_sid}", token=other_token).status == 200
 
 
+def refused(api: Api, conformance: Conformance, method: str, path: str, body) -> Answer:
+    """The answer to ``method`` on ``path`` with the JSON ``body``, ``{here}`` being a new
+    session and ``{iid}`` a PNG imported into it: it matches the spec and is a 400 or 422."""
+    sid, token = api.open_session()
+    iid = api.post(f"/api/v1/sessions/{sid}/images", token=token, data=png(),
+                   headers={"Content-Type": "image/png"}).json()["images"][0]["id"]
+    url = path.format(here=f"/api/v1/sessions/{sid}", iid=iid)
+    answer = api.request(method, url, token=token, json=body)
+    template = path.format(here="/api/v1/sessions/{sid}", iid="{iid}")
+    conformance.check(answer, method, template)
+    assert answer.status in (400, 422), (answer.status, answer.body)
+    return answer
+
+
 @pytest.mark.parametrize("method, path, body", [
     ("POST", "/api/v1/sessions", {"meta": {"n": TOO_BIG}}),
     ("POST", "{here}/scans", {"source": "test:0", "pages": TOO_BIG}),
@@ -111,14 +126,7 @@ def test_error_answers_match_the_error_schema(api, conformance):
 def test_a_json_integer_beyond_64_bits_is_refused_with_a_400_not_a_500(
         api, conformance, service, method, path, body):
     # Found by schemathesis: such a number cannot be packed for the broker (msgpack).
-    sid, token = api.open_session()
-    iid = api.post(f"/api/v1/sessions/{sid}/images", token=token, data=png(),
-                   headers={"Content-Type": "image/png"}).json()["images"][0]["id"]
-    url = path.format(here=f"/api/v1/sessions/{sid}", iid=iid)
-    answer = api.request(method, url, token=token, json=body)
-    template = path.format(here="/api/v1/sessions/{sid}", iid="{iid}")
-    conformance.check(answer, method, template)
-    assert answer.status in (400, 422), (answer.status, answer.body)
+    answer = refused(api, conformance, method, path, body)
     assert answer.error["code"] in ("invalid_argument", "bad_request", "invalid_option")
 
 
@@ -134,12 +142,5 @@ def test_a_field_of_the_wrong_json_type_is_refused_with_a_4xx_not_a_500(
         api, conformance, method, path, body):
     # Found by schemathesis: an object or a list where the handler expects a name or a
     # number fails in the actor (TypeError) and the gateway answers 500 internal.
-    sid, token = api.open_session()
-    iid = api.post(f"/api/v1/sessions/{sid}/images", token=token, data=png(),
-                   headers={"Content-Type": "image/png"}).json()["images"][0]["id"]
-    url = path.format(here=f"/api/v1/sessions/{sid}", iid=iid)
-    answer = api.request(method, url, token=token, json=body)
-    template = path.format(here="/api/v1/sessions/{sid}", iid="{iid}")
-    conformance.check(answer, method, template)
-    assert answer.status in (400, 422), (answer.status, answer.body)
+    answer = refused(api, conformance, method, path, body)
     assert answer.error["code"] in ("invalid_argument", "invalid_option")
