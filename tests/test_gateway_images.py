@@ -13,15 +13,26 @@ import urllib.parse
 import pytest
 from PIL import Image
 
-from tests.support.gateway_api import (NON_SQUARE_SIZE, assert_error, decoded, picture, rgb,
-                                       stored_file)
+from tests.support.gateway_api import (NON_SQUARE_SIZE, Session, assert_error, decoded, picture,
+                                       rgb, stored_file)
 from tests.support.gateway_api import landscape, service, session  # fixtures
 from tests.support.stack import poll_for
+from tests.support.web import Answer
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # --- reading images
+
+
+def jpeg_at(session: Session, sub: str) -> tuple[Answer, Image.Image]:
+    """The session's GET ``sub``, a 200 with a JPEG: (the answer, the JPEG decoded)."""
+    answer = session.get(sub)
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == "image/jpeg"
+    image = decoded(answer.body)
+    assert image.format == "JPEG"
+    return answer, image
 
 
 def test_images_are_listed_in_page_order_with_etags(session):
@@ -73,11 +84,7 @@ def test_an_image_as_stored_is_the_buffers_file_with_revalidation_headers(servic
 
 def test_an_image_converted_to_jpeg_and_scaled_fits_the_width(landscape):
     session, iid = landscape
-    answer = session.get(f"/images/{iid}?format=jpeg&width=200")
-    assert answer.status == 200, answer.body
-    assert answer.headers["Content-Type"] == "image/jpeg"
-    image = decoded(answer.body)
-    assert image.format == "JPEG"
+    answer, image = jpeg_at(session, f"/images/{iid}?format=jpeg&width=200")
     assert image.width <= 200
     assert abs(image.width / image.height - NON_SQUARE_SIZE[0] / NON_SQUARE_SIZE[1]) < 0.05
     etag = answer.headers["ETag"]
@@ -100,11 +107,7 @@ def test_an_unknown_image_format_or_size_is_400(landscape):
 
 def test_a_thumbnail_fits_its_size_revalidates_and_changes_after_an_edit(landscape):
     session, iid = landscape
-    answer = session.get(f"/images/{iid}/thumbnail?size=100")
-    assert answer.status == 200, answer.body
-    assert answer.headers["Content-Type"] == "image/jpeg"
-    image = decoded(answer.body)
-    assert image.format == "JPEG"
+    answer, image = jpeg_at(session, f"/images/{iid}/thumbnail?size=100")
     assert image.width <= 100 and image.height <= 100
     assert max(image.size) >= 90  # fits the box, not a speck in it
     assert image.width > image.height  # keeps the page's shape
