@@ -60,6 +60,7 @@ from bench.report import Run, command_line, ms, note, options, out, pct
 from common import certs
 from tests.support.service import Service
 from tests.support.stack import free_port, poll_for, start_server, stop
+from tests.support.web import read_answer
 
 # The reference: the same file and a fixed status body from a plain aiohttp app over
 # HTTPS, with the certificate the gateway serves; no guard, no session, no broker.
@@ -112,26 +113,6 @@ def start_reference(image: Path, status: Path, pem: Path, port: int,
 # --- part 2: new connections
 
 
-def read_answer(tls: ssl.SSLSocket) -> tuple[int, bytes]:
-    """One HTTP/1.1 answer with a Content-Length: (status, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = tls.recv(65536)
-        if not chunk:
-            raise RuntimeError(f"connection closed in the headers: {data[:200]!r}")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    fields = dict(line.split(":", 1) for line in lines[1:])
-    length = int({k.strip().lower(): v.strip() for k, v in fields.items()}["content-length"])
-    while len(body) < length:
-        chunk = tls.recv(65536)
-        if not chunk:
-            raise RuntimeError("connection closed in the body")
-        body += chunk
-    return int(lines[0].split()[1]), body
-
-
 def request_bytes(port: int, path: str, close: bool) -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
@@ -144,7 +125,7 @@ def fresh_get(port: int, path: str, context: ssl.SSLContext) -> tuple[int, float
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             shaken = time.perf_counter() - start
             tls.sendall(request_bytes(port, path, close=True))
-            status, _ = read_answer(tls)
+            status, _, _ = read_answer(tls, timeout=10)
     return status, shaken
 
 
@@ -175,7 +156,7 @@ def connection_part(ports: dict[str, int], ca: Path, count: int) -> dict:
                 for _ in range(count):
                     start = time.perf_counter()
                     tls.sendall(request_bytes(port, "/api/v1/status", close=False))
-                    status, _ = read_answer(tls)
+                    status, _, _ = read_answer(tls, timeout=10)
                     kept[name].append(time.perf_counter() - start)
                     if status != 200:
                         raise RuntimeError(f"{name} /api/v1/status: {status}")

@@ -17,11 +17,11 @@ import pytest
 
 from tests.support.gateway_security import (CORS_EXPOSED, EVIL, OLD_ORIGIN, WAIT, buffer_sessions,
                                             closed_within, connect, cors_names, event_socket,
-                                            import_png, own, read_answer)
+                                            import_png, own)
 from tests.support.gateway_security import service  # fixtures
 from tests.support.service import Service
 from tests.support.stack import poll_for
-from tests.support.web import Answer, Api
+from tests.support.web import Answer, Api, read_answer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,16 +15,31 @@ import aiohttp
 import pytest
 
 from tests.support.gateway_security import (EVIL, SLOW, SOCKETS, WAIT, buffer_sessions,
-                                            closed_within, connect, read_answer)
+                                            closed_within, connect)
 from tests.support.gateway_security import limited  # fixtures
 from tests.support.images import png
 from tests.support.service import Service
-from tests.support.web import Api
+from tests.support.web import Api, read_answer
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # --- limits
+
+
+def chunked(svc: Service, head: bytes, body: bytes, piece: int) -> tuple[int, dict, bytes]:
+    """The answer to a request on a new connection: ``head`` (its headers, Transfer-Encoding:
+    chunked), then ``body`` in chunks of ``piece`` bytes."""
+    sock = connect(svc)
+    try:
+        sock.sendall(head)
+        for at in range(0, len(body), piece):
+            part = body[at:at + piece]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        sock.sendall(b"0\r\n\r\n")
+        return read_answer(sock)
+    finally:
+        sock.close()
 
 
 def test_a_json_body_over_max_json_kb_is_refused_with_413(limited):
@@ -42,19 +57,9 @@ def test_a_json_body_over_max_json_kb_is_refused_with_413(limited):
                       json={"source": "test:0", "options": {"x": "y" * 2000}})
     assert answer.status == 413, answer.body
     # Without a Content-Length (chunked), the limit holds while reading.
-    body = json.dumps(big).encode()
-    sock = connect(limited)
-    try:
-        sock.sendall(f"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1:{limited.ports[1]}\r\n"
-                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     .encode())
-        for at in range(0, len(body), 500):
-            part = body[at:at + 500]
-            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
-        sock.sendall(b"0\r\n\r\n")
-        status, _, reply = read_answer(sock)
-    finally:
-        sock.close()
+    head = (f"POST /api/v1/sessions HTTP/1.1\r\nHost: 127.0.0.1:{limited.ports[1]}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    status, _, reply = chunked(limited, head, json.dumps(big).encode(), 500)
     assert status == 413, reply
     assert json.loads(reply)["error"]["code"] == "too_large"
     assert buffer_sessions(limited) == before | {sid}
@@ -109,18 +114,9 @@ def test_a_streamed_import_over_the_limit_is_refused_with_413(limited):
     answer = api.post(f"/api/v1/sessions/{sid}/images", token=token,
                       data=png(), headers={"Content-Type": "image/png"})
     assert answer.status == 201  # a small file is fine
-    noise = secrets.token_bytes(1024 * 1024 + 1)
-    sock = connect(limited)
-    try:
-        sock.sendall(import_headers(limited, sid, token, 0).replace(
-            b"Content-Length: 0", b"Transfer-Encoding: chunked"))
-        for at in range(0, len(noise), 64 * 1024):
-            part = noise[at:at + 64 * 1024]
-            sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
-        sock.sendall(b"0\r\n\r\n")
-        status, _, body = read_answer(sock)
-    finally:
-        sock.close()
+    head = import_headers(limited, sid, token, 0).replace(b"Content-Length: 0",
+                                                          b"Transfer-Encoding: chunked")
+    status, _, body = chunked(limited, head, secrets.token_bytes(1024 * 1024 + 1), 64 * 1024)
     assert status == 413, body
     assert json.loads(body)["error"]["code"] == "too_large"
     assert len(api.get(f"/api/v1/sessions/{sid}/images", token=token).json()) == 1

@@ -18,9 +18,8 @@ import pytest
 from .images import png
 from .service import Service, running, started
 from .shared import shared_by_modules
-from .web import Answer, Api
+from .web import WAIT, Answer, Api
 
-WAIT = 20.0  # seconds one expected answer may take (2 loaded cores)
 EVIL = "https://evil.example"
 OLD_ORIGIN = "https://old.example"  # the Access-Control-Allow-Origin line of DSConfiguration.ini
 SLOW = 2.0  # idle_timeout and body_timeout of the limited service
@@ -79,31 +78,6 @@ def event_socket(svc: Service, sid: str, token: str | None = None,
 def connect(svc: Service) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", svc.ports[1]), timeout=WAIT)
     return sock
-
-
-def read_answer(sock: socket.socket, timeout: float = WAIT) -> tuple[int, dict, bytes]:
-    """The first HTTP answer on a raw socket: (status, lower-cased headers, body)."""
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"the connection closed before an answer: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", 0))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, headers, body[:length]
 
 
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> float | None:

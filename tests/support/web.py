@@ -1,14 +1,18 @@
-"""Raw HTTP against a running gateway: any method, any header (Host and Origin included)."""
+"""Raw HTTP against a running gateway: any method, any header (Host and Origin included);
+and the answer read from a raw socket."""
 
 from __future__ import annotations
 
 import http.client
 import json as jsonlib
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .service import Service
+
+WAIT = 20.0  # seconds one expected answer may take (2 loaded cores)
 
 
 @dataclass
@@ -121,3 +125,27 @@ class WebSession:
         (image,) = answer.json()["images"]
         return image["id"]
 
+
+def read_answer(sock: socket.socket, timeout: float = WAIT) -> tuple[int, dict, bytes]:
+    """The first HTTP answer on a raw socket: (status, lower-cased headers, body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the connection closed before an answer: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", 0))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body[:length]
