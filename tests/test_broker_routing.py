@@ -17,8 +17,8 @@ from collections import Counter
 import pytest
 
 from broker.protocol import Error
-from tests.support.broker import (EXPIRY, INTERVAL, busy_worker, in_thread, joined, log_text,
-                                  pids_of)
+from tests.support.broker import (EXPIRY, INTERVAL, busy_worker, echo_workers, in_thread, joined,
+                                  log_text, pids_of)
 from tests.support.events import Events
 from tests.support.stack import poll_for, wait_service, workers
 
@@ -30,10 +30,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_requests_to_a_service_with_three_workers_are_all_answered_and_spread_over_every_worker(
         stack):
-    stack.broker()
-    procs = [stack.echo() for _ in range(3)]
-    admin = stack.client()
-    wait_service(admin, "echo", count=3)
+    procs, admin = echo_workers(stack, count=3)
     assert pids_of(admin, "echo") == {p.pid for p in procs}
 
     threads, per_thread = 6, 5
@@ -108,10 +105,8 @@ def test_a_request_for_a_service_that_never_appears_times_out_at_its_deadline(st
 
 
 def test_an_idempotent_request_whose_worker_is_killed_is_retried_on_another_worker(stack):
-    stack.broker()
-    procs = {p.pid: p for p in (stack.echo(), stack.echo())}
-    admin = stack.client()
-    wait_service(admin, "echo", count=2)
+    started, admin = echo_workers(stack, count=2)
+    procs = {p.pid: p for p in started}
 
     thread, out = in_thread(lambda: stack.client().call(
         "echo", "sleep", {"seconds": 2.0}, timeout=10, idempotent=True))
@@ -128,10 +123,8 @@ def test_an_idempotent_request_whose_worker_is_killed_is_retried_on_another_work
 
 
 def test_a_non_idempotent_request_whose_worker_is_killed_fails_with_actor_died(stack):
-    stack.broker()
-    procs = {p.pid: p for p in (stack.echo(), stack.echo())}
-    admin = stack.client()
-    wait_service(admin, "echo", count=2)
+    started, admin = echo_workers(stack, count=2)
+    procs = {p.pid: p for p in started}
     events = Events(stack, b"actor.state")
 
     thread, out = in_thread(lambda: stack.client().call(
@@ -156,10 +149,7 @@ def test_a_non_idempotent_request_whose_worker_is_killed_fails_with_actor_died(s
 
 
 def test_a_stopped_worker_is_dropped_as_hung_and_registers_again_when_it_continues(stack):
-    stack.broker()
-    proc = stack.echo()
-    admin = stack.client()
-    wait_service(admin, "echo")
+    (proc,), admin = echo_workers(stack)
     events = Events(stack, b"actor.state")
 
     os.kill(proc.pid, signal.SIGSTOP)
@@ -190,10 +180,7 @@ def test_a_stopped_worker_is_dropped_as_hung_and_registers_again_when_it_continu
     2,
 ])
 def test_sigterm_lets_a_worker_finish_its_request_and_leave_cleanly(stack, capacity):
-    stack.broker()
-    proc = stack.echo(capacity=capacity)
-    admin = stack.client()
-    wait_service(admin, "echo")
+    (proc,), admin = echo_workers(stack, capacity=capacity)
     events = Events(stack, b"actor.state")
 
     thread, out = in_thread(lambda: stack.client().call("echo", "sleep", {"seconds": 1.0},
@@ -215,10 +202,7 @@ def test_sigterm_lets_a_worker_finish_its_request_and_leave_cleanly(stack, capac
 
 
 def test_error_replies_carry_stable_codes_as_protocol_errors(stack):
-    stack.broker()
-    stack.echo()
-    client = stack.client()
-    wait_service(client, "echo")
+    _, client = echo_workers(stack)
 
     def code_of(op, args=None):
         with pytest.raises(Error) as caught:
@@ -242,10 +226,7 @@ def test_error_replies_carry_stable_codes_as_protocol_errors(stack):
 
 
 def test_a_25_mb_blob_comes_back_byte_for_byte(stack):
-    stack.broker()
-    stack.echo()
-    client = stack.client()
-    wait_service(client, "echo")
+    _, client = echo_workers(stack)
     blob = os.urandom(25 * 1024 * 1024)
     small = b"\x00second blob\xff"
     reply = client.request("echo", "echo", {"note": "big"}, blobs=[blob, small], timeout=20)
@@ -259,10 +240,7 @@ def test_a_25_mb_blob_comes_back_byte_for_byte(stack):
 
 
 def test_an_event_published_by_an_actor_reaches_subscribers_with_its_body(stack):
-    stack.broker()
-    proc = stack.echo()
-    client = stack.client()
-    wait_service(client, "echo")
+    (proc,), client = echo_workers(stack)
     events = Events(stack, b"test.news")
 
     body = {"text": "hello", "n": 42, "items": [1, "two", None], "nested": {"ok": True}}

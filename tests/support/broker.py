@@ -1,5 +1,5 @@
-"""What the broker's system tests share: heartbeat timings, a request on a thread, workers'
-pids and load, the broker's log.
+"""What the broker's system tests share: heartbeat timings, a broker with echo workers, a
+request on a thread, workers' pids and load, the broker's log.
 
 Every test starts a real broker (``python -m broker.broker``) and real echo actors
 (``tests/support/echo.py``) in a fresh home with fast heartbeats (interval 0.2 s,
@@ -8,12 +8,13 @@ liveness 3: a silent worker is dropped 0.6 s after its last message). See confte
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
 from broker.client import Client
 
-from .stack import workers
+from .stack import wait_service, workers
 
 INTERVAL = 0.2
 LIVENESS = 3
@@ -21,6 +22,17 @@ EXPIRY = INTERVAL * LIVENESS  # the broker drops a silent worker after this
 
 
 # --- helpers
+
+
+def echo_workers(stack, count: int = 1,
+                 capacity: int = 1) -> tuple[list[subprocess.Popen], Client]:
+    """A broker and ``count`` echo workers (of ``capacity`` each), all registered: (the
+    workers' processes, a client)."""
+    stack.broker()
+    procs = [stack.echo(capacity=capacity) for _ in range(count)]
+    client = stack.client()
+    wait_service(client, "echo", count=count)
+    return procs, client
 
 
 def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
