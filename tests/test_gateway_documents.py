@@ -142,12 +142,18 @@ def two_pages(session) -> Session:
     return session
 
 
+def assert_attachment(answer: Answer, content_type: str, filename: str, pages: int) -> None:
+    """``answer`` is a 200 with a document of ``pages`` pages, as the attachment
+    ``filename``."""
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == content_type
+    assert answer.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert answer.headers["X-Scanbridge-Pages"] == str(pages)
+
+
 def test_a_pdf_document_is_an_attachment_with_its_page_count(two_pages):
     answer = two_pages.document(format="pdf", title="Two pages")
-    assert answer.status == 200, answer.body
-    assert answer.headers["Content-Type"] == "application/pdf"
-    assert answer.headers["Content-Disposition"] == 'attachment; filename="scan.pdf"'
-    assert answer.headers["X-Scanbridge-Pages"] == "2"
+    assert_attachment(answer, "application/pdf", "scan.pdf", 2)
     assert answer.headers["Cache-Control"] == "no-store"
     with pymupdf.open(stream=answer.body, filetype="pdf") as document:
         assert document.page_count == 2
@@ -161,10 +167,7 @@ def test_a_pdf_document_is_an_attachment_with_its_page_count(two_pages):
 
 def test_a_tiff_document_has_a_frame_per_page(two_pages):
     answer = two_pages.document(format="tiff")
-    assert answer.status == 200, answer.body
-    assert answer.headers["Content-Type"] == "image/tiff"
-    assert answer.headers["Content-Disposition"] == 'attachment; filename="scan.tif"'
-    assert answer.headers["X-Scanbridge-Pages"] == "2"
+    assert_attachment(answer, "image/tiff", "scan.tif", 2)
     image = Image.open(io.BytesIO(answer.body))
     assert image.format == "TIFF"
     assert image.n_frames == 2
@@ -173,10 +176,7 @@ def test_a_tiff_document_has_a_frame_per_page(two_pages):
 
 def test_jpeg_documents_of_two_pages_are_a_zip_and_of_one_page_a_jpeg(two_pages):
     answer = two_pages.document(format="jpeg", filename="pages")
-    assert answer.status == 200, answer.body
-    assert answer.headers["Content-Type"] == "application/zip"
-    assert answer.headers["Content-Disposition"] == 'attachment; filename="pages.zip"'
-    assert answer.headers["X-Scanbridge-Pages"] == "2"
+    assert_attachment(answer, "application/zip", "pages.zip", 2)
     with zipfile.ZipFile(io.BytesIO(answer.body)) as archive:
         names = archive.namelist()
         assert names == ["pages-001.jpg", "pages-002.jpg"]
@@ -186,10 +186,7 @@ def test_jpeg_documents_of_two_pages_are_a_zip_and_of_one_page_a_jpeg(two_pages)
 
     first = two_pages.ids()[0]
     single = two_pages.document(format="jpeg", images=[first])
-    assert single.status == 200, single.body
-    assert single.headers["Content-Type"] == "image/jpeg"
-    assert single.headers["Content-Disposition"] == 'attachment; filename="scan.jpg"'
-    assert single.headers["X-Scanbridge-Pages"] == "1"
+    assert_attachment(single, "image/jpeg", "scan.jpg", 1)
     assert decoded(single.body).format == "JPEG"
 
 
