@@ -13,6 +13,7 @@ import time
 import pytest
 
 from broker import supervision
+from broker.client import Client
 from broker.config import Home
 from broker.procutil import pid_alive
 from broker.protocol import Error
@@ -57,6 +58,15 @@ def dump_for(svc: Service, program: str, kind: str, timeout: float = 10) -> str:
                 return text
         return None
     return poll_for(find, timeout, f"a {kind} dump of {program}")
+
+
+def failed_call(client: Client, op: str, timeout: float) -> tuple[int, Error]:
+    """Start the on-demand echo program (a whoami), then call its ``op``, which fails: (the
+    program's pid, the error)."""
+    pid = client.call("echo", "whoami", timeout=15)["pid"]
+    with pytest.raises(Error) as err:
+        client.call("echo", op, timeout=timeout)
+    return pid, err.value
 
 
 def test_all_programs_run_and_the_broker_knows_the_actors(service):
@@ -139,11 +149,8 @@ def stopped_actor_is_dumped_and_restarted(service: Service) -> None:
 
 def test_a_segfault_dump_holds_the_fault_handler_traceback(echo_service):
     with echo_service.client() as client:
-        client.call("echo", "whoami", timeout=15)
-        pid = echo_service.pid("echo")
-        with pytest.raises(Error) as err:
-            client.call("echo", "segfault", timeout=10)
-        assert err.value.code == "actor_died"
+        pid, error = failed_call(client, "segfault", timeout=10)
+        assert error.code == "actor_died"
     text = dump_for(echo_service, "echo", "crash")
     assert "terminated by SIGSEGV" in text
     assert "Fatal Python error: Segmentation fault" in text
@@ -153,11 +160,8 @@ def test_a_segfault_dump_holds_the_fault_handler_traceback(echo_service):
 
 def test_a_handler_stuck_past_its_deadline_counts_as_a_hang(echo_service):
     with echo_service.client() as client:
-        client.call("echo", "whoami", timeout=15)
-        old = echo_service.pid("echo")
-        with pytest.raises(Error) as err:
-            client.call("echo", "deadlock", timeout=1)
-        assert err.value.code in ("timeout", "actor_died")
+        old, error = failed_call(client, "deadlock", timeout=1)
+        assert error.code in ("timeout", "actor_died")
         text = dump_for(echo_service, "echo", "hang", timeout=10)
         assert "in deadlock" in text
         assert client.call("echo", "whoami", timeout=15)["pid"] != old
@@ -302,10 +306,8 @@ def test_an_actor_whose_main_loop_stalls_is_ended_by_its_watchdog(tmp_path):
     svc.start()
     try:
         with svc.client() as client:
-            old = client.call("echo", "whoami", timeout=15)["pid"]
-            with pytest.raises(Error) as err:
-                client.call("echo", "deadlock", timeout=20)
-            assert err.value.code == "actor_died"
+            old, error = failed_call(client, "deadlock", timeout=20)
+            assert error.code == "actor_died"
             text = dump_for(svc, "echo", "crash")
             assert "exit: exit status 1" in text, text
             assert "Timeout (0:00:02)!" in text, text
