@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.support.browser import Watched
+from tests.support.browser import CAUGHT, Watched
 from tests.support.service import started
 from tests.support.stack import poll_for
 
@@ -200,15 +200,7 @@ def test_the_demo_shows_the_live_view_and_captures_frames(context, service):
 SCRIPT = """
 async () => {
   const {connect, LiveView, ScanJob, ScanbridgeError} = await import("/scanbridge.js");
-  const caught = async (promise) => {
-    try {
-      await promise;
-      return {resolved: true};
-    } catch (e) {
-      return {isError: e instanceof ScanbridgeError, code: e.code, status: e.status,
-              message: e.message};
-    }
-  };
+""" + CAUGHT + """
   const out = {};
   const session = await connect({url: location.origin, reuse: false});
   const sources = await session.listSources();

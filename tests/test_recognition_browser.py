@@ -36,7 +36,7 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.support.browser import Watched
+from tests.support.browser import CAUGHT, Watched
 from tests.support.service import started
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,15 +164,7 @@ async (png) => {
   const {connect, OcrJob, BarcodeJob, ScanbridgeError} = await import("/scanbridge.js");
   const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
   const blob = new Blob([bytes], {type: "image/png"});
-  const caught = async (promise) => {
-    try {
-      await promise;
-      return {resolved: true};
-    } catch (e) {
-      return {isError: e instanceof ScanbridgeError, code: e.code, status: e.status,
-              message: e.message, details: e.details};
-    }
-  };
+""" + CAUGHT + """
   const wait = async (check, what) => {
     for (const end = Date.now() + 20000; Date.now() < end;) {
       if (check()) return;

@@ -10,6 +10,20 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 
+# For a page script that imported ScanbridgeError: ``await caught(promise)`` is
+# {resolved: true}, or what the promise rejected with (isError: a ScanbridgeError; its
+# code, status, message and details).
+CAUGHT = """\
+  const caught = async (promise) => {
+    try {
+      await promise;
+      return {resolved: true};
+    } catch (e) {
+      return {isError: e instanceof ScanbridgeError, code: e.code, status: e.status,
+              message: e.message, details: e.details};
+    }
+  };"""
+
 
 def chromium(**launch):
     """For a module-scoped fixture: ``yield from chromium()`` gives a headless browser."""
