@@ -213,7 +213,10 @@ class Home:
             partial = target.with_name(f".{name}.{os.getpid()}")  # renamed when whole
             try:
                 if source.is_dir():
-                    shutil.copytree(source, partial)
+                    # The shipped 0755/0644 must not follow into a private home: files
+                    # take the umask (copyfile), the folder copytree's copystat undoes
+                    shutil.copytree(source, partial, copy_function=shutil.copyfile)
+                    partial.chmod(0o700)
                 else:
                     shutil.copyfile(source, partial)
                 os.replace(partial, target)
