@@ -1,9 +1,13 @@
-"""``scanbridge trust`` / ``untrust`` and the certificate checks of ``scanbridge doctor``.
+"""``scanbridge trust`` / ``untrust`` / ``ca`` and the certificate checks of ``doctor``.
 
 ``trust`` puts the local CA into the invoking user's Chromium database (``~/.pki/nssdb``)
 and Firefox profiles, the configured users' Firefox profiles it may write, and, as root,
 the system store. ``untrust`` takes it out of the same places and leaves a marker in
 ``cert/`` that stops the certificate helper from putting it back; ``trust`` removes it.
+``--system`` (root) works on what serves every user instead: the system store and the
+browsers' enterprise policies; the package of a system service runs it, and leaves the
+marker alone (it is about the helper's work in profiles). ``ca`` makes the CA now, as the
+service's user, when the service never ran, and names it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from broker import logs
 from broker.procutil import atomic_write
 from common import certs
 from common.certs import CertError, CertFiles
-from common.commands import Check, command, doctor_check, fail, load_config
+from common.commands import EXIT_USAGE, Check, command, doctor_check, fail, load_config
 
 from . import trust
 from .keeper import Keeper
@@ -28,12 +32,19 @@ from .trust import Store, TrustError
 
 
 def build(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-system", action="store_true",
-                        help="leave the system store alone (as root it is changed too)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--no-system", action="store_true",
+                       help="leave the system store alone (as root it is changed too)")
+    which.add_argument("--system", action="store_true",
+                       help="only what serves every user: the system store and the "
+                            "Firefox and Chromium enterprise policies (as root)")
 
 
-def stores(cfg: configlib.Config, system: bool) -> list[Store]:
-    """This user's Chromium DB and Firefox profiles, the configured users' profiles."""
+def stores(cfg: configlib.Config, system: bool, only_system: bool = False) -> list[Store]:
+    """This user's Chromium DB and Firefox profiles, the configured users' profiles; with
+    ``only_system``, the system store and the browsers' policies instead."""
+    if only_system:
+        return trust.system_stores(_nickname(cfg.home))
     me = trust.home_user(Path.home())
     found = [trust.chromium_store(me, Path.home())]
     found += [Store("firefox", profile, me)
@@ -83,17 +94,32 @@ def ensure_ca(home: configlib.Home, cfg: configlib.Config) -> None:
         fail(outcome.problem)
 
 
+def _system_only(home: configlib.Home, opts: argparse.Namespace) -> bool:
+    """``--system``: root only, and on a CA the service's user made (root would own it).
+    Callers such as ``install --user`` pass a namespace without it."""
+    if not getattr(opts, "system", False):
+        return False
+    if os.geteuid() != 0:
+        fail("--system changes system-wide files: run it as root", EXIT_USAGE)
+    if not CertFiles(home.cert).ca.exists():
+        fail(f"no local CA in {home.cert} yet: run scanbridge ca as the service's user "
+             "first (or start the service)")
+    return True
+
+
 @command("trust", "make browsers and this system trust the local CA (HTTPS without "
                   "warnings)", build)
 def cmd_trust(home: configlib.Home, opts: argparse.Namespace) -> int:
     cfg = load_config(home)
-    ensure_ca(home, cfg)
+    only_system = _system_only(home, opts)
     files = CertFiles(home.cert)
-    files.untrusted.unlink(missing_ok=True)
+    if not only_system:
+        ensure_ca(home, cfg)
+        files.untrusted.unlink(missing_ok=True)
     nickname = _nickname(home)
     pem = _ca_pem(home)
     failed = 0
-    for store in stores(cfg, system=not opts.no_system):
+    for store in stores(cfg, system=not opts.no_system, only_system=only_system):
         try:
             if trust.has_ca(store, nickname, pem):
                 print(f"already trusted: {store.label}")
@@ -112,14 +138,18 @@ def cmd_trust(home: configlib.Home, opts: argparse.Namespace) -> int:
 def cmd_untrust(home: configlib.Home, opts: argparse.Namespace) -> int:
     cfg = load_config(home)
     files = CertFiles(home.cert)
+    only_system = getattr(opts, "system", False)
+    if only_system and os.geteuid() != 0:
+        fail("--system changes system-wide files: run it as root", EXIT_USAGE)
     try:
-        atomic_write(files.untrusted, b"scanbridge untrust: Firefox profiles are left alone "
-                                      b"until scanbridge trust\n", mode=0o600)
+        if not only_system:
+            atomic_write(files.untrusted, b"scanbridge untrust: Firefox profiles are left "
+                                          b"alone until scanbridge trust\n", mode=0o600)
     except OSError as exc:
         fail(f"cannot write {files.untrusted}: {exc.strerror}")
     nicknames = [_nickname(home), *_former_nicknames(files)]
     failed = 0
-    for store in stores(cfg, system=not opts.no_system):
+    for store in stores(cfg, system=not opts.no_system, only_system=only_system):
         try:
             removed = False
             for nickname in nicknames:
@@ -129,6 +159,18 @@ def cmd_untrust(home: configlib.Home, opts: argparse.Namespace) -> int:
             print(f"failed: {store.label}: {exc}")
             failed += 1
     return 1 if failed else 0
+
+
+@command("ca", "make the local CA now if the service never ran, and name it")
+def cmd_ca(home: configlib.Home, opts: argparse.Namespace) -> int:
+    ensure_ca(home, load_config(home))
+    files = CertFiles(home.cert)
+    try:
+        ca = certs.parse_chain(_ca_pem(home), "ca.pem")[0]
+    except (OSError, CertError) as exc:
+        fail(f"cannot read the local CA: {exc}")
+    print(f"CA: {certs.common_name(ca)} ({files.ca}), SHA-256 {certs.fingerprint(ca)}")
+    return 0
 
 
 # --- doctor
@@ -221,9 +263,14 @@ def _check_trust(home: configlib.Home, cfg, files: CertFiles) -> Iterator[Check]
         yield "warn", "browser trust was removed (scanbridge untrust)", "scanbridge trust"
     nickname = _nickname(home)
     pem = _ca_pem(home)
-    found = stores(cfg, system=True)
-    if os.geteuid() != 0:
-        found.append(Store("system", trust.system_anchor(nickname), "root"))
+    if Path.home().resolve() == home.root:
+        # A service account whose home is the service's (the Debian package's): it has no
+        # browser of its own; its users' browsers trust the CA through system-wide places.
+        found = trust.system_stores(nickname)
+    else:
+        found = stores(cfg, system=True)
+        if os.geteuid() != 0:
+            found.append(Store("system", trust.system_anchor(nickname), "root"))
     for store in found:
         try:
             trusted = trust.has_ca(store, nickname, pem)
@@ -238,7 +285,9 @@ def _check_trust(home: configlib.Home, cfg, files: CertFiles) -> Iterator[Check]
                 "the certificate helper adds it within seconds; see scanbridge logs certhelper"
         else:
             yield "warn", f"{store.label} does not trust the local CA", \
-                "scanbridge trust" if store.browser != "system" else "sudo scanbridge trust"
+                "scanbridge trust" if store.browser == "chromium" else \
+                "sudo dpkg-reconfigure scanbridge" if Path.home().resolve() == home.root else \
+                "sudo scanbridge trust"
     for user in cfg.certhelper.firefox_users:
         if not trust.homes([user]):
             yield "warn", f"firefox_users: no user {user!r} on this system", \

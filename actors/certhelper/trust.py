@@ -1,7 +1,8 @@
 """Browser and system trust stores: finding them, and adding or removing the local CA.
 
 Firefox keeps its own NSS database in every profile; Chromium on Linux reads the user's
-``~/.pki/nssdb``; other programs read the system store (``update-ca-certificates``). NSS
+``~/.pki/nssdb``; other programs read the system store (``update-ca-certificates``); the
+browsers of every user of the machine, their enterprise policies (``policies.py``). NSS
 databases are changed with ``certutil`` (libnss3-tools), the way mkcert does it: the CA
 goes in as ``-t C,,`` (trusted to issue server certificates) under a nickname that is
 its own subject name, so two homes' CAs never replace each other.
@@ -24,6 +25,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import policies
+from .policies import PolicyError
+
 # Where Firefox keeps profiles, relative to a home: the XDG folder (Firefox 147 and later,
 # new installs), the classic one, snap, flatpak.
 FIREFOX_ROOTS = (".config/mozilla/firefox", ".mozilla/firefox",
@@ -31,6 +35,8 @@ FIREFOX_ROOTS = (".config/mozilla/firefox", ".mozilla/firefox",
                  ".var/app/org.mozilla.firefox/config/mozilla/firefox",
                  ".var/app/org.mozilla.firefox/.mozilla/firefox")
 SYSTEM_ANCHORS = Path("/usr/local/share/ca-certificates")
+SYSTEM_LINKS = Path("/etc/ssl/certs")  # update-ca-certificates' NAME.pem links to anchors
+SYSTEM_HOOKS = Path("/etc/ca-certificates/update.d")
 CERTUTIL_SECONDS = 30
 INI_BYTES = 1 << 20  # profiles.ini is a few hundred bytes
 
@@ -41,14 +47,16 @@ class TrustError(Exception):
 
 @dataclass(frozen=True)
 class Store:
-    browser: str  # "firefox", "chromium" or "system"
-    path: Path  # the NSS database folder, or the system anchor file
+    browser: str  # "firefox", "chromium", "system" or a policy kind (policies.KINDS)
+    path: Path  # the NSS database folder, the system anchor file or the policy file
     user: str
 
     @property
     def label(self) -> str:
         if self.browser == "system":
             return f"system store ({self.path})"
+        if self.browser in policies.KINDS:
+            return f"{self.browser.split('-')[0].capitalize()} policy ({self.path})"
         return f"{self.browser} {self.path} (user {self.user})"
 
 
@@ -159,6 +167,20 @@ def system_anchor(nickname: str) -> Path:
     return SYSTEM_ANCHORS / f"{safe}.crt"
 
 
+def system_stores(nickname: str) -> list[Store]:
+    """What trusts the CA for every user of the machine: the system store first (the
+    Firefox policy installs its copy), then the browsers' enterprise policies."""
+    return [Store("system", system_anchor(nickname), "root")] + [
+        Store(kind, policies.paths(kind)[0], "root") for kind in policies.KINDS]
+
+
+def _policy(call, *args):
+    try:
+        return call(*args)
+    except PolicyError as exc:
+        raise TrustError(str(exc)) from None
+
+
 def _as_user(user: str) -> dict:
     """``subprocess`` arguments that run a program as ``user`` when this process is root."""
     if os.geteuid() != 0:
@@ -200,6 +222,8 @@ def has_ca(store: Store, nickname: str, ca_pem: bytes | None = None) -> bool:
             return ca_pem is None or store.path.read_bytes() == ca_pem
         except OSError:
             return False
+    if store.browser in policies.KINDS:
+        return _policy(policies.has, store.browser, nickname, ca_pem, system_anchor(nickname))
     if not (store.path / "cert9.db").exists():
         return False
     return certutil(store, "-L", "-n", nickname).returncode == 0
@@ -208,6 +232,9 @@ def has_ca(store: Store, nickname: str, ca_pem: bytes | None = None) -> bool:
 def add_ca(store: Store, nickname: str, ca_path: Path) -> None:
     if store.browser == "system":
         _system_add(store, ca_path)
+        return
+    if store.browser in policies.KINDS:
+        _policy(policies.add, store.browser, ca_path.read_bytes(), system_anchor(nickname))
         return
     if store.browser == "chromium" and not (store.path / "cert9.db").exists():
         done = _run(store, ["mkdir", "-p", "-m", "700", "--", str(store.path)])
@@ -228,7 +255,10 @@ def remove_ca(store: Store, nickname: str) -> bool:
             return False
         store.path.unlink()
         _update_system_store(fresh=True)  # without it the symlinks to the file stay
+        _tell_hooks(f"-{SYSTEM_LINKS / store.path.with_suffix('.pem').name}\n")
         return True
+    if store.browser in policies.KINDS:
+        return _policy(policies.remove, store.browser, nickname, system_anchor(nickname))
     if not has_ca(store, nickname):
         return False
     done = certutil(store, "-D", "-n", nickname)
@@ -251,6 +281,18 @@ def _system_add(store: Store, ca_path: Path) -> None:
     shutil.copyfile(ca_path, store.path)
     store.path.chmod(0o644)
     _update_system_store()
+
+
+def _tell_hooks(lines: str) -> None:
+    """Give update-ca-certificates' hooks the ``-/etc/ssl/certs/NAME.pem`` lines it never
+    writes for a removed local CA: without them Java's keystore (ca-certificates-java)
+    keeps trusting the CA."""
+    if not SYSTEM_HOOKS.is_dir():
+        return
+    for hook in sorted(SYSTEM_HOOKS.iterdir()):
+        if hook.is_file() and os.access(hook, os.X_OK) and not hook.name.startswith("."):
+            subprocess.run([str(hook)], input=lines, capture_output=True, text=True,
+                           timeout=120)
 
 
 def _update_system_store(fresh: bool = False) -> None:
