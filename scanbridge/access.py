@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import stat
 from pathlib import Path
 
 from broker import config as configlib
@@ -58,8 +59,30 @@ def allow_origin(path: Path, origin: str) -> bool:
         raise configlib.ConfigError(str(exc).replace(str(check), str(path))) from None
     finally:
         check.unlink()
-    atomic_write(path, text.encode("utf-8"), 0o600)  # camera URLs may hold passwords
+    keep_owner(path, lambda mode: atomic_write(path, text.encode("utf-8"), mode))
     return True
+
+
+def keep_owner(path: Path, write) -> None:
+    """Replace ``path`` by ``write(mode)`` keeping the owner, group and mode it had: the
+    system service's /etc/scanbridge files are root:scanbridge 0640, and one that root
+    rewrote as root:root would shut the service out. A new file is private (camera URLs
+    may hold passwords)."""
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        write(0o600)
+        return
+    mode = stat.S_IMODE(before.st_mode)
+    write(mode)
+    after = path.stat()
+    if (after.st_uid, after.st_gid) != (before.st_uid, before.st_gid):
+        try:
+            os.chown(path, before.st_uid, before.st_gid)
+        except PermissionError:
+            pass  # not root: the file stays this user's
+    if stat.S_IMODE(after.st_mode) != mode:  # the umask (077) took the group's read
+        os.chmod(path, mode)
 
 
 def build(parser: argparse.ArgumentParser) -> None:
@@ -78,5 +101,7 @@ def cmd_allow(home: configlib.Home, opts: argparse.Namespace) -> int:
         added = allow_origin(path, origin)
     except configlib.ConfigError as exc:
         fail(f"configuration error: {exc}", EXIT_CONFIG)
+    except OSError as exc:
+        fail(f"cannot change {path}: {exc.strerror}")
     print(f"{'allowed' if added else 'already allowed'}: {origin} (in {path})")
     return 0

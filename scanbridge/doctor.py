@@ -59,6 +59,9 @@ def writable(folder) -> bool:
 def check_home(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     for name in configlib.Home.PRIVATE:
         folder = getattr(home, name)
+        if name == "ini" and not home.own_ini:
+            yield from check_config_folder(folder)
+            continue
         if not folder.exists():
             yield "warn", f"{folder} does not exist yet", "scanbridge start creates it"
             continue
@@ -73,6 +76,22 @@ def check_home(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[C
                 f"chmod 700 {folder}"
             continue
         yield "ok", f"{folder} (mode {mode:o})", ""
+
+
+def check_config_folder(folder) -> Iterator[Check]:
+    """``SCANBRIDGE_CONFIG``: an administrator's folder (the system service's
+    /etc/scanbridge, root:scanbridge 0640 files) that the service only reads."""
+    if not folder.is_dir():
+        yield "warn", f"{folder} (SCANBRIDGE_CONFIG) does not exist: every setting is its " \
+                      "default", "create it with the ini files to change them"
+        return
+    unreadable = [name for name in configlib.INI_FILES
+                  if (folder / name).exists() and not os.access(folder / name, os.R_OK)]
+    if unreadable:
+        yield "FAIL", f"this user cannot read {', '.join(unreadable)} in {folder}", \
+            "let the service's group read them: chgrp GROUP FILE; chmod g+r FILE"
+    else:
+        yield "ok", f"{folder} (SCANBRIDGE_CONFIG: read, never written by the service)", ""
 
 
 @doctor_check("packages")
