@@ -8,10 +8,10 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SCANBRIDGE_HOME ?= $(CURDIR)
 
 # System packages are listed once, in system-packages.txt (doctor checks the same list).
-APT_RUN    := $(shell awk '$$2 == "run" {print $$1}' system-packages.txt)
-APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "test" {print $$1}' system-packages.txt)
+APT_RUN    := $(shell awk '$$2 == "run" || $$2 == "build" {print $$1}' system-packages.txt)
+APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "build" || $$2 == "test" {print $$1}' system-packages.txt)
 
-.PHONY: run test unit system-run system-test venv venv-test bench js wheel
+.PHONY: run test unit system-run system-test venv venv-test bench js wheel deb
 
 run: system-run venv
 	$(VENV)/bin/scanbridge run
@@ -55,6 +55,12 @@ wheel:
 	@out=$$(SCANBRIDGE_VERSION=$(VERSION) $(WHEEL_PY) -m pip wheel --no-deps -w dist . 2>&1) || \
 	  { echo "$$out" >&2; exit 1; }; echo "$$out" | \
 	  sed -n 's|.*filename=\([^ ]*\.whl\).*|built dist/\1|p'
+
+# dist/scanbridge_VERSION_ARCH.deb: the wheel and the wheels of its dependencies, cached in
+# cache/wheels/ (packaging/deb/build.py says how). `make deb VERSION=0.2.1` builds another
+# version of the same tree (upgrade tests).
+deb: system-run wheel
+	@$(PYTHON) packaging/deb/build.py --version "$(VERSION)"
 
 # apt only when a package is missing: dpkg-query is fast, apt-get update is not.
 system-run:
