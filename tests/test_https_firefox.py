@@ -16,7 +16,6 @@ from __future__ import annotations
 import configparser
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,77 +23,17 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.support.https_browsers import (FIREFOX, TRUSTED_WITHIN, ca_cert, ca_name,
+from tests.support.https_browsers import (FIREFOX, TRUSTED_WITHIN, Firefox, ca_cert, ca_name,
                                           certhelper_status, certutil_list, served_cert, sha256,
                                           trust_flags, welcome_https_text)
 from tests.support.https_browsers import service  # fixtures
 from tests.support.service import Service
-from tests.support.stack import free_port, poll_for
+from tests.support.stack import poll_for
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # --- Firefox
-
-
-class Firefox:
-    """A headless firefox-esr on one profile, driven through Marionette.
-
-    Started directly (Marionette(bin=...) would run a copy of the profile); ``close()``
-    ends the session, then the browser's whole process group.
-    """
-
-    def __init__(self, profile: Path, home: Path, log: Path):
-        from marionette_driver.marionette import Marionette
-        self.port = free_port()
-        (profile / "user.js").write_text(f'user_pref("marionette.port", {self.port});\n')
-        self.log = open(log, "ab")
-        start = time.monotonic()
-        # -remote-allow-system-access: the chrome context, to read the certificate Firefox got.
-        self.proc = subprocess.Popen(
-            [FIREFOX, "--headless", "--marionette", "-remote-allow-system-access", "--no-remote",
-             "--profile", str(profile)],
-            env={**os.environ, "HOME": str(home)}, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        self.session = False
-        try:
-            self.marionette = Marionette(host="127.0.0.1", port=self.port)
-            self.marionette.start_session(timeout=60)
-            self.session = True
-            self.marionette.timeout.page_load = 30
-        except BaseException:
-            self.close()
-            raise
-        self.started_in = time.monotonic() - start
-
-    def certificate(self) -> dict:
-        """The server certificate of the current tab's page, as Firefox verified it."""
-        with self.marionette.using_context("chrome"):
-            return self.marionette.execute_script(
-                """const info = gBrowser.selectedBrowser.securityUI.secInfo;
-                   return {sha256: info.serverCert.sha256Fingerprint,
-                           issuer: info.serverCert.issuerCommonName,
-                           chain: info.succeededCertChain.map((c) => c.sha256Fingerprint)};""")
-
-    def close(self) -> None:
-        if self.session:
-            self.session = False
-            with contextlib.suppress(Exception):
-                self.marionette.delete_session()
-        with contextlib.suppress(Exception):
-            self.marionette.cleanup()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        # Content processes are in the same group: none may outlive the test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.returncode is None:
-            self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @contextlib.contextmanager

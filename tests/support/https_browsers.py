@@ -1,13 +1,17 @@
-"""What the tests of HTTPS in real browsers share (test_https_chromium and
-test_https_firefox): the certificates on disk, read independently of the code under test
+"""What the tests of HTTPS in real browsers share (test_https_chromium, test_https_firefox
+and test_deb): Firefox driven through Marionette, the certificates on disk, read independently of the code under test
 (the local CA, the served certificate, NSS databases through ``certutil``), the welcome
 page's HTTPS paragraph, the certificate helper's status, and one service for both modules.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -16,10 +20,74 @@ from cryptography.x509.oid import NameOID
 
 from .service import Service
 from .shared import default_service, shared_by_modules
+from .stack import free_port
 
 FIREFOX = shutil.which("firefox-esr")
 WAIT_MS = 30_000
 TRUSTED_WITHIN = 10.0  # seconds for the certificate helper to trust a new Firefox profile
+
+
+# --- Firefox
+
+
+class Firefox:
+    """A headless firefox-esr on one profile, driven through Marionette.
+
+    Started directly (Marionette(bin=...) would run a copy of the profile); ``close()``
+    ends the session, then the browser's whole process group.
+    """
+
+    def __init__(self, profile: Path, home: Path, log: Path):
+        from marionette_driver.marionette import Marionette
+        self.port = free_port()
+        (profile / "user.js").write_text(f'user_pref("marionette.port", {self.port});\n')
+        self.log = open(log, "ab")
+        start = time.monotonic()
+        # -remote-allow-system-access: the chrome context, to read the certificate Firefox got.
+        self.proc = subprocess.Popen(
+            [FIREFOX, "--headless", "--marionette", "-remote-allow-system-access", "--no-remote",
+             "--profile", str(profile)],
+            env={**os.environ, "HOME": str(home)}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.session = False
+        try:
+            self.marionette = Marionette(host="127.0.0.1", port=self.port)
+            self.marionette.start_session(timeout=60)
+            self.session = True
+            self.marionette.timeout.page_load = 30
+        except BaseException:
+            self.close()
+            raise
+        self.started_in = time.monotonic() - start
+
+    def certificate(self) -> dict:
+        """The server certificate of the current tab's page, as Firefox verified it."""
+        with self.marionette.using_context("chrome"):
+            return self.marionette.execute_script(
+                """const info = gBrowser.selectedBrowser.securityUI.secInfo;
+                   return {sha256: info.serverCert.sha256Fingerprint,
+                           issuer: info.serverCert.issuerCommonName,
+                           chain: info.succeededCertChain.map((c) => c.sha256Fingerprint)};""")
+
+    def close(self) -> None:
+        if self.session:
+            self.session = False
+            with contextlib.suppress(Exception):
+                self.marionette.delete_session()
+        with contextlib.suppress(Exception):
+            self.marionette.cleanup()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        # Content processes are in the same group: none may outlive the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None:
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 # --- certificates on disk, read independently of the code under test
