@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
-FOLDERS = ("broker", "common", "actors", "scanbridge", "tests", "bench", "docs", "ini")
+FOLDERS = ("broker", "common", "actors", "scanbridge", "tests", "bench", "docs", "ini",
+           "packaging")
 PACKAGES = ("broker", "common", "actors", "scanbridge", "tests", "bench")
 
 # A path starts at one of FOLDERS, not inside a longer path or a URL (/scanbridge/x.js).
