@@ -55,6 +55,17 @@ def operations(cls: type) -> dict[str, Callable]:
     return found
 
 
+class StartRefused(Exception):
+    """Raised by ``on_start`` when the home holds what this release must not run on (a
+    database of a newer release): the runtime logs the one line, with ``code``, and the
+    process exits with ``EXIT_REFUSED`` instead of serving. Not a crash: no traceback."""
+
+    code = "start_refused"  # a subclass names its case
+
+
+EXIT_REFUSED = 65  # EX_DATAERR: the data in the home, not the program, is the problem
+
+
 @dataclass
 class Result:
     """A handler's result with blobs (raw frames sent zero-copy after the header)."""

@@ -33,7 +33,7 @@ import zmq
 
 from . import __version__, faults, logs
 from . import config as configlib
-from .actor import Actor
+from .actor import EXIT_REFUSED, Actor, StartRefused
 from .client import Client, CurveKeys, dealer
 from .executors import Executor, Handlers, InlineExecutor, PoolExecutor
 from .messages import TICK, Event, Outcome, Publish, Reply, Request, TickDone
@@ -205,6 +205,9 @@ class Runtime:
         self.actor._publish = self._publish
         try:
             self.actor.on_start()
+        except StartRefused as exc:
+            self.log.error("start refused", code=exc.code, reason=str(exc))
+            return EXIT_REFUSED
         except Exception:
             self.log.exception("on_start failed")
             return 1
@@ -393,6 +396,6 @@ def main(actor_class: type[Actor], endpoint: str | None = None,
     except Exception:
         logs.Log(actor_class.service).exception("actor failed")
         status = 1
-    if status == 0:
+    if status in (0, EXIT_REFUSED):  # a refusal is said in the log; no fault to keep
         faults.remove_fault_file(fault_file)
     sys.exit(status)

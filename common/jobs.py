@@ -31,7 +31,7 @@ from typing import Any
 from broker.actor import operation
 from broker.protocol import Error
 
-from .sqlite import connect
+from .sqlite import Schema, connect
 
 
 class JobState(enum.StrEnum):
@@ -61,12 +61,13 @@ class JobTable:
     (one connection, one lock: the rows are few and short).
 
     A subclass declares its ``kind`` (the word in errors and event topics), its ``schema``
-    (a ``jobs`` table with at least ``id, session, state, error, created, updated``), the
-    columns stored as JSON, and how a row reads (``record``).
+    (a ``jobs`` table with at least ``id, session, state, error, created, updated``; a
+    ``common.sqlite.Schema``, whose version the file carries), the columns stored as JSON,
+    and how a row reads (``record``).
     """
 
     kind = "job"
-    schema = ""
+    schema: Schema
     json_columns: tuple[str, ...] = ("error",)
     hidden: tuple[JobState, ...] = ()  # states a caller never sees (answered not_found)
     durable = False  # synchronous=FULL (see common.sqlite.connect)
@@ -74,8 +75,7 @@ class JobTable:
     def __init__(self, folder: Path):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.db = connect(folder / "jobs.db", durable=self.durable)
-        self.db.executescript(self.schema)
+        self.db = connect(folder / "jobs.db", durable=self.durable, schema=self.schema)
         self.lock = threading.Lock()
 
     def close(self) -> None:
@@ -160,14 +160,15 @@ class ScanJobs(JobTable):
 
     kind = "scan"
     json_columns = ("request", "images", "error")
-    schema = """
+    # Version 1 is what 0.1.0 wrote (broker/jobstore.py then, without a version stamp).
+    schema = Schema("a scan job table", """
     CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY, session TEXT NOT NULL, source TEXT NOT NULL,
         state TEXT NOT NULL, request TEXT NOT NULL, images TEXT NOT NULL DEFAULT '[]',
         error TEXT, created REAL NOT NULL, updated REAL NOT NULL
     );
     CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session);
-    """
+    """)
 
     def create(self, job: str, session: str, source: str, request: dict) -> None:
         """A job that starts running now."""

@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from broker.protocol import Error
-from common.sqlite import connect
+from common.sqlite import Schema, connect
 
 from .imaging import describe_mode
 from .pagefiles import PageFiles, new_id
 
-SCHEMA = """
+# Version 1 is what 0.1.0 wrote (without a version stamp); a change is a step appended to
+# ``migrations`` (common/sqlite.py), never an edit of these lines.
+SCHEMA = Schema("the buffer's index", """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -65,7 +67,7 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (image, seq)
 );
 CREATE INDEX IF NOT EXISTS versions_file ON versions(file);
-"""
+""")
 
 # The newest version of every image of a session, in page order.
 CURRENT = """
@@ -83,7 +85,7 @@ class Store(PageFiles):
         super().__init__(root, disk_limit)
         self.index = root / "index.sqlite"
         self._local = threading.local()
-        self.db().executescript(SCHEMA)  # runs as its own transaction
+        self.db()  # made, or brought to SCHEMA's version, now: a refusal stops the start
 
     # --- SQLite
 
@@ -91,7 +93,8 @@ class Store(PageFiles):
         db = getattr(self._local, "db", None)
         if db is None:
             # durable: a commit survives a power cut too; a connection per thread
-            db = connect(self.index, durable=True, shared=False, foreign_keys=True)
+            db = connect(self.index, durable=True, shared=False, foreign_keys=True,
+                         schema=SCHEMA)
             self._local.db = db
         return db
 

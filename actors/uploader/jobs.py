@@ -23,8 +23,11 @@ from typing import Any
 
 from broker.protocol import Error
 from common.jobs import FINAL_STATES, JobState, JobTable
+from common.sqlite import Schema
 
-SCHEMA = """
+# Version 1 is what 0.1.0 wrote (without a version stamp); a change is a step appended to
+# ``migrations`` (common/sqlite.py), never an edit of these lines.
+SCHEMA = Schema("the upload queue", """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     session TEXT NOT NULL,
@@ -44,7 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, next_at);
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session);
-"""
+""")
 
 
 class UploadJobs(JobTable):
