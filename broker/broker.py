@@ -434,6 +434,7 @@ class Broker:
 def main() -> None:
     cfg = configlib.load_or_exit()
     logs.setup("broker", cfg.log.level)
+    configlib.log_warnings(cfg, log)
     fault_file = install_fault_handlers(cfg.home, "broker")
     broker = Broker(cfg)
     signal.signal(signal.SIGTERM, broker.stop)

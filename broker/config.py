@@ -9,9 +9,11 @@ reads (``supervisor.conf``, the shipped ini files and ``sane.d``, the docs) are 
 default ini files on its first start (``Home.seed``).
 
 The ini files are ``DSConfiguration.ini`` (ports, limits, timings), ``service.ini``
-(names) and ``user_config.ini`` (access). A missing file means "all defaults". An unknown
-section or key, or a bad value, raises ``ConfigError`` whose text is ``file:line: key:
-reason`` - the CLI prints it as it is, never a traceback.
+(names) and ``user_config.ini`` (access). A missing file means "all defaults". A bad
+value, or a line that is not a setting, raises ``ConfigError`` whose text is
+``file:line: key: reason`` - the CLI prints it as it is, never a traceback; an unknown
+section or key is a warning instead (``config_unused``: an older file must not stop an
+upgrade).
 
 Every key is declared once in ``SCHEMA`` (``config_schema``) with its default, its parser
 (``config_values``) and a one-line meaning; ``docs/configuration.md`` and the shipped files
@@ -27,12 +29,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+from . import config_unused as unused
 from .config_schema import SCHEMA, Key
+from .config_unused import ConfigWarning
 # Read through this module by the gateway, the uploader, the CLI and the broker.
 from .config_values import (CurveClient, parse_origin, parse_upload_target,  # noqa: F401
                             path_escape)
+
+if TYPE_CHECKING:
+    from .logs import Log
 
 # Where the packages are: the checkout when running from one (site-packages when installed).
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -118,33 +125,38 @@ def _schema_key(section: dict[str, Key], key: str) -> Key | None:
     return None
 
 
-def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
-    """Values of one ini file (defaults filled in); raises ConfigError on any problem."""
+def load_file(path: Path, name: str,
+              warnings: list[ConfigWarning] | None = None) -> dict[str, dict[str, Any]]:
+    """Values of one ini file (defaults filled in). Lines read but not used (unknown keys
+    and sections, the commercial service's keys) are added to ``warnings``; anything else
+    wrong raises ConfigError (``config_unused`` says which is which, and why)."""
     schema = SCHEMA[name]
     values = {sec: {k: spec.parse(spec.default) for k, spec in keys.items() if "*" not in k}
               for sec, keys in schema.items()}
     if not path.exists():
         return values
+    found: list[ConfigWarning] = []
     seen_sections: set[str] = set()
     seen: set[tuple[str, str]] = set()
     for item in read_ini(path):
         if isinstance(item, tuple):
             section, number = item
-            if section not in schema:
-                known = ", ".join(f"[{s}]" for s in schema if s)
-                raise ConfigError(f"{path}:{number}: [{section}]: unknown section "
-                                  f"(this file has {known})")
             if section in seen_sections:
                 raise ConfigError(f"{path}:{number}: [{section}]: section written twice")
             seen_sections.add(section)
+            if section not in schema:
+                found.append(unused.unknown_section(path, number, section, schema))
             continue
         spec = _schema_key(schema.get(item.section, {}), item.key)
-        if spec is None and not item.section:
-            raise ConfigError(f"{path}:{item.number}: {item.key}: key before any [section]")
         if spec is None:
-            known = ", ".join(schema[item.section])
-            raise ConfigError(f"{path}:{item.number}: {item.key}: unknown key in "
-                              f"[{item.section}] (known: {known})")
+            warning = unused.commercial(path, name, item.number, item.key)
+            # The keys of an unknown section go unsaid: its header was warned about.
+            if warning is None and (item.section in schema or not item.section):
+                warning = unused.unknown_key(path, item.number, item.key, item.section,
+                                             schema)
+            if warning is not None:
+                found.append(warning)
+            continue
         if (item.section, item.key) in seen:
             raise ConfigError(f"{path}:{item.number}: {item.key}: key written twice")
         seen.add((item.section, item.key))
@@ -152,6 +164,8 @@ def load_file(path: Path, name: str) -> dict[str, dict[str, Any]]:
             values[item.section][item.key] = spec.parse(item.value)
         except ValueError as exc:
             raise ConfigError(f"{path}:{item.number}: {item.key}: {exc}") from None
+    if warnings is not None:
+        warnings.extend(found)
     return values
 
 
@@ -258,6 +272,7 @@ class Config(SimpleNamespace):
     """
 
     home: Home
+    warnings: list[ConfigWarning]  # lines read but not used (see config_unused)
 
     def ocr_workers(self) -> int:
         return self.ocr.ocr_workers or os.cpu_count() or 1
@@ -268,16 +283,25 @@ class Config(SimpleNamespace):
 
 
 def load(home: Home | None = None) -> Config:
-    """Read and check all three ini files of ``home``; raise ConfigError on any problem."""
+    """Read and check all three ini files of ``home``; raise ConfigError on any problem
+    (lines read but not used are ``warnings``)."""
     home = home or Home()
     sections: dict[str, SimpleNamespace] = {}
+    warnings: list[ConfigWarning] = []
     for name in INI_FILES:
-        for section, values in load_file(home.ini / name, name).items():
+        for section, values in load_file(home.ini / name, name, warnings).items():
             # Sections of the same name in two files share one namespace.
             sections.setdefault(section or "access", SimpleNamespace()).__dict__.update(values)
-    cfg = Config(home=home, **sections)
+    cfg = Config(home=home, warnings=warnings, **sections)
     _check_together(cfg)
     return cfg
+
+
+def log_warnings(cfg: Config, log: "Log") -> None:
+    """Each warning as one record of a program's log, at its start."""
+    for warning in cfg.warnings:
+        log.warning("configuration line not used", file=str(warning.path), line=warning.line,
+                    key=warning.key, reason=warning.reason)
 
 
 def _check_together(cfg: Config) -> None:

@@ -389,6 +389,7 @@ def main(actor_class: type[Actor], endpoint: str | None = None,
     its broker ``endpoint`` and CURVE keys, and its ``program`` name for fault files."""
     cfg = configlib.load_or_exit()
     logs.setup(actor_class.service, cfg.log.level)
+    configlib.log_warnings(cfg, logs.Log(actor_class.service))
     fault_file = faults.install_fault_handlers(cfg.home, program or actor_class.service)
     try:
         actor = actor_class(cfg)

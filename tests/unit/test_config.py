@@ -156,15 +156,8 @@ BAD = [
     (DS, "[network]\nbind = localhost\n", "2: bind: 'localhost' is not an IP address"),
     (DS, "[broker]\ntcp_endpoint = tcp://0.0.0.0:99999\n",
      "2: tcp_endpoint: 'tcp://0.0.0.0:99999' is not an endpoint like tcp://0.0.0.0:18640"),
-    (DS, "[ports]\nhtpp = 1\n", "2: htpp: unknown key in [ports] (known: http, https)"),
-    (DS, "[ondemand]\n_idle_stop = 5\n",
-     "2: _idle_stop: unknown key in [ondemand] (known: programs, idle_stop, *_idle_stop)"),
     (DS, "[ondemand]\nscanner_idle_stop = -1\n",
      "2: scanner_idle_stop: -1 is out of range 0..86400"),
-    (DS, "[limits]\nscanner_idle_stop = 5\n",
-     "2: scanner_idle_stop: unknown key in [limits] (known: max_body_mb, max_image_megapixels, "
-     "max_import_mb, max_pdf_pages)"),
-    (DS, "[port]\nhttp = 1\n", f"1: [port]: unknown section (this file has {DS_SECTIONS})"),
     (DS, "[ports]\nhttp = 1\nhttp = 2\n", "3: http: key written twice"),
     (DS, "[ondemand]\nocr_idle_stop = 1\nocr_idle_stop = 2\n",
      "3: ocr_idle_stop: key written twice"),
@@ -176,12 +169,10 @@ BAD = [
     (DS, "[ocr]\ndefault_lang = eng+de u\n",
      "2: default_lang: 'eng+de u' is not a Tesseract language list like eng or deu+eng"),
     (DS, "[ocr]\nocr_workers = -1\n", "2: ocr_workers: -1 is out of range 0..256"),
-    (DS, "http = 18622\n[ports]\n", "1: http: key before any [section]"),
     (DS, "[ports]\nthis is not a setting\n", "2: this is not a setting: not 'key = value'"),
     (DS, "[ports\nhttp = 1\n", "1: [ports: section header lacks ']'"),
     ("service.ini", "[service]\nname = Scan Bridge\n",
      "2: name: 'Scan Bridge' is not a program name"),
-    ("service.ini", "[access]\n", "1: [access]: unknown section (this file has [service])"),
     ("user_config.ini", "[access]\nallowed_origins = https://a.example.com, ftp://b.example.com\n",
      "2: allowed_origins: 'ftp://b.example.com' is not an origin like https://app.example.com"),
     ("user_config.ini", "[access]\nallowed_origins = https://a.example.com/app\n",
@@ -197,6 +188,80 @@ def test_a_bad_file_raises_one_exact_file_line_key_reason_message(tmp_path, name
                                                                     where_and_reason):
     path = write(tmp_path, name, text)
     assert error_of(tmp_path) == f"{path}:{where_and_reason}"
+
+
+# --- lines read but not used: a warning each, the rest of the file applies
+
+WARNED = [
+    (DS, "[ports]\nhtpp = 1\n",
+     "2: htpp: unknown key in [ports], not used (known: http, https)"),
+    (DS, "[ondemand]\n_idle_stop = 5\n",
+     "2: _idle_stop: unknown key in [ondemand], not used (known: programs, idle_stop, "
+     "*_idle_stop)"),
+    (DS, "[limits]\nscanner_idle_stop = 5\n",
+     "2: scanner_idle_stop: unknown key in [limits], not used (known: max_body_mb, "
+     "max_image_megapixels, max_import_mb, max_pdf_pages)"),
+    (DS, "[gateway]\nhttp = 1\n", "2: http: unknown key in [gateway], not used (it is a key "
+     "of [ports])"),
+    (DS, "[port]\nhttp = 1\nhttps = 2\n",
+     f"1: [port]: unknown section, not used (its keys neither; this file has {DS_SECTIONS})"),
+    (DS, "http = 18622\n[ports]\n",
+     "1: http: unknown key above the first [section], not used (it is a key of [ports])"),
+    (DS, "bogus = 1\n", "1: bogus: unknown key above the first [section], not used (known: "
+     "Access-Control-Allow-Origin)"),
+    ("service.ini", "name = x\n[service]\n",
+     "1: name: unknown key above the first [section], not used (it is a key of [service])"),
+    ("service.ini", "bogus = x\n",
+     "1: bogus: unknown key above the first [section], not used (keys belong in a [section])"),
+    ("service.ini", "[access]\n",
+     "1: [access]: unknown section, not used (its keys neither; this file has [service])"),
+    ("user_config.ini", "[access]\nallowed_origin = https://a.example.com\n",
+     "2: allowed_origin: unknown key in [access], not used (known: allowed_origins, "
+     "upload_targets, local_users)"),
+    # The commercial service's own keys (broker/config_unused.py says where they are named).
+    (DS, "Server=192.168.8.221\n", "1: Server: a setting of the commercial service's "
+     "DSConfiguration.ini, not used by Scanbridge ([network] bind sets the addresses "
+     "Scanbridge listens on)"),
+    (DS, "[log]\nLOGLEVEL = 14\n", "2: LOGLEVEL: a setting of the commercial service's "
+     "DSConfiguration.ini, not used by Scanbridge ([log] level sets how much Scanbridge "
+     "logs)"),
+    (DS, "EnableWebSetup=TRUE\n", "1: EnableWebSetup: a setting of the commercial service's "
+     "DSConfiguration.ini, not used by Scanbridge (Scanbridge has no setup page; these ini "
+     "files are its settings (scanbridge doctor checks them))"),
+]
+
+
+@pytest.mark.parametrize("name, text, where_and_reason", WARNED)
+def test_an_unknown_key_or_section_is_one_warning_and_not_a_refusal(tmp_path, name, text,
+                                                                    where_and_reason):
+    path = write(tmp_path, name, text)
+    cfg = load(Home(tmp_path))
+    assert [str(w) for w in cfg.warnings] == [f"{path}:{where_and_reason}"]
+    assert cfg.warnings[0].path == path
+
+
+def test_a_file_of_another_release_applies_its_known_keys_and_warns_of_the_rest(tmp_path):
+    path = write(tmp_path, DS, "Server=0.0.0.0\n[ports]\nhttp = 18700\nold_key = 1\n"
+                               "[retired]\nwhatever = 2\n[log]\nlevel = debug\n")
+    cfg = load(Home(tmp_path))
+    assert (cfg.ports.http, cfg.log.level) == ([18700], "debug")
+    assert [(w.line, w.key) for w in cfg.warnings] == [(1, "Server"), (4, "old_key"),
+                                                       (5, "[retired]")]
+    assert all(str(w).startswith(f"{path}:") for w in cfg.warnings)
+    assert load(Home(tmp_path / "empty")).warnings == []
+
+
+def test_a_bad_value_is_still_refused_though_the_file_also_has_unknown_keys(tmp_path):
+    path = write(tmp_path, DS, "[ports]\nold_key = 1\nhttp = 1x\n")
+    assert error_of(tmp_path) == f"{path}:3: http: '1x' is not a whole number"
+
+
+def test_load_file_adds_its_warnings_to_the_list_it_is_given(tmp_path):
+    path = write(tmp_path, "service.ini", "[service]\nold = 1\n")
+    assert load_file(path, "service.ini") == defaults("service.ini")  # none asked: none
+    warnings: list = []
+    load_file(path, "service.ini", warnings)
+    assert [w.key for w in warnings] == ["old"]
 
 
 def test_the_message_counts_lines_including_comments_and_blank_lines(tmp_path):
@@ -339,8 +404,9 @@ def test_a_wildcard_origin_is_refused_with_the_reason(tmp_path):
                                         "let every web site use")
 
 
-def test_other_keys_above_the_sections_are_refused(tmp_path):
+def test_other_keys_above_the_sections_are_not_used_and_warned_about(tmp_path):
     path = write(tmp_path, "service.ini", "name = x\n[service]\n")
-    with pytest.raises(ConfigError) as caught:
-        load_file(path, "service.ini")
-    assert str(caught.value) == f"{path}:1: name: key before any [section]"
+    warnings: list = []
+    assert load_file(path, "service.ini", warnings) == defaults("service.ini")
+    assert [str(w) for w in warnings] == [f"{path}:1: name: unknown key above the first "
+                                          "[section], not used (it is a key of [service])"]
