@@ -17,7 +17,8 @@ naming it, and without the actor importing the CLI::
 
 A handler returns the exit status or calls ``fail()``. Every failure is one line on stderr
 and a non-zero status: 1 for a failed operation, 2 for bad usage or input, 3 when the
-service is not running, 78 for bad configuration.
+service is not running, 65 for a home written by a newer release (a database at a schema
+version this one does not know), 78 for bad configuration.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from typing import Callable, Iterator, NoReturn
 
 from broker import config as configlib
 from broker import supervision
+from broker.actor import EXIT_REFUSED
 from broker.client import Client
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 1, 2, 3, 78
+EXIT_NEWER_HOME = EXIT_REFUSED  # 65, what the program owning such a database exits with
 
 Handler = Callable[[configlib.Home, argparse.Namespace], int]
 Builder = Callable[[argparse.ArgumentParser], None]

@@ -14,16 +14,20 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
+from pathlib import Path
 from typing import Iterator
 
 from broker import config as configlib
 from broker import supervision
 from common.commands import DOCTOR_CHECKS, Check, command, doctor_check
+from common.sqlite import Schema, SchemaTooNew, stored_version
 
 PACKAGES_FILE = configlib.shipped("system-packages.txt")
-ORDER = ("config", "home", "packages", "service", "sane", "curve", "certificates")
+ORDER = ("config", "home", "databases", "packages", "service", "sane", "curve",
+         "certificates")
 
 
 def system_packages(when: tuple[str, ...] = ("run",)) -> list[str]:
@@ -38,10 +42,63 @@ def system_packages(when: tuple[str, ...] = ("run",)) -> list[str]:
 @doctor_check("config")
 def check_config(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
     try:
-        configlib.load(home)
+        cfg = configlib.load(home)
         yield "ok", f"configuration in {home.ini} is valid", ""
     except configlib.ConfigError as exc:
         yield "FAIL", f"configuration: {exc}", "correct that line (docs/configuration.md)"
+        return
+    for warning in cfg.warnings:
+        yield "warn", f"configuration: {warning}", \
+            "nothing stops; remove the line to silence this (docs/configuration.md)"
+
+
+def databases(home: configlib.Home) -> list[tuple[str, Path, Schema]]:
+    """(program, file, schema) of every database the service keeps in the home."""
+    from actors.buffer.store import SCHEMA as BUFFER  # here: what only doctor needs
+    from actors.uploader.jobs import SCHEMA as UPLOADS
+    from common.jobs import ScanJobs
+    return [("buffer", home.buffer / "index.sqlite", BUFFER),
+            ("uploader", home.upload / "jobs.db", UPLOADS),
+            ("scanner", home.cache / "scanner" / "jobs.db", ScanJobs.schema),
+            ("camera", home.cache / "camera" / "jobs.db", ScanJobs.schema)]
+
+
+def newer_databases(home: configlib.Home) -> list[SchemaTooNew]:
+    """The databases of the home that a newer release wrote: their programs refuse to
+    start (common/sqlite.py), so ``scanbridge start|run`` does not start at all."""
+    found = []
+    for _, path, schema in databases(home):
+        try:
+            version = stored_version(path)
+        except sqlite3.Error:
+            continue  # not for this check to judge: the program opening it says what is wrong
+        if version is not None and version > schema.version:
+            found.append(SchemaTooNew(path, schema, version))
+    return found
+
+
+@doctor_check("databases")
+def check_databases(home: configlib.Home, cfg: configlib.Config | None) -> Iterator[Check]:
+    """Schema versions, read without changing a file (see common/sqlite.py)."""
+    for program, path, schema in databases(home):
+        try:
+            found = stored_version(path)
+        except sqlite3.Error as exc:
+            yield "FAIL", f"{path}: cannot be read: {exc}", f"scanbridge logs {program}"
+            continue
+        if found is None:
+            continue  # made when the program first needs it
+        if found > schema.version:
+            yield "FAIL", f"{path}: {schema.name} is at schema version {found}, written by " \
+                f"a newer Scanbridge than this one (it knows {schema.version}): the " \
+                f"{program} does not start, and the file is left as it is", \
+                "install that newer release again; a downgrade would lose its data " \
+                "(docs/operations.md, \"Upgrades and downgrades\")"
+        elif found < schema.version:
+            yield "ok", f"{path}: schema version {found}, brought to {schema.version} " \
+                f"when the {program} starts", ""
+        else:
+            yield "ok", f"{path}: schema version {found}", ""
 
 
 def writable(folder) -> bool:

@@ -17,7 +17,8 @@
     scanbridge --version                the version of this install
 
 Every failure is one line on stderr and a non-zero exit status: 1 for a failed operation,
-2 for bad usage or input, 3 when the service is not running, 78 for bad configuration.
+2 for bad usage or input, 3 when the service is not running, 65 for a home written by a
+newer release, 78 for bad configuration.
 
 The commands come from the registry in ``common/commands.py``: this package's modules
 (one per command group) and the ``commands`` module of any actor package register there.

@@ -25,7 +25,10 @@ from broker import logs, supervision
 from broker.client import Client
 from broker.procutil import last_lines, pid_alive
 from broker.protocol import Error
-from common.commands import EXIT_FAILED, EXIT_USAGE, command, fail, load_config, not_running
+from common.commands import (EXIT_FAILED, EXIT_NEWER_HOME, EXIT_USAGE, command, fail,
+                             load_config, not_running)
+
+from .doctor import newer_databases
 
 START_WAIT = 30.0  # seconds `start` waits for the programs to run
 HTTPS_WAIT = 10.0  # seconds it then waits for the HTTPS ports
@@ -48,6 +51,10 @@ def prepare(home: configlib.Home) -> configlib.Config:
     """Check everything start-up needs; then the daemon can only fail for new reasons."""
     os.umask(home.UMASK)  # supervisord and every program inherit it, `run` included
     cfg = load_config(home)
+    for warning in cfg.warnings:  # each program logs them too; here they are seen at once
+        print(f"scanbridge: warning: {warning}", file=sys.stderr)
+    for refused in newer_databases(home):  # its program would refuse to start, after a while
+        fail(f"{refused} (see: scanbridge doctor)", EXIT_NEWER_HOME)
     try:
         for problem in home.ensure():
             print(f"scanbridge: warning: {problem} (see: scanbridge doctor)", file=sys.stderr)
