@@ -297,7 +297,7 @@ def load(home: Home | None = None) -> Config:
     return cfg
 
 
-def log_warnings(cfg: Config, log: "Log") -> None:
+def log_warnings(cfg: Config, log: Log) -> None:
     """Each warning as one record of a program's log, at its start."""
     for warning in cfg.warnings:
         log.warning("configuration line not used", file=str(warning.path), line=warning.line,
