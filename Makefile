@@ -16,12 +16,8 @@ APT_TEST   := $(shell awk '$$2 == "run" || $$2 == "build" || $$2 == "test" {prin
 run: system-run venv
 	$(VENV)/bin/scanbridge run
 
-# Modules run in parallel (one worker per core, at most 4): a module and its service stay
-# on one worker (--dist loadfile), and each worker takes its own free ports.
-TEST_JOBS  ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; echo $$n)
-
 test: system-test venv-test
-	$(VPY) -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(VPY) -m pytest
 
 # The fast tier alone: no processes, under a minute.
 unit: venv-test

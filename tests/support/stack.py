@@ -18,21 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 _GIVEN: set[int] = set()  # ports free_port() handed out in this process
-_LANES = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-_LANE = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 
 
 def free_port() -> int:
     """A port nothing listens on, never one handed out before in this process: the kernel
     may offer a port it just freed again, and a service then got the same port for HTTP
-    and HTTPS. Under pytest-xdist each worker takes only the ports of its own lane (port
-    modulo the number of workers), so two workers never pick the same port between its
-    test and its service's bind."""
+    and HTTPS."""
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port not in _GIVEN and port % _LANES == _LANE:
+        if port not in _GIVEN:
             _GIVEN.add(port)
             return port
 
