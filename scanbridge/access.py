@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import stat
 from pathlib import Path
@@ -64,16 +65,19 @@ def allow_origin(path: Path, origin: str) -> bool:
 
 
 def keep_owner(path: Path, write) -> None:
-    """Replace ``path`` by ``write(mode)`` keeping the owner, group and mode it had: the
-    system service's /etc/scanbridge files are root:scanbridge 0640, and one that root
-    rewrote as root:root would shut the service out. A new file is private (camera URLs
-    may hold passwords)."""
+    """Replace ``path`` by ``write(mode)`` keeping the owner and group it had: the system
+    service's /etc/scanbridge files are root:scanbridge 0640, and one that root rewrote as
+    root:root would shut the service out. Camera URLs may hold passwords, so the file is
+    never left for others, and the group keeps its read only where it is a group of its
+    own (the service's), not the owner's primary group: a home's files stay 0600."""
     try:
         before = path.stat()
     except FileNotFoundError:
         write(0o600)
         return
-    mode = stat.S_IMODE(before.st_mode)
+    mode = stat.S_IMODE(before.st_mode) & 0o600
+    if before.st_mode & stat.S_IRGRP and before.st_gid != primary_group(before.st_uid):
+        mode |= stat.S_IRGRP
     write(mode)
     after = path.stat()
     if (after.st_uid, after.st_gid) != (before.st_uid, before.st_gid):
@@ -83,6 +87,13 @@ def keep_owner(path: Path, write) -> None:
             pass  # not root: the file stays this user's
     if stat.S_IMODE(after.st_mode) != mode:  # the umask (077) took the group's read
         os.chmod(path, mode)
+
+
+def primary_group(uid: int) -> int | None:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return None
 
 
 def build(parser: argparse.ArgumentParser) -> None:

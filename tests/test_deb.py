@@ -200,7 +200,7 @@ def test_both_units_pass_systemd_analyze_verify(machine, tmp_path):
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
     user = deb.run(["systemd-analyze", "--user", "verify", deb.USER_UNIT], "verify",
-                   check=False, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+                   check=False, env={**deb.ADMIN_ENV, "XDG_RUNTIME_DIR": str(runtime)})
     assert user.returncode == 0 and user.stderr == "", user.stderr
     unit = deb.parse_unit(deb.SYSTEM_UNIT)
     assert unit["ExecStart"] == f"{deb.COMMAND} run" and unit["User"] == deb.ACCOUNT
@@ -221,7 +221,7 @@ def test_the_service_runs_as_its_unit_says_scans_and_queues_an_upload(machine):
             "access": {"upload_targets": f"http://127.0.0.1:{machine.refusing}/in/"}})}
     # The documented way to allow an origin keeps the file the service's to read.
     deb.run(["env", f"SCANBRIDGE_CONFIG={deb.CONFIG}", deb.COMMAND, "allow", APP],
-            "scanbridge allow", env={**os.environ, "HOME": str(machine.tmp)})
+            "scanbridge allow", env={**deb.ADMIN_ENV, "HOME": str(machine.tmp)})
     info = (deb.CONFIG / "user_config.ini").stat()
     assert (info.st_uid, grp.getgrgid(info.st_gid).gr_name, oct(info.st_mode & 0o777)) == \
         (0, deb.ACCOUNT, "0o640")

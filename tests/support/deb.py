@@ -47,8 +47,15 @@ BUILD_SECONDS = 1500  # a first build downloads every dependency and builds pyth
 DPKG_SECONDS = 300
 
 
+# An administrator's shell, not the test run's: `make test` exports SCANBRIDGE_HOME (the
+# checkout), which the installed command, runuser and the maintainer scripts would follow.
+ADMIN_ENV = {k: v for k, v in os.environ.items()
+             if not k.startswith("SCANBRIDGE_") and k != "PYTHONPATH"}
+
+
 def run(argv: list, what: str, timeout: float = 120, check: bool = True,
         **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", ADMIN_ENV)
     done = subprocess.run([str(a) for a in argv], text=True, capture_output=True,
                           timeout=timeout, **kwargs)
     if check:
@@ -76,7 +83,7 @@ def build(version: str) -> tuple[Path, float, bool]:
 
 def dpkg(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """dpkg without questions: a locally changed conffile is kept (a test changes two)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {**ADMIN_ENV, "DEBIAN_FRONTEND": "noninteractive"}
     return run(["dpkg", "--force-confdef", "--force-confold", *args], f"dpkg {args[0]}",
                timeout=DPKG_SECONDS, check=check, env=env)
 
